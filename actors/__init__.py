@@ -1,0 +1,7 @@
+"""Dramatiq actors: thin steps that load ids, call a pipeline, record progress, enqueue next.
+
+Importing this package builds nothing; ``actors.broker.setup_broker()`` does, explicitly.
+"""
+
+# Modules whose @job actors are bound when the broker is set up. Later pipelines add theirs.
+ACTOR_MODULES: tuple[str, ...] = ("actors.system",)

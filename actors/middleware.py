@@ -1,0 +1,157 @@
+"""Worker middleware of ours. Ordered and explained in ``actors.broker.build_broker``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware, Retries
+
+from ops.logging import log_event
+
+log = logging.getLogger("actors")
+
+
+class SafeRetries(Retries):
+    """Dramatiq's Retries, but a retry that cannot be enqueued is not lost.
+
+    Retries re-enqueues the message (with a delay) from ``after_process_message`` and the
+    worker acks the original afterwards. If that enqueue raises, Dramatiq logs it and acks
+    anyway: the job is gone. Here the failure marks the message so our consumer's ack
+    leaves it in SQS to be redelivered instead.
+    """
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        try:
+            super().after_process_message(broker, message, result=result, exception=exception)
+        except Exception:
+            log.exception("retry could not be enqueued; leaving the message for redelivery")
+            message._academy_redeliver = True  # type: ignore[attr-defined]
+
+
+class JobEvents(Middleware):
+    """``SQS_MESSAGE_RECEIVED`` / ``SQS_JOB_COMPLETED`` log events with timings.
+
+    queue_wait_sec: from the message's enqueue time to the start of processing;
+    processing_duration: the actor's run; total_duration: enqueue to completion.
+    """
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    @staticmethod
+    def _fields(message: MessageProxy) -> dict[str, Any]:
+        kwargs = message.kwargs or {}
+        return {
+            "actor": message.actor_name,
+            "queue": message.queue_name,
+            "message_id": message.message_id,
+            "job_id": kwargs.get("job_id"),
+            "request_id": kwargs.get("request_id") or "",
+            "retries": message.options.get("retries", 0),
+        }
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        now = time.time()
+        self._started[message.message_id] = now
+        log_event(
+            log,
+            "SQS_MESSAGE_RECEIVED",
+            queue_wait_sec=round(now - message.message_timestamp / 1000, 3),
+            **self._fields(message),
+        )
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        now = time.time()
+        started = self._started.pop(message.message_id, now)
+        fields = self._fields(message)
+        timing: dict[str, Any] = {
+            "processing_duration": round(now - started, 3),
+            "total_duration": round(now - message.message_timestamp / 1000, 3),
+        }
+        if exception is None:
+            log_event(log, "SQS_JOB_COMPLETED", **timing, **fields)
+        else:
+            log_event(
+                log,
+                "SQS_JOB_FAILED",
+                logging.WARNING,
+                error=f"{type(exception).__name__}: {exception}",
+                will_retry=not message.failed,
+                **timing,
+                **fields,
+            )
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        self._started.pop(message.message_id, None)
+
+
+class FailJobWhenExhausted(Middleware):
+    """Marks the message's Job FAILED (with the last error) once its retries are exhausted.
+
+    Placed before Retries in the middleware list, so its ``after_process_message`` runs
+    after Retries has decided (Dramatiq runs the "after" hooks in reverse order).
+    """
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None or not message.failed:
+            return
+        job_id = (message.kwargs or {}).get("job_id")
+        if not job_id:
+            return
+        from actors.jobs import fail_job
+
+        reason = f"{type(exception).__name__}: {exception}"
+        _run_on_worker_loop(fail_job(job_id, reason))
+
+
+class DatabasePool(Middleware):
+    """Opens the asyncpg pool on the worker's event loop at boot and closes it at shutdown."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from models.db import start_pool
+
+        _run_on_worker_loop(start_pool(max_size=4))
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        from models.db import close_pool
+
+        try:
+            _run_on_worker_loop(close_pool())
+        except Exception:
+            log.exception("closing the database pool failed")
+
+
+def _run_on_worker_loop(coro: Any) -> Any:
+    """Run a coroutine on the AsyncIO middleware's loop (where the pool lives)."""
+    from dramatiq.asyncio import get_event_loop_thread
+
+    thread = get_event_loop_thread()
+    if thread is None:
+        return asyncio.run(coro)
+    return thread.run_coroutine(coro)

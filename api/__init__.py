@@ -1,0 +1,1 @@
+"""The HTTP API (Litestar). ``api.app.create_app()`` builds it."""

@@ -1,0 +1,150 @@
+"""Builds the Litestar application: ``create_app()``.
+
+Run: ``uvicorn api.app:create_app --factory`` (``just dev`` does this for you).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from litestar import Litestar, Router
+from litestar.datastructures import MutableScopeHeaders
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
+
+from api.auth import AuthController, provide_principal, provide_scope
+from api.errors import EXCEPTION_HANDLERS
+from api.health import health
+from api.jobs import JobController
+from models.db import close_pool, configure_db, start_pool
+from ops.logging import bound, configure_logging
+from ops.settings import get_settings
+
+log = logging.getLogger("api")
+
+SWAGGER_STATIC = "/schema/static"
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Binds ``request_id`` (the caller's ``X-Request-ID``, or a new one) to every log
+    record of the request and echoes it back in the response."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = incoming if incoming.replace("-", "").isalnum() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+            await send(message)
+
+        with bound(request_id=request_id):
+            await app(scope, receive, send_with_id)
+
+    return middleware
+
+
+async def _sweep_forever(interval: float) -> None:
+    from actors.jobs import sweep_unsent
+    from models.db import transaction
+    from models.tables import Job
+
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            # One API process sweeps at a time (a transaction-scoped advisory lock).
+            async with transaction():
+                got = await Job.raw(
+                    "SELECT pg_try_advisory_xact_lock(hashtext('academy.job_sweeper')) AS ok"
+                )
+                if got and got[0]["ok"]:
+                    await sweep_unsent()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job sweeper failed")
+
+
+def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    configure_db()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from actors.broker import setup_broker
+
+        if dramatiq_broker_missing():
+            setup_broker(worker=False)
+        if pool:
+            await start_pool()
+        task = (
+            asyncio.create_task(_sweep_forever(max(10.0, settings.job_sweep_after_seconds / 5)))
+            if sweeper
+            else None
+        )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if pool:
+                await close_pool()
+
+    api_v1 = Router(
+        path="/",
+        route_handlers=[AuthController, JobController],
+        dependencies={
+            "principal": Provide(provide_principal),
+            "tenant_scope": Provide(provide_scope),
+        },
+    )
+    openapi = OpenAPIConfig(
+        title="academy API",
+        version="1.0.0",
+        description="Backend for private academies (학원). Errors are RFC 9457 problem+json.",
+        path="/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
+                css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
+                standalone_preset_js_url=f"{SWAGGER_STATIC}/swagger-ui-standalone-preset.js",
+            )
+        ],
+    )
+    return Litestar(
+        route_handlers=[
+            health,
+            api_v1,
+            create_static_files_router(
+                path=SWAGGER_STATIC, directories=[swagger_ui_path], include_in_schema=False
+            ),
+        ],
+        middleware=[request_id_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        lifespan=[lifespan],
+        debug=False,
+    )
+
+
+def dramatiq_broker_missing() -> bool:
+    import dramatiq.broker
+
+    return dramatiq.broker.global_broker is None

@@ -1,0 +1,345 @@
+"""Authentication (JWT access + rotating refresh tokens), role guards and the tenant scope.
+
+* Access tokens are short-lived HS256 JWTs carrying user, tenant and role.
+* Refresh tokens are opaque, stored hashed, and rotate on every use. Tokens issued from one
+  login form a family; presenting an already-used refresh token (a sign it was stolen)
+  revokes the whole family.
+* Login is rate-limited per account (failures) and per client (attempts), counted in
+  Postgres so every API process sees the same numbers.
+* ``tenant_scope`` (a ``TenantScope`` for the caller's tenant) is the only way handlers query
+  tenant data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
+
+from api.errors import ProblemException
+from models.db import transaction
+from models.scope import TenantScope
+from models.tables import LoginAttempt, RefreshToken, Role, Tenant, User
+from ops.passwords import verify_password
+from ops.settings import get_settings
+
+ALGORITHM = "HS256"
+STAFF_ROLES = (Role.owner, Role.admin, Role.teacher, Role.staff)
+
+
+class Principal(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: Role
+    student_id: uuid.UUID | None = None
+
+
+# --- schemas ---------------------------------------------------------------------------
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: str = msgspec.field()
+    password: str
+    tenant: str | None = None  # slug; needed only when the e-mail exists in several academies
+
+
+class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: str
+
+
+class TokenPair(msgspec.Struct):
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "bearer"
+
+
+class TenantInfo(msgspec.Struct):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class Me(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    student_id: uuid.UUID | None
+    tenant: TenantInfo
+
+
+# --- tokens ----------------------------------------------------------------------------
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def issue_access_token(principal: Principal, ttl: int | None = None) -> str:
+    settings = get_settings()
+    now = utcnow()
+    claims: dict[str, Any] = {
+        "sub": str(principal.user_id),
+        "tid": str(principal.tenant_id),
+        "role": principal.role.value,
+        "typ": "access",
+        "iat": now,
+        "exp": now
+        + dt.timedelta(seconds=ttl if ttl is not None else settings.access_token_ttl_seconds),
+        "jti": secrets.token_hex(8),
+    }
+    if principal.student_id:
+        claims["sid"] = str(principal.student_id)
+    return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            get_settings().secret_key,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "tid", "role"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise NotAuthorizedException("access token expired") from None
+    except jwt.PyJWTError:
+        raise NotAuthorizedException("invalid access token") from None
+    if claims.get("typ") != "access":
+        raise NotAuthorizedException("not an access token")
+    try:
+        return Principal(
+            user_id=uuid.UUID(claims["sub"]),
+            tenant_id=uuid.UUID(claims["tid"]),
+            role=Role(claims["role"]),
+            student_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
+        )
+    except (ValueError, KeyError):
+        raise NotAuthorizedException("invalid access token") from None
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _issue_pair(principal: Principal, family: uuid.UUID | None = None) -> TokenPair:
+    settings = get_settings()
+    raw = secrets.token_urlsafe(32)
+    await RefreshToken(
+        tenant=principal.tenant_id,
+        user=principal.user_id,
+        family=family or uuid.uuid4(),
+        token_hash=_hash_token(raw),
+        expires_at=utcnow() + dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
+    ).save()
+    return TokenPair(
+        access_token=issue_access_token(principal),
+        refresh_token=raw,
+        expires_in=settings.access_token_ttl_seconds,
+    )
+
+
+# --- the connection's principal, guards, dependencies ----------------------------------
+
+
+def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    cached = connection.state.get("principal")
+    if isinstance(cached, Principal):
+        return cached
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException("missing bearer token")
+    principal = decode_access_token(token.strip())
+    connection.state["principal"] = principal
+    return principal
+
+
+def require_auth(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    authenticate(connection)
+
+
+def require_roles(
+    *roles: Role,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    allowed = frozenset(roles)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if authenticate(connection).role not in allowed:
+            raise PermissionDeniedException(
+                f"requires one of the roles: {', '.join(sorted(r.value for r in allowed))}"
+            )
+
+    return guard
+
+
+require_staff = require_roles(*STAFF_ROLES)
+require_admin = require_roles(Role.owner, Role.admin)
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    return authenticate(request)
+
+
+async def provide_scope(principal: NamedDependency[Principal]) -> TenantScope:
+    return TenantScope(principal.tenant_id)
+
+
+# --- rate limiting ---------------------------------------------------------------------
+
+
+async def _check_rate_limit(email: str, client: str) -> None:
+    settings = get_settings()
+    since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
+    failures = await LoginAttempt.count().where(
+        (LoginAttempt.email == email)
+        & (LoginAttempt.succeeded.eq(False))
+        & (LoginAttempt.created_at > since)
+    )
+    attempts = await LoginAttempt.count().where(
+        (LoginAttempt.client == client) & (LoginAttempt.created_at > since)
+    )
+    if (
+        failures >= settings.login_max_failures_per_account
+        or attempts >= settings.login_max_attempts_per_client
+    ):
+        raise ProblemException(
+            HTTP_429_TOO_MANY_REQUESTS,
+            "too many login attempts; try again later",
+            headers={"Retry-After": str(settings.login_window_seconds)},
+        )
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+def _client_of(request: Request[Any, Any, Any]) -> str:
+    return (request.client.host if request.client else "unknown")[:64]
+
+
+class AuthController(Controller):
+    path = "/api/v1/auth"
+    tags = ["auth"]
+
+    @post("/login", status_code=HTTP_200_OK, summary="Log in with e-mail and password")
+    async def login(
+        self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
+    ) -> TokenPair:
+        email = data.email.strip().lower()
+        client = _client_of(request)
+        await _check_rate_limit(email, client)
+
+        query = User.select(
+            User.id, User.tenant, User.role, User.student_id, User.password_hash, User.is_active
+        ).where(User.email == email)
+        if data.tenant:
+            query = query.where(User.tenant.slug == data.tenant)
+        candidates = await query
+        if len(candidates) > 1:
+            raise ProblemException(
+                400,
+                "this e-mail belongs to several academies: pass `tenant` (the academy's slug)",
+                type_="/problems/tenant-required",
+            )
+        user = candidates[0] if candidates else None
+        ok = await asyncio.to_thread(
+            verify_password, user["password_hash"] if user else None, data.password
+        )
+        ok = ok and user is not None and bool(user["is_active"])
+        await LoginAttempt(email=email, client=client, succeeded=ok).save()
+        if not ok or user is None:
+            raise NotAuthorizedException("invalid e-mail or password")
+        await User.update({User.last_login_at: utcnow()}).where(User.id == user["id"])
+        principal = Principal(
+            user_id=user["id"],
+            tenant_id=user["tenant"],
+            role=Role(user["role"]),
+            student_id=user["student_id"],
+        )
+        return await _issue_pair(principal)
+
+    @post("/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
+    async def refresh(self, data: JSONBody[RefreshRequest]) -> TokenPair:
+        token_hash = _hash_token(data.refresh_token)
+        async with transaction():
+            rows = await RefreshToken.raw(
+                "SELECT * FROM refresh_token WHERE token_hash = {} FOR UPDATE", token_hash
+            )
+            if not rows:
+                raise NotAuthorizedException("invalid refresh token")
+            row = rows[0]
+            if row["revoked_at"] is not None:
+                raise NotAuthorizedException("refresh token revoked")
+            if row["used_at"] is not None:
+                # Reuse of a rotated token: assume theft, end every session of this login.
+                await RefreshToken.update({RefreshToken.revoked_at: utcnow()}).where(
+                    (RefreshToken.family == row["family"]) & RefreshToken.revoked_at.is_null()
+                )
+                raise ProblemException(
+                    401,
+                    "refresh token reuse detected; this login's sessions are revoked",
+                    type_="/problems/token-reuse",
+                )
+            if row["expires_at"] <= utcnow():
+                raise NotAuthorizedException("refresh token expired")
+            user = (
+                await User.select(User.id, User.tenant, User.role, User.student_id, User.is_active)
+                .where(User.id == row["user"])
+                .first()
+            )
+            if user is None or not user["is_active"]:
+                raise NotAuthorizedException("account disabled")
+            await RefreshToken.update({RefreshToken.used_at: utcnow()}).where(
+                RefreshToken.id == row["id"]
+            )
+            principal = Principal(
+                user_id=user["id"],
+                tenant_id=user["tenant"],
+                role=Role(user["role"]),
+                student_id=user["student_id"],
+            )
+            return await _issue_pair(principal, family=row["family"])
+
+    @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke a refresh token's login")
+    async def logout(self, data: JSONBody[RefreshRequest]) -> None:
+        token_hash = _hash_token(data.refresh_token)
+        row = (
+            await RefreshToken.select(RefreshToken.family)
+            .where(RefreshToken.token_hash == token_hash)
+            .first()
+        )
+        if row is not None:
+            await RefreshToken.update({RefreshToken.revoked_at: utcnow()}).where(
+                (RefreshToken.family == row["family"]) & RefreshToken.revoked_at.is_null()
+            )
+
+    @get("/me", guards=[require_auth], summary="The caller's account")
+    async def me(
+        self, principal: NamedDependency[Principal], tenant_scope: NamedDependency[TenantScope]
+    ) -> Me:
+        user = await tenant_scope.get(User, principal.user_id)
+        tenant = await Tenant.select().where(Tenant.id == principal.tenant_id).first()
+        assert tenant is not None
+        return Me(
+            id=user["id"],
+            email=user["email"],
+            name=user["name"],
+            role=user["role"],
+            student_id=user["student_id"],
+            tenant=TenantInfo(id=tenant["id"], slug=tenant["slug"], name=tenant["name"]),
+        )

@@ -1,0 +1,166 @@
+"""RFC 9457 problem details for every error the API returns.
+
+``type`` is a stable, relative URI per kind of problem; clients switch on it, not on the
+human-readable ``title``/``detail``. Validation problems list every field error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    ValidationException,
+)
+from litestar.status_codes import (
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+)
+
+from models.scope import NotFoundInTenant
+
+log = logging.getLogger("api")
+
+PROBLEM_JSON = "application/problem+json"
+
+TYPES: dict[int, tuple[str, str]] = {
+    400: ("/problems/bad-request", "Bad request"),
+    HTTP_401_UNAUTHORIZED: ("/problems/unauthenticated", "Authentication required"),
+    HTTP_403_FORBIDDEN: ("/problems/forbidden", "Not allowed"),
+    HTTP_404_NOT_FOUND: ("/problems/not-found", "Not found"),
+    405: ("/problems/method-not-allowed", "Method not allowed"),
+    HTTP_409_CONFLICT: ("/problems/conflict", "Conflict"),
+    413: ("/problems/too-large", "Request too large"),
+    HTTP_422_UNPROCESSABLE_ENTITY: ("/problems/validation", "Validation failed"),
+    HTTP_429_TOO_MANY_REQUESTS: ("/problems/rate-limited", "Too many requests"),
+    503: ("/problems/unavailable", "Service unavailable"),
+}
+
+
+class ProblemException(HTTPException):
+    """An error with an explicit problem type and extra members."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        type_: str | None = None,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status_code, headers=headers)
+        self.type_ = type_
+        self.title = title
+        self.errors = errors
+        self.extensions = extensions
+
+
+def field_error(field: str, message: str) -> ProblemException:
+    return ProblemException(
+        HTTP_422_UNPROCESSABLE_ENTITY,
+        f"{field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    *,
+    type_: str | None = None,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> Response[dict[str, Any]]:
+    default_type, default_title = TYPES.get(status, ("about:blank", "Error"))
+    body: dict[str, Any] = {
+        "type": type_ or default_type,
+        "title": title or default_title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        body["request_id"] = request_id
+    if errors is not None:
+        body["errors"] = errors
+    body.update(extensions)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    extra = exc.extra if isinstance(exc.extra, list) else [exc.extra] if exc.extra else []
+    for item in extra:
+        if isinstance(item, dict):
+            out.append(
+                {
+                    "field": item.get("key") or "body",
+                    "message": item.get("message", str(item)),
+                    "source": item.get("source", "body"),
+                }
+            )
+        else:
+            out.append({"field": "body", "message": str(item), "source": "body"})
+    return out or [{"field": "body", "message": exc.detail, "source": "body"}]
+
+
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ProblemException):
+        return problem(
+            request,
+            exc.status_code,
+            exc.detail,
+            type_=exc.type_,
+            title=exc.title,
+            errors=exc.errors,
+            headers=headers,
+            **exc.extensions,
+        )
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc)
+        return problem(
+            request,
+            HTTP_422_UNPROCESSABLE_ENTITY,
+            f"{len(errors)} field error(s)",
+            errors=errors,
+            headers=headers,
+        )
+    if isinstance(exc, NotAuthorizedException):
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return problem(request, exc.status_code, exc.detail, headers=headers)
+
+
+def handle_not_in_tenant(
+    request: Request[Any, Any, Any], exc: NotFoundInTenant
+) -> Response[dict[str, Any]]:
+    return problem(request, HTTP_404_NOT_FOUND, str(exc))
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", extra={"path": request.url.path})
+    return problem(
+        request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error", type_="/problems/internal"
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: handle_http,
+    NotFoundInTenant: handle_not_in_tenant,
+    Exception: handle_unexpected,
+}

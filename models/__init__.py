@@ -1,0 +1,1 @@
+"""Piccolo tables, the engine and database helpers. No business rules beyond constraints."""

@@ -1,0 +1,104 @@
+"""The Postgres engine, transactions with after-commit hooks, and bulk COPY.
+
+``transaction()`` is the only way code here opens a transaction. Work registered with
+``on_commit()`` inside it (typically: sending a queue message) runs only after the
+COMMIT succeeded, and is dropped on rollback -- the "enqueue after commit" rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from piccolo.engine.postgres import PostgresEngine
+
+from ops.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# Configured by configure_db(): the DSN is only known at run time (the embedded
+# Postgres picks its socket path when it starts).
+DB = PostgresEngine(config={}, extensions=())
+
+AfterCommit = Callable[[], Awaitable[None]]
+_pending: contextvars.ContextVar[list[AfterCommit] | None] = contextvars.ContextVar(
+    "academy_after_commit", default=None
+)
+
+
+def configure_db(dsn: str | None = None) -> PostgresEngine:
+    """Point the engine at ``dsn`` (default: the settings' DATABASE_URL)."""
+    url = dsn or get_settings().database_url
+    if not url:
+        raise RuntimeError(
+            "DATABASE_URL is not set: run through `just` (which starts an embedded Postgres) "
+            "or export DATABASE_URL"
+        )
+    DB.config = {"dsn": url}
+    return DB
+
+
+def ensure_configured() -> PostgresEngine:
+    if not DB.config.get("dsn"):
+        configure_db()
+    return DB
+
+
+async def start_pool(max_size: int = 10) -> None:
+    ensure_configured()
+    await DB.start_connection_pool(min_size=1, max_size=max_size)
+
+
+async def close_pool() -> None:
+    if DB.pool is not None:
+        await DB.close_connection_pool()
+
+
+@contextlib.asynccontextmanager
+async def transaction() -> AsyncIterator[None]:
+    """A transaction whose ``on_commit`` callbacks run after COMMIT, or never.
+
+    Nested calls join the outer transaction and its buffer.
+    """
+    if _pending.get() is not None:
+        yield
+        return
+    buffer: list[AfterCommit] = []
+    token = _pending.set(buffer)
+    try:
+        async with ensure_configured().transaction():
+            yield
+    except BaseException:
+        buffer.clear()
+        raise
+    finally:
+        _pending.reset(token)
+    for callback in buffer:
+        await callback()
+
+
+async def on_commit(callback: AfterCommit) -> None:
+    """Run ``callback`` after the current transaction commits (now, if there is none)."""
+    buffer = _pending.get()
+    if buffer is None:
+        await callback()
+    else:
+        buffer.append(callback)
+
+
+def in_transaction() -> bool:
+    return _pending.get() is not None
+
+
+async def copy_records(table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> int:
+    """Bulk-insert with COPY (about 10x chunked INSERTs, and no 32,767-parameter limit)."""
+    conn: asyncpg.Connection = await asyncpg.connect(ensure_configured().config["dsn"])
+    try:
+        await conn.copy_records_to_table(table, records=list(records), columns=list(columns))
+    finally:
+        await conn.close()
+    return len(records)

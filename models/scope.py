@@ -1,0 +1,72 @@
+"""Tenant scope: the one place the tenant filter is applied.
+
+Handlers never write ``Table.tenant == ...`` themselves; they ask a ``TenantScope`` for
+their queries. A row of another tenant is simply not found (the API answers 404, never 403,
+so ids of other academies cannot be probed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+from piccolo.columns import Column
+from piccolo.columns.combination import Combinable
+from piccolo.query import Objects, Select
+from piccolo.query.methods.delete import Delete
+from piccolo.query.methods.update import Update
+from piccolo.table import Table
+
+T = TypeVar("T", bound=Table)
+
+
+class NotFoundInTenant(LookupError):
+    """The row does not exist in this tenant (whether or not it exists elsewhere)."""
+
+    def __init__(self, table: type[Table], row_id: Any) -> None:
+        super().__init__(f"{table._meta.tablename} {row_id} not found")
+        self.table = table
+        self.row_id = row_id
+
+
+class TenantScope:
+    def __init__(self, tenant_id: uuid.UUID | str) -> None:
+        self.tenant_id = uuid.UUID(str(tenant_id))
+
+    def _where(self, table: type[Table]) -> Combinable:
+        column: Column | None = getattr(table, "tenant", None)
+        if column is None:
+            raise TypeError(f"{table.__name__} has no tenant column; it cannot be tenant-scoped")
+        return column == self.tenant_id
+
+    def select(self, table: type[T], *columns: Any) -> Select:
+        return table.select(*columns).where(self._where(table))
+
+    def objects(self, table: type[T]) -> Objects[T]:
+        return table.objects().where(self._where(table))
+
+    def update(self, table: type[T], values: dict[Any, Any]) -> Update:
+        return table.update(values).where(self._where(table))
+
+    def delete(self, table: type[T]) -> Delete:
+        return table.delete().where(self._where(table))
+
+    async def get(self, table: type[T], row_id: Any) -> dict[str, Any]:
+        """One row as a dict (JSON decoded), or ``NotFoundInTenant``."""
+        try:
+            key = uuid.UUID(str(row_id))
+        except ValueError:
+            raise NotFoundInTenant(table, row_id) from None
+        row = (
+            await self.select(table)
+            .where(table._meta.primary_key == key)
+            .first()
+            .output(load_json=True)
+        )
+        if row is None:
+            raise NotFoundInTenant(table, row_id)
+        return dict(row)
+
+    def new(self, table: type[T], **values: Any) -> T:
+        """An unsaved row of this tenant."""
+        return table(tenant=self.tenant_id, **values)

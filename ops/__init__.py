@@ -1,0 +1,1 @@
+"""Operations: settings, storage, logging, local runtime, provisioning and maintenance."""

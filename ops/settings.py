@@ -1,0 +1,269 @@
+"""Process configuration, read once from the environment.
+
+The variable names are the seed's (see README). ``get_settings()`` is cached: tests
+that change the environment call ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from urllib.parse import quote
+
+ENVIRONMENTS = ("development", "test", "production")
+
+# tier -> the env var holding its queue name, and the seed default.
+TIER_QUEUE_ENV: dict[str, tuple[str, str]] = {
+    "video": ("VIDEO_SQS_QUEUE_NAME", "academy-video-jobs"),
+    "ai-lite": ("AI_SQS_QUEUE_NAME_LITE", "academy-ai-jobs-lite"),
+    "ai-basic": ("AI_SQS_QUEUE_NAME_BASIC", "academy-ai-jobs-basic"),
+    "ai-premium": ("AI_SQS_QUEUE_NAME_PREMIUM", "academy-ai-jobs-premium"),
+    "messaging": ("MESSAGING_SQS_QUEUE_NAME", "academy-messaging-jobs"),
+}
+
+# Default visibility timeouts: long enough that a heartbeat (every third of it) is cheap,
+# short enough that a killed worker's message comes back soon.
+DEFAULT_VISIBILITY: dict[str, int] = {
+    "video": 300,
+    "ai-lite": 120,
+    "ai-basic": 120,
+    "ai-premium": 120,
+    "messaging": 60,
+}
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    raw = _env(name)
+    if not raw:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _database_url() -> str:
+    url = _env("DATABASE_URL")
+    if url:
+        return url
+    name = _env("DB_NAME")
+    if not name:
+        return ""
+    user = quote(_env("DB_USER", "postgres"), safe="")
+    password = _env("DB_PASSWORD")
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    return f"postgresql://{auth}@{_env('DB_HOST', '127.0.0.1')}:{_env('DB_PORT', '5432')}/{name}"
+
+
+@dataclass(frozen=True, eq=False)
+class Settings:
+    environment: str
+    debug: bool
+    secret_key: str
+    site_url: str
+    internal_worker_token: str
+
+    database_url: str
+
+    aws_region: str
+    sqs_endpoint_url: str
+    sqs_wait_time_seconds: int
+    sqs_max_receive_count: int
+    queues: dict[str, str]
+    visibility_timeouts: dict[str, int]
+
+    r2_access_key: str
+    r2_secret_key: str
+    r2_endpoint: str
+    r2_public_base_url: str
+    r2_region: str
+    r2_prefix: str
+    r2_ai_bucket: str
+    r2_video_bucket: str
+    r2_excel_bucket: str
+    r2_storage_bucket: str
+
+    cdn_hls_base_url: str
+    cdn_hls_signing_secret: str
+    cdn_hls_signing_key_id: str
+
+    ec2_idle_stop_threshold: int
+    ai_worker_basic_poll_weight: int
+    ai_worker_lite_poll_weight: int
+    video_worker_id: str
+
+    hls_time_seconds: int
+    min_segments_per_variant: int
+    thumbnail_at_seconds: float
+    upload_max_concurrency: int
+    retry_max_attempts: int
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+    video_worker_temp_dir: str
+
+    access_token_ttl_seconds: int
+    refresh_token_ttl_seconds: int
+    login_max_failures_per_account: int
+    login_max_attempts_per_client: int
+    login_window_seconds: int
+    job_sweep_after_seconds: int
+    log_level: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def buckets(self) -> dict[str, str]:
+        return {
+            "R2_AI_BUCKET": self.r2_ai_bucket,
+            "R2_VIDEO_BUCKET": self.r2_video_bucket,
+            "R2_EXCEL_BUCKET": self.r2_excel_bucket,
+            "R2_STORAGE_BUCKET": self.r2_storage_bucket,
+        }
+
+    def queue_for(self, tier: str) -> str:
+        try:
+            return self.queues[tier]
+        except KeyError:
+            raise SettingsError(
+                f"unknown worker tier {tier!r}; one of {sorted(self.queues)}"
+            ) from None
+
+    def dlq_for(self, tier: str) -> str:
+        return f"{self.queue_for(tier)}-dlq"
+
+    def tier_of_queue(self, queue_name: str) -> str | None:
+        for tier, name in self.queues.items():
+            if name == queue_name:
+                return tier
+        return None
+
+
+# Variables that must be set explicitly in production: the embedded/dev defaults for
+# these would be insecure or point at nothing.
+PRODUCTION_REQUIRED = (
+    "SECRET_KEY",
+    "INTERNAL_WORKER_TOKEN",
+    "SITE_URL",
+    "R2_ACCESS_KEY",
+    "R2_SECRET_KEY",
+    "R2_ENDPOINT",
+    "CDN_HLS_SIGNING_SECRET",
+)
+
+DEV_SECRET = "dev-insecure-secret-key-change-me-0123456789"
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise ``SettingsError`` naming the first bad variable."""
+    environment = _env("ACADEMY_ENV", "development").lower()
+    if environment not in ENVIRONMENTS:
+        raise SettingsError(f"ACADEMY_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
+
+    if environment == "production":
+        missing = [name for name in PRODUCTION_REQUIRED if not _env(name)]
+        if not _database_url():
+            missing.insert(0, "DATABASE_URL (or DB_NAME/DB_USER/DB_PASSWORD/DB_HOST/DB_PORT)")
+        if missing:
+            raise SettingsError("missing required production setting(s): " + ", ".join(missing))
+        if len(_env("SECRET_KEY")) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters in production")
+
+    queues = {tier: _env(var, default) for tier, (var, default) in TIER_QUEUE_ENV.items()}
+    visibility = {
+        tier: _int(f"SQS_VISIBILITY_TIMEOUT_{tier.upper().replace('-', '_')}", seconds)
+        for tier, seconds in DEFAULT_VISIBILITY.items()
+    }
+    wait = _int("SQS_WAIT_TIME_SECONDS", 20)
+    if not 0 <= wait <= 20:
+        raise SettingsError(f"SQS_WAIT_TIME_SECONDS must be within 0..20, got {wait}")
+    for tier, seconds in visibility.items():
+        if not 2 <= seconds <= 43_200:
+            raise SettingsError(
+                f"SQS_VISIBILITY_TIMEOUT_{tier.upper().replace('-', '_')} must be within "
+                f"2..43200 seconds, got {seconds}"
+            )
+
+    return Settings(
+        environment=environment,
+        debug=_bool("DEBUG", environment == "development"),
+        secret_key=_env("SECRET_KEY") or DEV_SECRET,
+        site_url=_env("SITE_URL", "http://127.0.0.1:8000"),
+        internal_worker_token=_env("INTERNAL_WORKER_TOKEN", "dev-internal-token"),
+        database_url=_database_url(),
+        aws_region=_env("AWS_REGION", "ap-northeast-2"),
+        sqs_endpoint_url=_env("SQS_ENDPOINT_URL"),
+        sqs_wait_time_seconds=wait,
+        sqs_max_receive_count=_int("SQS_MAX_RECEIVE_COUNT", 5),
+        queues=queues,
+        visibility_timeouts=visibility,
+        r2_access_key=_env("R2_ACCESS_KEY"),
+        r2_secret_key=_env("R2_SECRET_KEY"),
+        r2_endpoint=_env("R2_ENDPOINT"),
+        r2_public_base_url=_env("R2_PUBLIC_BASE_URL"),
+        r2_region=_env("R2_REGION", "auto"),
+        r2_prefix=_env("R2_PREFIX").strip("/"),
+        r2_ai_bucket=_env("R2_AI_BUCKET", "academy-ai"),
+        r2_video_bucket=_env("R2_VIDEO_BUCKET", "academy-video"),
+        r2_excel_bucket=_env("R2_EXCEL_BUCKET", "academy-excel"),
+        r2_storage_bucket=_env("R2_STORAGE_BUCKET", "academy-storage"),
+        cdn_hls_base_url=_env("CDN_HLS_BASE_URL"),
+        cdn_hls_signing_secret=_env("CDN_HLS_SIGNING_SECRET") or DEV_SECRET,
+        cdn_hls_signing_key_id=_env("CDN_HLS_SIGNING_KEY_ID", "dev"),
+        ec2_idle_stop_threshold=_int("EC2_IDLE_STOP_THRESHOLD", 5),
+        ai_worker_basic_poll_weight=_int("AI_WORKER_BASIC_POLL_WEIGHT", 3),
+        ai_worker_lite_poll_weight=_int("AI_WORKER_LITE_POLL_WEIGHT", 1),
+        video_worker_id=_env("VIDEO_WORKER_ID"),
+        hls_time_seconds=_int("HLS_TIME_SECONDS", 6),
+        min_segments_per_variant=_int("MIN_SEGMENTS_PER_VARIANT", 3),
+        thumbnail_at_seconds=_float("THUMBNAIL_AT_SECONDS", 5.0),
+        upload_max_concurrency=_int("UPLOAD_MAX_CONCURRENCY", 4),
+        retry_max_attempts=_int("RETRY_MAX_ATTEMPTS", 5),
+        backoff_base_seconds=_float("BACKOFF_BASE_SECONDS", 0.5),
+        backoff_cap_seconds=_float("BACKOFF_CAP_SECONDS", 10.0),
+        video_worker_temp_dir=_env("VIDEO_WORKER_TEMP_DIR"),
+        access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 900),
+        refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 86400),
+        login_max_failures_per_account=_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+        login_max_attempts_per_client=_int("LOGIN_MAX_ATTEMPTS_PER_CLIENT", 30),
+        login_window_seconds=_int("LOGIN_WINDOW_SECONDS", 900),
+        job_sweep_after_seconds=_int("JOB_SWEEP_AFTER_SECONDS", 300),
+        log_level=_env("LOG_LEVEL", "INFO").upper(),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,96 @@
+"""S3-compatible object storage (Cloudflare R2 in production, a local server in dev)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ops.settings import Settings, get_settings
+
+
+def s3_client(settings: Settings | None = None) -> Any:
+    """A boto3 S3 client for R2.
+
+    boto3 >= 1.36 sends CRC checksums by default, which R2 rejects on some calls;
+    ``when_required`` restores the old behaviour. Path-style addressing works for both
+    R2 and local servers without wildcard DNS.
+    """
+    s = settings or get_settings()
+    config = Config(
+        region_name=s.r2_region,
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": 5, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=s.r2_endpoint or None,
+        aws_access_key_id=s.r2_access_key or None,
+        aws_secret_access_key=s.r2_secret_key or None,
+        config=config,
+    )
+
+
+@lru_cache(maxsize=4)
+def _cached_client(settings: Settings) -> Any:
+    return s3_client(settings)
+
+
+def client() -> Any:
+    """The process-wide client (boto3 clients are thread-safe)."""
+    return _cached_client(get_settings())
+
+
+def object_key(*parts: str, settings: Settings | None = None) -> str:
+    """Join key parts under ``R2_PREFIX`` (if any)."""
+    s = settings or get_settings()
+    clean = [p.strip("/") for p in parts if p and p.strip("/")]
+    return "/".join([s.r2_prefix, *clean]) if s.r2_prefix else "/".join(clean)
+
+
+def presigned_get(bucket: str, key: str, expires: int = 900, **params: Any) -> str:
+    return str(
+        client().generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key, **params}, ExpiresIn=expires
+        )
+    )
+
+
+def presigned_put(
+    bucket: str, key: str, expires: int = 900, content_type: str | None = None
+) -> str:
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if content_type:
+        params["ContentType"] = content_type
+    return str(client().generate_presigned_url("put_object", Params=params, ExpiresIn=expires))
+
+
+def head(bucket: str, key: str) -> dict[str, Any] | None:
+    """Object metadata, or None when it does not exist."""
+    try:
+        return dict(client().head_object(Bucket=bucket, Key=key))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def put_bytes(bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
+    extra = {"ContentType": content_type} if content_type else {}
+    client().put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+
+def get_bytes(bucket: str, key: str) -> bytes:
+    return bytes(client().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def delete(bucket: str, key: str) -> None:
+    client().delete_object(Bucket=bucket, Key=key)
