@@ -71,7 +71,7 @@ def setup_broker(broker: dramatiq.Broker | None = None, *, worker: bool = True) 
     """
     from actors.jobs import bind_actors
 
-    for module in ACTOR_MODULES:
+    for module in (*ACTOR_MODULES, *get_settings().extra_actor_modules):
         importlib.import_module(module)
     broker = broker or build_broker(worker=worker)
     dramatiq.set_broker(broker)

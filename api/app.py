@@ -128,7 +128,7 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             )
         ],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             api_v1,
@@ -136,12 +136,15 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
                 path=SWAGGER_STATIC, directories=[swagger_ui_path], include_in_schema=False
             ),
         ],
-        middleware=[request_id_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         lifespan=[lifespan],
         debug=False,
     )
+    # Wrapped around the whole app, not as route middleware: Litestar runs app middleware
+    # only for matched routes, and 404/405 answers need their request id too.
+    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    return app
 
 
 def dramatiq_broker_missing() -> bool:

@@ -154,6 +154,27 @@ async def _issue_pair(principal: Principal, family: uuid.UUID | None = None) -> 
     )
 
 
+async def _rotate(row: dict[str, Any]) -> TokenPair:
+    """Spend the refresh token ``row`` (locked by the caller) and issue the next pair."""
+    if row["expires_at"] <= utcnow():
+        raise NotAuthorizedException("refresh token expired")
+    user = (
+        await User.select(User.id, User.tenant, User.role, User.student_id, User.is_active)
+        .where(User.id == row["user"])
+        .first()
+    )
+    if user is None or not user["is_active"]:
+        raise NotAuthorizedException("account disabled")
+    await RefreshToken.update({RefreshToken.used_at: utcnow()}).where(RefreshToken.id == row["id"])
+    principal = Principal(
+        user_id=user["id"],
+        tenant_id=user["tenant"],
+        role=Role(user["role"]),
+        student_id=user["student_id"],
+    )
+    return await _issue_pair(principal, family=row["family"])
+
+
 # --- the connection's principal, guards, dependencies ----------------------------------
 
 
@@ -250,17 +271,23 @@ class AuthController(Controller):
         if data.tenant:
             query = query.where(User.tenant.slug == data.tenant)
         candidates = await query
+        if candidates:
+            hashes = [c["password_hash"] for c in candidates]
+            matches = await asyncio.to_thread(
+                lambda: [verify_password(h, data.password) for h in hashes]
+            )
+            candidates = [c for c, ok in zip(candidates, matches, strict=True) if ok]
+        else:
+            await asyncio.to_thread(verify_password, None, data.password)  # same cost
         if len(candidates) > 1:
+            # Only said to someone who knows the password of several of these accounts.
             raise ProblemException(
                 400,
                 "this e-mail belongs to several academies: pass `tenant` (the academy's slug)",
                 type_="/problems/tenant-required",
             )
         user = candidates[0] if candidates else None
-        ok = await asyncio.to_thread(
-            verify_password, user["password_hash"] if user else None, data.password
-        )
-        ok = ok and user is not None and bool(user["is_active"])
+        ok = user is not None and bool(user["is_active"])
         await LoginAttempt(email=email, client=client, succeeded=ok).save()
         if not ok or user is None:
             raise NotAuthorizedException("invalid e-mail or password")
@@ -285,35 +312,23 @@ class AuthController(Controller):
             row = rows[0]
             if row["revoked_at"] is not None:
                 raise NotAuthorizedException("refresh token revoked")
-            if row["used_at"] is not None:
+            reused = row["used_at"] is not None
+            if reused:
                 # Reuse of a rotated token: assume theft, end every session of this login.
                 await RefreshToken.update({RefreshToken.revoked_at: utcnow()}).where(
                     (RefreshToken.family == row["family"]) & RefreshToken.revoked_at.is_null()
                 )
-                raise ProblemException(
-                    401,
-                    "refresh token reuse detected; this login's sessions are revoked",
-                    type_="/problems/token-reuse",
-                )
-            if row["expires_at"] <= utcnow():
-                raise NotAuthorizedException("refresh token expired")
-            user = (
-                await User.select(User.id, User.tenant, User.role, User.student_id, User.is_active)
-                .where(User.id == row["user"])
-                .first()
+            else:
+                pair = await _rotate(row)
+        if reused:
+            # Raised only after COMMIT: raised inside the transaction, it rolled the
+            # revocation back and the stolen family stayed usable.
+            raise ProblemException(
+                401,
+                "refresh token reuse detected; this login's sessions are revoked",
+                type_="/problems/token-reuse",
             )
-            if user is None or not user["is_active"]:
-                raise NotAuthorizedException("account disabled")
-            await RefreshToken.update({RefreshToken.used_at: utcnow()}).where(
-                RefreshToken.id == row["id"]
-            )
-            principal = Principal(
-                user_id=user["id"],
-                tenant_id=user["tenant"],
-                role=Role(user["role"]),
-                student_id=user["student_id"],
-            )
-            return await _issue_pair(principal, family=row["family"])
+        return pair
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke a refresh token's login")
     async def logout(self, data: JSONBody[RefreshRequest]) -> None:

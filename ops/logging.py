@@ -82,8 +82,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def log_event(
-    logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any
-) -> None:
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log a named event (e.g. ``SQS_JOB_COMPLETED``) with structured fields."""
     logger.log(level, event, extra={"event": event, **fields})

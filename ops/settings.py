@@ -7,7 +7,7 @@ that change the environment call ``get_settings.cache_clear()``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -138,7 +138,8 @@ class Settings:
     login_window_seconds: int
     job_sweep_after_seconds: int
     log_level: str
-    extra: dict[str, str] = field(default_factory=dict)
+    # Extra modules whose @job actors the broker binds (the test suite's own actors).
+    extra_actor_modules: tuple[str, ...] = ()
 
     @property
     def is_production(self) -> bool:
@@ -261,6 +262,9 @@ def load_settings() -> Settings:
         login_window_seconds=_int("LOGIN_WINDOW_SECONDS", 900),
         job_sweep_after_seconds=_int("JOB_SWEEP_AFTER_SECONDS", 300),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
+        extra_actor_modules=tuple(
+            m.strip() for m in _env("ACADEMY_EXTRA_ACTOR_MODULES").split(",") if m.strip()
+        ),
     )
 
 

@@ -39,6 +39,7 @@ TEST_ENV = {
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
     "LOGIN_MAX_ATTEMPTS_PER_CLIENT": "1000",
     "LOG_LEVEL": "INFO",
+    "ACADEMY_EXTRA_ACTOR_MODULES": "tests.actors",
 }
 for _k, _v in TEST_ENV.items():
     os.environ.setdefault(_k, _v)
@@ -189,7 +190,9 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                # Only the master: it forwards SIGTERM to its workers, and a second SIGTERM
+                # reaching a worker directly turns its graceful stop into a hard kill.
+                self.proc.send_signal(signal.SIGTERM)
                 self.proc.wait(30)
             except (subprocess.TimeoutExpired, ProcessLookupError):
                 with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,185 @@
+"""The deployment readiness check (``just readiness``).
+
+Checks the database, every queue and its DLQ, and every bucket from this side; then sends a
+probe job to every tier queue and waits until a worker of that tier has run it against the
+database and storage. Prints one table; exits non-zero if anything failed.
+
+It sits at the top of the stack (it drives actors), so it imports them lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ops.settings import get_settings
+
+READINESS_TENANT_SLUG = "_readiness"
+
+
+@dataclass
+class Check:
+    component: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+async def _timed(component: str, fn: Callable[[], Awaitable[str]]) -> Check:
+    started = time.perf_counter()
+    try:
+        detail = await fn()
+        return Check(component, True, time.perf_counter() - started, detail)
+    except Exception as exc:
+        return Check(
+            component, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+        )
+
+
+async def _database() -> str:
+    from models.tables import Tenant
+
+    rows = await Tenant.raw("SELECT version() AS v")
+    return str(rows[0]["v"]).split(" on ")[0]
+
+
+def _queue(name: str) -> Callable[[], Awaitable[str]]:
+    async def check() -> str:
+        from ops.provision import sqs_client
+
+        def run() -> str:
+            client = sqs_client(get_settings())
+            url = client.get_queue_url(QueueName=name)["QueueUrl"]
+            attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            client.get_queue_url(QueueName=f"{name}-dlq")
+            if "RedrivePolicy" not in attrs:
+                raise RuntimeError("no RedrivePolicy: run `just provision`")
+            policy = json.loads(attrs["RedrivePolicy"])
+            return (
+                f"depth={attrs.get('ApproximateNumberOfMessages')} "
+                f"maxReceiveCount={policy.get('maxReceiveCount')}"
+            )
+
+        return await asyncio.to_thread(run)
+
+    return check
+
+
+def _bucket(bucket: str) -> Callable[[], Awaitable[str]]:
+    async def check() -> str:
+        from ops import storage
+
+        def run() -> str:
+            key = storage.object_key("_readiness", "api-side.txt")
+            storage.put_bytes(bucket, key, b"ok")
+            if storage.get_bytes(bucket, key) != b"ok":
+                raise RuntimeError("read back different bytes")
+            storage.delete(bucket, key)
+            return "put/get/delete"
+
+        return await asyncio.to_thread(run)
+
+    return check
+
+
+async def _readiness_tenant() -> Any:
+    from models.tables import Tenant
+
+    row = await Tenant.select(Tenant.id).where(Tenant.slug == READINESS_TENANT_SLUG).first()
+    if row:
+        return row["id"]
+    await Tenant.raw(
+        "INSERT INTO tenant (id, slug, name, created_at) VALUES (gen_random_uuid(), {}, {}, now()) "
+        "ON CONFLICT (slug) DO NOTHING",
+        READINESS_TENANT_SLUG,
+        "readiness probes",
+    )
+    row = await Tenant.select(Tenant.id).where(Tenant.slug == READINESS_TENANT_SLUG).first()
+    assert row is not None
+    return row["id"]
+
+
+def _probe(tier: str, tenant_id: Any, timeout: float) -> Callable[[], Awaitable[str]]:
+    async def check() -> str:
+        from actors.jobs import submit
+        from actors.system import PROBES
+        from models.tables import Job
+
+        job = await submit(
+            PROBES[tier], tenant_id=tenant_id, kind="readiness", request_id="readiness"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = (
+                await Job.select(Job.status, Job.result, Job.error).where(Job.id == job.id).first()
+            )
+            if row and row["status"] == "DONE":
+                result = (
+                    json.loads(row["result"]) if isinstance(row["result"], str) else row["result"]
+                )
+                return f"ran on {result['host']} pid {result['pid']}"
+            if row and row["status"] == "FAILED":
+                raise RuntimeError(row["error"])
+            await asyncio.sleep(0.25)
+        raise TimeoutError(f"no {tier} worker ran the probe within {timeout:.0f}s")
+
+    return check
+
+
+async def run_checks(tiers: list[str] | None = None, probe_timeout: float = 60.0) -> list[Check]:
+    from actors.broker import setup_broker
+    from models.db import ensure_configured
+
+    settings = get_settings()
+    ensure_configured()
+    import dramatiq.broker
+
+    if dramatiq.broker.global_broker is None:
+        setup_broker(worker=False)
+    checks = [await _timed("database", _database)]
+    checks += await asyncio.gather(
+        *[_timed(f"queue {name}", _queue(name)) for name in settings.queues.values()],
+        *[_timed(f"bucket {b}", _bucket(b)) for b in settings.buckets.values()],
+    )
+    if not checks[0].ok:
+        return checks
+    tenant_id = await _readiness_tenant()
+    checks += await asyncio.gather(
+        *[
+            _timed(f"worker {tier}", _probe(tier, tenant_id, probe_timeout))
+            for tier in (tiers or list(settings.queues))
+        ]
+    )
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    width = max(len(c.component) for c in checks)
+    lines = [f"{'component':<{width}}  result  latency_ms  detail", "-" * (width + 40)]
+    for c in checks:
+        lines.append(
+            f"{c.component:<{width}}  {'OK' if c.ok else 'FAIL':<6}  {c.seconds * 1000:>10.1f}  {c.detail}"
+        )
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"{len(checks) - failed} OK, {failed} FAIL")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="just readiness", description=__doc__)
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per probe")
+    parser.add_argument("--tier", action="append", help="only these tiers (default: all)")
+    args = parser.parse_args(argv)
+    checks = asyncio.run(run_checks(args.tier, args.timeout))
+    print(render(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

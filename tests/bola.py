@@ -1,0 +1,176 @@
+"""BOLA (broken object level authorization) matrix: every id-addressed endpoint must keep
+each tenant's objects invisible to every other tenant.
+
+To cover a new endpoint, register it here with a factory that creates one object in the
+given tenant and returns its id::
+
+    @bola_case("PATCH", "/api/v1/students/{id}", json={"name": "x"},
+               read_path="/api/v1/students/{id}")
+    async def _student(tenant: TenantCtx) -> str:
+        ...
+        return str(student.id)
+
+``tests/integration/test_tenancy.py`` runs every registered case: the owner gets a 2xx on
+its own object; another tenant gets the same 404 problem a non-existent id gets (never the
+object, never a hint that it exists), and cannot change it; a malformed id is a 404 too.
+
+Endpoints that are not addressed by an id (``GET /api/v1/auth/me``) do not belong here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tests.conftest import TenantCtx
+
+PROBLEM_JSON = "application/problem+json"
+NOT_FOUND_TYPE = "/problems/not-found"
+
+Factory = Callable[["TenantCtx"], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class BolaCase:
+    method: str
+    path: str  # a template with ``{id}``
+    factory: Factory  # creates one object in the tenant it is given; returns its id
+    json: dict[str, Any] | None = None
+    # A GET path (template with ``{id}``) showing the object: for a write, the owner's view
+    # must be the same before and after the other tenant's attempt.
+    read_path: str | None = None
+    # Statuses another tenant may get. 404 only: a 403 would confirm that the id exists.
+    foreign_statuses: tuple[int, ...] = (404,)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+BOLA_PATHS: list[BolaCase] = []
+
+
+def bola_case(
+    method: str,
+    path: str,
+    *,
+    json: dict[str, Any] | None = None,
+    read_path: str | None = None,
+    foreign_statuses: tuple[int, ...] = (404,),
+) -> Callable[[Factory], Factory]:
+    """Register ``method path`` with the decorated factory in ``BOLA_PATHS``."""
+    if "{id}" not in path:
+        raise ValueError(f"{path!r} is not addressed by an id; it has no place in BOLA_PATHS")
+
+    def register(factory: Factory) -> Factory:
+        BOLA_PATHS.append(
+            BolaCase(method.upper(), path, factory, json, read_path, foreign_statuses)
+        )
+        return factory
+
+    return register
+
+
+async def _request(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    json: dict[str, Any] | None,
+) -> httpx.Response:
+    return await client.request(method, path, headers=headers, json=json)
+
+
+def assert_problem(response: httpx.Response, status: int, type_: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    body = response.json()
+    assert body["status"] == status, body
+    if type_ is not None:
+        assert body["type"] == type_, body
+
+
+async def assert_tenant_isolated(
+    client: httpx.AsyncClient,
+    method: str,
+    path_template: str,
+    owner_headers: dict[str, str],
+    other_headers: dict[str, str],
+    object_id: str,
+    json: dict[str, Any] | None = None,
+    *,
+    read_path: str | None = None,
+    foreign_statuses: tuple[int, ...] = (404,),
+) -> None:
+    """Another tenant cannot see or change ``object_id``; its owner can.
+
+    The other tenant goes first, so a DELETE or PATCH meets the object as created. Its
+    answer must match the answer for an id that exists nowhere, so ids cannot be probed.
+    """
+    path = path_template.format(id=object_id)
+    read = read_path.format(id=object_id) if read_path else None
+
+    before = await client.get(read, headers=owner_headers) if read else None
+    if before is not None:
+        assert before.status_code == 200, before.text
+
+    foreign = await _request(client, method, path, other_headers, json)
+    assert foreign.status_code in foreign_statuses, (
+        f"{method} {path_template} with another tenant's token: "
+        f"{foreign.status_code} {foreign.text}"
+    )
+    assert foreign.headers["content-type"].startswith(PROBLEM_JSON), foreign.headers
+    if foreign.status_code == 404:
+        # Indistinguishable from an id that exists nowhere.
+        missing_id = str(uuid.uuid4())
+        missing = await _request(
+            client, method, path_template.format(id=missing_id), other_headers, json
+        )
+        assert_problem(missing, 404, NOT_FOUND_TYPE)
+        seen, expected = foreign.json(), missing.json()
+        for key in ("type", "title", "status"):
+            assert seen[key] == expected[key], (seen, expected)
+        assert seen["detail"].replace(object_id, "{id}") == expected["detail"].replace(
+            missing_id, "{id}"
+        ), (seen, expected)
+
+    if before is not None:
+        after = await client.get(read, headers=owner_headers)  # type: ignore[arg-type]
+        assert after.status_code == 200, after.text
+        assert after.json() == before.json(), "another tenant's request changed the object"
+
+    own = await _request(client, method, path, owner_headers, json)
+    assert 200 <= own.status_code < 300, (
+        f"{method} {path_template} with the owner's token: {own.status_code} {own.text}"
+    )
+
+
+async def assert_malformed_id_not_found(
+    client: httpx.AsyncClient,
+    method: str,
+    path_template: str,
+    headers: dict[str, str],
+    json: dict[str, Any] | None = None,
+) -> None:
+    """A malformed id is a plain 404 problem (not a 400/422/500 that tells ids apart)."""
+    for bad in ("not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"):
+        response = await _request(client, method, path_template.format(id=bad), headers, json)
+        assert_problem(response, 404, NOT_FOUND_TYPE)
+
+
+# --- the registry ----------------------------------------------------------------------
+
+
+@bola_case("GET", "/api/v1/jobs/{id}")
+async def _job(tenant: TenantCtx) -> str:
+    """A probe job (needs the session's ``broker`` fixture: ``submit`` sends after commit)."""
+    from actors.jobs import submit
+    from actors.system import PROBES
+
+    row = await submit(PROBES["video"], tenant_id=tenant.id, kind="probe")
+    return str(row.id)
