@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / ".data"
+# Runtime state (embedded database, logs); ACADEMY_DATA_DIR moves it (tests use that to run
+# a second `just dev` beside a developer's own).
+DATA_DIR = Path(os.environ.get("ACADEMY_DATA_DIR") or PROJECT_ROOT / ".data")
 
 # Credentials for the local SQS/S3 server; moto accepts any.
 LOCAL_AWS_KEY = "local-access-key"
@@ -116,6 +119,7 @@ def start_moto(
     port: int | None = None, timeout: float = 30.0
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = port or free_port()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     log = open(DATA_DIR / f"moto-{port}.log", "wb")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -149,21 +153,63 @@ def _start_watchdog(rt: LocalRuntime) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, cwd=PROJECT_ROOT, start_new_session=True)
 
 
+DEV_STATE = DATA_DIR / "dev.json"
+
+
+def publish_dev_env(env: dict[str, str]) -> None:
+    """Let other commands (``just readiness``, ``just worker`` ...) find a running ``just dev``."""
+    DEV_STATE.write_text(json.dumps({"pid": os.getpid(), "env": env}))
+
+
+def attached_dev_env() -> dict[str, str]:
+    """The environment of a running ``just dev``, or {}."""
+    try:
+        state = json.loads(DEV_STATE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(state["env"]) if _pid_alive(int(state.get("pid", 0))) else {}
+
+
+def _postmaster_running(pgdata: Path) -> bool:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return _pid_alive(pid)
+
+
 @contextlib.contextmanager
 def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
     """Start what the environment does not provide, export it to ``os.environ``, and
-    stop it afterwards. ``purpose="test"`` uses a throwaway database directory."""
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    stop it afterwards. ``purpose="test"`` uses a throwaway database directory.
+
+    With ``purpose="attach"``, a running ``just dev`` is used when there is one.
+    """
     rt = LocalRuntime()
+    if os.environ.get("ACADEMY_ENV", "").lower() == "production":
+        # Production never gets a stand-in: missing settings fail loudly in get_settings().
+        yield rt
+        return
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    if purpose == "attach":
+        for key, value in attached_dev_env().items():
+            os.environ.setdefault(key, value)
+        purpose = "dev"
     try:
         if not os.environ.get("DATABASE_URL") and not os.environ.get("DB_NAME"):
             if purpose == "dev":
                 rt.pg_data = DATA_DIR / "pg-dev"
+                if _postmaster_running(rt.pg_data):
+                    # Someone else's server (another command's): use it, leave it running.
+                    url, _ = start_postgres(rt.pg_data)
+                    rt.env["DATABASE_URL"] = url
+                    rt.pg_data = None
             else:
                 rt.pg_data = Path(tempfile.mkdtemp(prefix=f"pg-{purpose}-", dir=DATA_DIR))
                 rt.pg_throwaway = True
-            url, rt.pg_server = start_postgres(rt.pg_data)
-            rt.env["DATABASE_URL"] = url
+            if rt.pg_data is not None:
+                url, rt.pg_server = start_postgres(rt.pg_data)
+                rt.env["DATABASE_URL"] = url
         if not os.environ.get("SQS_ENDPOINT_URL") or not os.environ.get("R2_ENDPOINT"):
             url, rt.moto = start_moto()
             rt.env.setdefault(
@@ -250,15 +296,20 @@ def main(argv: list[str] | None = None) -> int:
     wd.add_argument("--delete", action="store_true")
     wd.add_argument("--kill", type=int, action="append", default=[])
     run = sub.add_parser("run", help="run a command with the local runtime around it")
-    run.add_argument("--purpose", default="dev")
+    run.add_argument("--purpose", default="attach", choices=["attach", "dev", "test"])
     run.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "watchdog":
         watchdog(args.parent, args.pgdata, args.delete, args.kill)
         return 0
-    cmd = [c for c in args.cmd if c != "--"]
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     with local_runtime(purpose=args.purpose):
-        return subprocess.call(cmd)
+        child = subprocess.Popen(cmd)
+        # The terminal's Ctrl-C reaches the child directly; we wait for it to finish before
+        # tearing down what it uses. SIGTERM is passed on, once.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+        return child.wait()
 
 
 if __name__ == "__main__":
