@@ -125,6 +125,7 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
                 js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
                 css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
                 standalone_preset_js_url=f"{SWAGGER_STATIC}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_STATIC}/favicon-32x32.png'>",
             )
         ],
     )
