@@ -68,7 +68,7 @@ async def test_readiness_fails_when_no_worker_runs_the_probe(database, broker):
 
 
 async def test_create_tenant_twice_is_refused(database):
-    tenant, owner, password = await create_tenant("수학 학원", "Boss@Example.com ", slug="math-dup")
+    _, owner, password = await create_tenant("수학 학원", "Boss@Example.com ", slug="math-dup")
     assert owner.email == "boss@example.com" and len(password) >= 12
     assert owner.password_hash != password
     with pytest.raises(ValueError, match="already exists"):
