@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,7 +26,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.health import health
 from api.jobs import JobController
 from models.db import close_pool, configure_db, start_pool
-from ops.logging import bound, configure_logging
+from ops.logging import bound, configure_logging, log_event
 from ops.settings import get_settings
 
 log = logging.getLogger("api")
@@ -45,14 +46,31 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
         request_id = incoming if incoming.replace("-", "").isalnum() else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
             await send(message)
 
         with bound(request_id=request_id):
-            await app(scope, receive, send_with_id)
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                path = scope.get("path", "")
+                log_event(
+                    log,
+                    "HTTP_REQUEST",
+                    # Load balancers poll /health every few seconds: keep it out of INFO.
+                    logging.DEBUG if path == "/health" else logging.INFO,
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                )
 
     return middleware
 

@@ -57,7 +57,9 @@ class JsonFormatter(logging.Formatter):
         }
         if getattr(record, "event", None):
             payload["message"] = record.getMessage()
-        payload.update(current_context())
+        # Captured when the record was made (see _install_context_factory), so a handler
+        # that formats later, or in another thread, still sees the request's context.
+        payload.update(getattr(record, "_context", None) or current_context())
         for key, value in record.__dict__.items():
             if key in _RESERVED or key == "event" or key.startswith("_"):
                 continue
@@ -70,8 +72,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+_factory_installed = False
+
+
+def _install_context_factory() -> None:
+    global _factory_installed
+    if _factory_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record._context = current_context()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _factory_installed = True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send every logger's records to stderr as one JSON object per line."""
+    _install_context_factory()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

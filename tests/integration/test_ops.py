@@ -38,7 +38,9 @@ def test_provision_repairs_a_drifted_queue(provisioned):
     report = dict(provision())
     assert report[f"sqs:{name}"] == "updated"
     attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
-    assert int(attrs["Attributes"]["VisibilityTimeout"]) == settings.visibility_timeouts["messaging"]
+    assert (
+        int(attrs["Attributes"]["VisibilityTimeout"]) == settings.visibility_timeouts["messaging"]
+    )
 
 
 def test_presigned_put_then_get_round_trip(provisioned):
