@@ -16,9 +16,9 @@ dev:
 test *ARGS:
     python -m pytest "$@"
 
-# Run the benchmarks and print their figures (none are asserted)
-bench *ARGS:
-    python -m pytest tests/benchmarks -s -q -p no:cacheprovider "$@"
+# Run the benchmarks and print their figures (none are asserted); `just bench spine` runs one group
+bench GROUP="":
+    ACADEMY_BENCH=1 python -m pytest tests/benchmarks -s -q -p no:cacheprovider -p no:logging {{ if GROUP == "" { "" } else { "-k " + GROUP } }}
 
 # Apply database migrations (to DATABASE_URL, else to the local dev database)
 migrate:

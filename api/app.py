@@ -158,6 +158,8 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         lifespan=[lifespan],
+        # Our JSON logging (configure_logging) stays in charge of every logger.
+        logging_config=None,
         debug=False,
     )
     # Wrapped around the whole app, not as route middleware: Litestar runs app middleware

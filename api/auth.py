@@ -191,7 +191,8 @@ def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return principal
 
 
-def require_auth(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+# Guards are async: a sync guard costs a thread-pool hop on every request.
+async def require_auth(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     authenticate(connection)
 
 

@@ -169,7 +169,11 @@ def main() -> int:
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
 
+    # Installed explicitly: a shell that starts us in the background would leave SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_term)
+    # Local queues cost nothing to poll; a short long-poll makes Ctrl-C stop workers quickly.
+    os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "2")
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         with local_runtime(purpose="dev") as rt:
@@ -178,6 +182,10 @@ def main() -> int:
             try:
                 return _run(procs, started)
             finally:
+                # A second Ctrl-C must not cut the stop short: that would leave the children
+                # without their database and queues, and signal them twice.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 # Children first: they need the database and queues to stop cleanly.
                 print("stopping ...")
                 _stop(procs)
