@@ -55,3 +55,11 @@ deploy:
     python -m ops.migrate
     python -m ops.provision
     python -m ops.readiness
+
+# Deleted duplicate students (same name + guardian phone): a dry run, or --fix to keep the oldest
+students-duplicates *ARGS:
+    python -m ops.runtime run -- python -m ops.students duplicates "$@"
+
+# Delete for good the students soft-deleted over 30 days ago (--dry-run to count); run it daily
+students-purge *ARGS:
+    python -m ops.runtime run -- python -m ops.students purge "$@"

@@ -21,10 +21,12 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from api import attendance, grades, lectures, me
 from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
 from api.jobs import JobController
+from api.students import StudentController
 from models.db import close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
 from ops.settings import get_settings
@@ -126,7 +128,15 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
 
     api_v1 = Router(
         path="/",
-        route_handlers=[AuthController, JobController],
+        route_handlers=[
+            AuthController,
+            JobController,
+            StudentController,
+            *lectures.CONTROLLERS,
+            *attendance.CONTROLLERS,
+            *grades.CONTROLLERS,
+            *me.CONTROLLERS,
+        ],
         dependencies={
             "principal": Provide(provide_principal),
             "tenant_scope": Provide(provide_scope),

@@ -4,6 +4,11 @@ import os
 
 from piccolo.conf.apps import AppConfig
 
+from models.attendance import Attendance
+from models.events import AuditLog, OutboxEvent
+from models.exams import Exam, Score
+from models.lectures import Enrollment, Lecture, LectureSession
+from models.students import Guardian, Student, StudentGuardian
 from models.tables import Job, LoginAttempt, RefreshToken, Tenant, User
 
 CURRENT_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
@@ -11,7 +16,24 @@ CURRENT_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 APP_CONFIG = AppConfig(
     app_name="academy",
     migrations_folder_path=os.path.join(CURRENT_DIRECTORY, "migrations"),
-    table_classes=[Tenant, User, RefreshToken, LoginAttempt, Job],
+    table_classes=[
+        Tenant,
+        User,
+        RefreshToken,
+        LoginAttempt,
+        Job,
+        Student,
+        Guardian,
+        StudentGuardian,
+        Lecture,
+        LectureSession,
+        Enrollment,
+        Attendance,
+        Exam,
+        Score,
+        OutboxEvent,
+        AuditLog,
+    ],
     migration_dependencies=[],
     commands=[],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
+import asyncpg
 from piccolo.columns import Column
 from piccolo.columns.combination import Combinable
 from piccolo.query import Objects, Select
@@ -66,6 +67,23 @@ class TenantScope:
         if row is None:
             raise NotFoundInTenant(table, row_id)
         return dict(row)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run raw SQL in which ``$1`` is this tenant (the helper supplies it).
+
+        For hot paths only. The SQL must filter by ``$1``; a statement that does not
+        mention it is refused, so a raw query cannot forget the tenant.
+        """
+        if "$1" not in sql:
+            raise ValueError("tenant-scoped SQL must filter by $1 (the tenant)")
+        from models.db import connection
+
+        async with connection() as conn:
+            return list(await conn.fetch(sql, self.tenant_id, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
 
     def new(self, table: type[T], **values: Any) -> T:
         """An unsaved row of this tenant."""

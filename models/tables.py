@@ -47,8 +47,10 @@ class User(Table, tablename="app_user", db=DB):
     role = Varchar(length=16, choices=Role)
     password_hash = Text()
     # Set for the student and parent roles: which student the account sees. The
-    # students table arrives with the academy domain; the FK is added there.
+    # FK is added by the academy-domain migration (students are defined after users).
     student_id = UUID(null=True, default=None)
+    # Set for the parent role: the guardian record whose students the account sees.
+    guardian_id = UUID(null=True, default=None)
     is_active = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())
     last_login_at = Timestamptz(null=True, default=None)

@@ -174,3 +174,17 @@ async def _job(tenant: TenantCtx) -> str:
 
     row = await submit(PROBES["video"], tenant_id=tenant.id, kind="probe")
     return str(row.id)
+
+
+def _load_domain_cases() -> None:
+    """Each domain registers its cases in ``tests/bola_cases/<domain>.py``."""
+    import importlib
+    import pkgutil
+
+    import tests.bola_cases as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+_load_domain_cases()

@@ -228,3 +228,30 @@ async def wait_for(predicate: Callable[[], Any], timeout: float, interval: float
         if time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.statements: list[str] = []
+
+
+@pytest.fixture
+def count_queries(monkeypatch: pytest.MonkeyPatch) -> QueryCounter:
+    """Counts SQL statements sent to Postgres (through the ORM or raw asyncpg), so a test
+    can show a list endpoint does not issue one query per row."""
+    import asyncpg.connection
+
+    counter = QueryCounter()
+    for name in ("fetch", "fetchrow", "fetchval", "execute", "executemany"):
+        original = getattr(asyncpg.connection.Connection, name)
+
+        def wrapper(
+            self: Any, query: str, *args: Any, _original: Any = original, **kwargs: Any
+        ) -> Any:
+            counter.count += 1
+            counter.statements.append(query)
+            return _original(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, wrapper)
+    return counter

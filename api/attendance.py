@@ -1,0 +1,5 @@
+"""(being written)"""
+
+from litestar import Controller
+
+CONTROLLERS: list[type[Controller]] = []

@@ -1,0 +1,1 @@
+"""Pure domain logic, importable without a broker or a web server."""

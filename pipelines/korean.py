@@ -1,0 +1,74 @@
+"""Korean text helpers: initial-consonant (초성) keys for search, and phone numbers.
+
+Phone numbers go through Google's libphonenumber (``phonenumbers``); nothing here keeps
+its own table of Korean prefixes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import phonenumbers
+
+# Hangul syllables are laid out as ((initial * 21) + medial) * 28 + final from U+AC00.
+_SYLLABLE_FIRST, _SYLLABLE_LAST = 0xAC00, 0xD7A3
+_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_COMPAT_JAMO = set(_INITIALS)
+
+
+def initials(text: str) -> str:
+    """The 초성 of every Hangul syllable (``김민수`` → ``ㄱㅁㅅ``); other characters are
+    kept as they are, lower-cased, so mixed names still match."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if _SYLLABLE_FIRST <= code <= _SYLLABLE_LAST:
+            out.append(_INITIALS[(code - _SYLLABLE_FIRST) // 588])
+        elif not ch.isspace():
+            out.append(ch.lower())
+    return "".join(out)
+
+
+def is_initials_query(text: str) -> bool:
+    """True when the query is made only of initial consonants (``ㄱㅁㅅ``)."""
+    stripped = text.replace(" ", "")
+    return bool(stripped) and all(ch in _COMPAT_JAMO for ch in stripped)
+
+
+def clean_text(text: str) -> str:
+    """NFKC (full-width → half-width), collapsed whitespace, trimmed."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+class InvalidPhone(ValueError):
+    pass
+
+
+def normalize_phone(raw: str) -> str:
+    """Canonical Korean mobile/landline form: ``010-1234-5678``, ``02-123-4567``.
+
+    Accepts ``01012345678``, ``010.1234.5678``, ``+82 10-1234-5678`` and the
+    ``1012345678`` that spreadsheets leave after dropping the leading zero.
+    """
+    text = clean_text(str(raw))
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not digits:
+        raise InvalidPhone("phone number is empty")
+    if text.startswith("+") or (digits.startswith("82") and len(digits) >= 11):
+        candidate = "+" + digits
+    elif digits.startswith("1") and len(digits) in (9, 10):
+        candidate = "0" + digits  # the leading 0 a spreadsheet dropped
+    else:
+        candidate = digits
+    try:
+        number = phonenumbers.parse(candidate, "KR")
+    except phonenumbers.NumberParseException:
+        raise InvalidPhone(f"not a phone number: {raw!r}") from None
+    if number.country_code != 82 or not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(f"not a valid Korean phone number: {raw!r}")
+    formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return formatted.replace(" ", "-")
+
+
+def phone_digits(canonical: str) -> str:
+    return "".join(ch for ch in canonical if ch.isdigit())
