@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from piccolo.columns import JSONB, UUID, BigSerial, ForeignKey, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
-from models.db import DB
+from models.db import DB, connection
 from models.tables import Tenant, User
 
 
@@ -43,3 +45,44 @@ class AuditLog(Table, tablename="audit_log", db=DB):
     before = JSONB(null=True, default=None)
     after = JSONB(null=True, default=None)
     at = Timestamptz(default=TimestamptzNow())
+
+
+async def record_audit(
+    *,
+    tenant_id: Any,
+    actor_id: Any,
+    entity: str,
+    entity_id: Any,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """Append one audit row, in the caller's transaction (so it commits with the change)."""
+    async with connection() as conn:
+        await conn.execute(
+            "INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, now())",
+            tenant_id,
+            actor_id,
+            entity,
+            entity_id,
+            action,
+            json.dumps(before, default=str, ensure_ascii=False) if before is not None else None,
+            json.dumps(after, default=str, ensure_ascii=False) if after is not None else None,
+        )
+
+
+async def emit_event(*, tenant_id: Any, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool:
+    """Record a domain event in the outbox, in the caller's transaction. The same
+    ``dedupe_key`` twice is one event. Returns True if this call recorded it."""
+    async with connection() as conn:
+        inserted = await conn.fetchval(
+            "INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts) "
+            "VALUES (gen_random_uuid(), $1, $2, $3, $4::jsonb, now(), 0) "
+            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING true",
+            tenant_id,
+            kind,
+            dedupe_key,
+            json.dumps(payload, default=str, ensure_ascii=False),
+        )
+    return bool(inserted)
