@@ -46,6 +46,7 @@ class Principal(msgspec.Struct, frozen=True):
     tenant_id: uuid.UUID
     role: Role
     student_id: uuid.UUID | None = None
+    guardian_id: uuid.UUID | None = None
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -105,6 +106,8 @@ def issue_access_token(principal: Principal, ttl: int | None = None) -> str:
     }
     if principal.student_id:
         claims["sid"] = str(principal.student_id)
+    if principal.guardian_id:
+        claims["gid"] = str(principal.guardian_id)
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
@@ -128,6 +131,7 @@ def decode_access_token(token: str) -> Principal:
             tenant_id=uuid.UUID(claims["tid"]),
             role=Role(claims["role"]),
             student_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
+            guardian_id=uuid.UUID(claims["gid"]) if claims.get("gid") else None,
         )
     except (ValueError, KeyError):
         raise NotAuthorizedException("invalid access token") from None
@@ -159,20 +163,26 @@ async def _rotate(row: dict[str, Any]) -> TokenPair:
     if row["expires_at"] <= utcnow():
         raise NotAuthorizedException("refresh token expired")
     user = (
-        await User.select(User.id, User.tenant, User.role, User.student_id, User.is_active)
+        await User.select(
+            User.id, User.tenant, User.role, User.student_id, User.guardian_id, User.is_active
+        )
         .where(User.id == row["user"])
         .first()
     )
     if user is None or not user["is_active"]:
         raise NotAuthorizedException("account disabled")
     await RefreshToken.update({RefreshToken.used_at: utcnow()}).where(RefreshToken.id == row["id"])
-    principal = Principal(
+    return await _issue_pair(_principal_of(user), family=row["family"])
+
+
+def _principal_of(user: dict[str, Any]) -> Principal:
+    return Principal(
         user_id=user["id"],
         tenant_id=user["tenant"],
         role=Role(user["role"]),
         student_id=user["student_id"],
+        guardian_id=user["guardian_id"],
     )
-    return await _issue_pair(principal, family=row["family"])
 
 
 # --- the connection's principal, guards, dependencies ----------------------------------
@@ -267,7 +277,13 @@ class AuthController(Controller):
         await _check_rate_limit(email, client)
 
         query = User.select(
-            User.id, User.tenant, User.role, User.student_id, User.password_hash, User.is_active
+            User.id,
+            User.tenant,
+            User.role,
+            User.student_id,
+            User.guardian_id,
+            User.password_hash,
+            User.is_active,
         ).where(User.email == email)
         if data.tenant:
             query = query.where(User.tenant.slug == data.tenant)
@@ -293,13 +309,7 @@ class AuthController(Controller):
         if not ok or user is None:
             raise NotAuthorizedException("invalid e-mail or password")
         await User.update({User.last_login_at: utcnow()}).where(User.id == user["id"])
-        principal = Principal(
-            user_id=user["id"],
-            tenant_id=user["tenant"],
-            role=Role(user["role"]),
-            student_id=user["student_id"],
-        )
-        return await _issue_pair(principal)
+        return await _issue_pair(_principal_of(user))
 
     @post("/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
     async def refresh(self, data: JSONBody[RefreshRequest]) -> TokenPair:

@@ -1,5 +1,257 @@
-"""(being written)"""
+"""The student and parent app: ``/api/v1/me/...``.
 
-from litestar import Controller
+A student account sees itself; a parent account sees the students linked to its guardian
+record. Any other student id answers 404, exactly like an id that does not exist. Staff
+accounts use the academy endpoints instead (403 here).
+"""
 
-CONTROLLERS: list[type[Controller]] = []
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+
+from api.auth import Principal, require_roles
+from api.errors import field_error
+from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.students import Guardian, _guardians
+from models.scope import NotFoundInTenant, TenantScope
+from models.students import Student as StudentRow
+from models.tables import Role
+
+require_family = require_roles(Role.student, Role.parent)
+
+# The students this principal may see: $2 = the student account's student, $3 = the
+# parent account's guardian. Used by every route below.
+VISIBLE = """
+    s.tenant = $1 AND s.deleted_at IS NULL AND (
+        s.id = $2::uuid
+        OR EXISTS (SELECT 1 FROM student_guardian sg
+                   WHERE sg.student = s.id AND sg.guardian = $3::uuid))
+"""
+
+
+class MyStudent(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    school: str
+    grade: str
+    status: str
+    guardians: list[Guardian]
+
+
+class MyLecture(msgspec.Struct):
+    id: uuid.UUID
+    title: str
+    subject: str
+    teacher_name: str | None
+    schedule: list[dict[str, Any]]
+    start_date: dt.date | None
+    end_date: dt.date | None
+    status: str
+    enrolled_at: dt.datetime
+
+
+class MySession(msgspec.Struct):
+    id: uuid.UUID
+    lecture_id: uuid.UUID
+    lecture_title: str
+    seq: int
+    date: dt.date
+    start_time: dt.time | None
+    end_time: dt.time | None
+    topic: str
+    attendance: str | None  # present | late | absent | excused | None (not checked)
+    note: str | None
+
+
+class MyScore(msgspec.Struct):
+    exam_id: uuid.UUID
+    exam_title: str
+    lecture_title: str
+    date: dt.date | None
+    score: Decimal
+    max_score: Decimal
+    rank: int
+    takers: int
+
+
+def _who(principal: Principal) -> tuple[uuid.UUID | None, uuid.UUID | None]:
+    return (
+        principal.student_id if principal.role == Role.student else None,
+        principal.guardian_id if principal.role == Role.parent else None,
+    )
+
+
+async def _check_visible(scope: TenantScope, principal: Principal, student_id: str) -> uuid.UUID:
+    try:
+        key = uuid.UUID(student_id)
+    except ValueError:
+        raise NotFoundInTenant(StudentRow, student_id) from None
+    row = await scope.fetchrow(
+        f"SELECT s.id FROM student s WHERE {VISIBLE} AND s.id = $4", *_who(principal), key
+    )
+    if row is None:
+        raise NotFoundInTenant(StudentRow, student_id)
+    return key
+
+
+def _range(date_from: dt.date | None, date_to: dt.date | None) -> tuple[dt.date, dt.date]:
+    today = dt.date.today()
+    return date_from or today - dt.timedelta(days=31), date_to or today + dt.timedelta(days=31)
+
+
+async def _my_students(
+    scope: TenantScope, principal: Principal, only: uuid.UUID | None = None
+) -> list[MyStudent]:
+    rows = await scope.fetch(
+        f"""
+        SELECT s.id, s.name, s.school, s.grade, s.status,
+               COALESCE((SELECT json_agg(json_build_object(
+                            'id', g.id, 'name', g.name, 'phone', g.phone,
+                            'relation', sg.relation, 'is_primary', sg.is_primary)
+                         ORDER BY sg.is_primary DESC, g.name, g.id)
+                         FROM student_guardian sg JOIN guardian g ON g.id = sg.guardian
+                         WHERE sg.student = s.id), '[]') AS guardians
+        FROM student s WHERE {VISIBLE} AND ($4::uuid IS NULL OR s.id = $4)
+        ORDER BY s.name, s.id
+        """,
+        *_who(principal),
+        only,
+    )
+    return [MyStudent(**{**dict(r), "guardians": _guardians.decode(r["guardians"])}) for r in rows]
+
+
+class MeController(Controller):
+    path = "/api/v1/me"
+    tags = ["me"]
+    guards = [require_family]
+
+    @get("/students", summary="The students this account may see")
+    async def students(
+        self, principal: NamedDependency[Principal], tenant_scope: NamedDependency[TenantScope]
+    ) -> list[MyStudent]:
+        return await _my_students(tenant_scope, principal)
+
+    @get("/students/{student_id:str}", summary="One of my students")
+    async def student(
+        self,
+        student_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> MyStudent:
+        key = await _check_visible(tenant_scope, principal, student_id)
+        found = await _my_students(tenant_scope, principal, only=key)
+        if not found:
+            raise NotFoundInTenant(StudentRow, student_id)  # raced a delete
+        return found[0]
+
+    @get("/students/{student_id:str}/lectures", summary="Lectures the student attends")
+    async def lectures(
+        self,
+        student_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> list[MyLecture]:
+        key = await _check_visible(tenant_scope, principal, student_id)
+        rows = await tenant_scope.fetch(
+            """
+            SELECT l.id, l.title, l.subject, u.name AS teacher_name, l.schedule::text AS schedule,
+                   l.start_date, l.end_date, l.status, e.enrolled_at
+            FROM enrollment e
+            JOIN lecture l ON l.id = e.lecture
+            LEFT JOIN app_user u ON u.id = l.teacher
+            WHERE e.tenant = $1 AND e.student = $2 AND e.status = 'active'
+            ORDER BY l.title, l.id
+            """,
+            key,
+        )
+        return [
+            MyLecture(**{**dict(r), "schedule": msgspec.json.decode(r["schedule"] or "[]")})
+            for r in rows
+        ]
+
+    @get("/students/{student_id:str}/sessions", summary="Sessions in a date range, with attendance")
+    async def sessions(
+        self,
+        student_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+        date_from: FromQuery[dt.date | None] = None,
+        date_to: FromQuery[dt.date | None] = None,
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[MySession]:
+        key = await _check_visible(tenant_scope, principal, student_id)
+        start, end = _range(date_from, date_to)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, 2)
+        try:
+            after_date = dt.date.fromisoformat(after[0]) if after else None
+            after_id = uuid.UUID(after[1]) if after else None
+        except ValueError:
+            raise field_error("cursor", "not a cursor this API issued") from None
+        rows = await tenant_scope.fetch(
+            """
+            SELECT ls.id, ls.lecture AS lecture_id, l.title AS lecture_title, ls.seq, ls.date,
+                   ls.start_time, ls.end_time, ls.topic, a.status AS attendance, a.note
+            FROM enrollment e
+            JOIN lecture l ON l.id = e.lecture
+            JOIN lecture_session ls ON ls.lecture = e.lecture
+            LEFT JOIN attendance a ON a.session = ls.id AND a.student = e.student
+            WHERE e.tenant = $1 AND e.student = $2 AND e.status = 'active'
+              AND ls.date BETWEEN $3 AND $4
+              AND ($5::date IS NULL OR (ls.date, ls.id) > ($5::date, $6::uuid))
+            ORDER BY ls.date, ls.id
+            LIMIT $7
+            """,
+            key,
+            start,
+            end,
+            after_date,
+            after_id,
+            limit + 1,
+        )
+        items = [MySession(**dict(r)) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor([str(last["date"]), str(last["id"])])
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
+
+    @get("/students/{student_id:str}/scores", summary="Exam scores, newest first")
+    async def scores(
+        self,
+        student_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> list[MyScore]:
+        key = await _check_visible(tenant_scope, principal, student_id)
+        rows = await tenant_scope.fetch(
+            """
+            SELECT * FROM (
+                SELECT x.id AS exam_id, x.title AS exam_title, l.title AS lecture_title, x.date,
+                       sc.score, x.max_score, sc.student,
+                       rank() OVER (PARTITION BY sc.exam ORDER BY sc.score DESC)::int AS rank,
+                       count(*) OVER (PARTITION BY sc.exam)::int AS takers
+                FROM score sc
+                JOIN exam x ON x.id = sc.exam
+                JOIN lecture l ON l.id = x.lecture
+                WHERE sc.tenant = $1
+                  AND sc.exam IN (SELECT exam FROM score WHERE tenant = $1 AND student = $2)
+            ) ranked
+            WHERE ranked.student = $2
+            ORDER BY ranked.date DESC NULLS LAST, ranked.exam_id
+            """,
+            key,
+        )
+        return [MyScore(**{f: r[f] for f in MyScore.__struct_fields__}) for r in rows]
+
+
+CONTROLLERS: list[type[Controller]] = [MeController]
