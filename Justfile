@@ -16,7 +16,7 @@ dev:
 test *ARGS:
     python -m pytest "$@"
 
-# Run the benchmarks and print their figures (none are asserted); `just bench spine` runs one group
+# Run the benchmarks and print their figures (none are asserted); `just bench api` runs one group
 bench GROUP="":
     ACADEMY_BENCH=1 python -m pytest tests/benchmarks -s -q -p no:cacheprovider -p no:logging {{ if GROUP == "" { "" } else { "-k " + GROUP } }}
 

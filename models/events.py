@@ -72,7 +72,9 @@ async def record_audit(
         )
 
 
-async def emit_event(*, tenant_id: Any, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool:
+async def emit_event(
+    *, tenant_id: Any, kind: str, dedupe_key: str, payload: dict[str, Any]
+) -> bool:
     """Record a domain event in the outbox, in the caller's transaction. The same
     ``dedupe_key`` twice is one event. Returns True if this call recorded it."""
     async with connection() as conn:

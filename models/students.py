@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from enum import Enum
 
-from piccolo.columns import UUID, Boolean, Date, ForeignKey, Text, Timestamptz, Varchar
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    Boolean,
+    Date,
+    ForeignKey,
+    Integer,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -34,6 +44,11 @@ class Student(Table, tablename="student", db=DB):
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
     deleted_at = Timestamptz(null=True, default=None, index=True)
+    # Read models for the student list, kept by database triggers (see the migration
+    # "student read model"): whatever writes guardians or enrollments -- the API, an Excel
+    # import's COPY, a psql session -- keeps them right.
+    guardians_json = JSONB(default="[]")
+    enrollment_count = Integer(default=0)
 
 
 class GuardianRelation(str, Enum):

@@ -27,7 +27,7 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-async def test_bench_api_requests(tenant, broker):
+async def test_bench_spine_requests(tenant, broker):
     port = free_port()
     server = subprocess.Popen(
         [
@@ -85,7 +85,7 @@ async def test_bench_api_requests(tenant, broker):
         server.wait(10)
 
 
-async def test_bench_job_round_trip(tenant, start_worker):
+async def test_bench_spine_job_round_trip(tenant, start_worker):
     from models.db import close_pool, start_pool
 
     await start_pool()  # as the API runs: pooled connections

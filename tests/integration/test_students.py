@@ -205,3 +205,38 @@ async def test_list_page_is_one_query_not_one_per_row(tenant, count_queries):
     assert r.status_code == 200 and len(r.json()["items"]) == 50
     assert all(len(i["guardians"]) == 2 for i in r.json()["items"])
     assert count_queries.count <= 2, count_queries.statements
+
+
+async def test_read_model_follows_every_writer(tenant):
+    """guardians and enrollment_count are kept by triggers, whoever writes."""
+    from models.lectures import Enrollment, Lecture
+
+    h = await tenant.headers()
+    mom = unique_mobile()
+    a = await create_student(tenant, h, guardians=[{"name": "엄마", "phone": mom}])
+    b = await create_student(tenant, h, guardians=[{"name": "엄마", "phone": mom}])
+    # Renaming the shared guardian through one sibling shows on the other.
+    await tenant.client.patch(
+        f"{BASE}/{a['id']}", json={"guardians": [{"name": "김엄마", "phone": mom}]}, headers=h
+    )
+    got = (await tenant.client.get(f"{BASE}/{b['id']}", headers=h)).json()
+    assert got["guardians"][0]["name"] == "김엄마"
+    listed = {
+        i["id"]: i
+        for i in (await tenant.client.get(BASE, params={"q": mom[-4:]}, headers=h)).json()["items"]
+    }
+    assert listed[b["id"]]["guardians"][0]["name"] == "김엄마"
+    # Enrollments written straight to the table (as an import would) are counted.
+    lectures = [Lecture(tenant=tenant.id, title=f"L{i}") for i in range(2)]
+    for lec in lectures:
+        await lec.save()
+    await Enrollment.insert(
+        *[Enrollment(tenant=tenant.id, student=a["id"], lecture=lec.id) for lec in lectures]
+    )
+    assert (await tenant.client.get(f"{BASE}/{a['id']}", headers=h)).json()["enrollment_count"] == 2
+    await Enrollment.update({Enrollment.status: "dropped"}).where(
+        Enrollment.lecture == lectures[0].id
+    )
+    assert (await tenant.client.get(f"{BASE}/{a['id']}", headers=h)).json()["enrollment_count"] == 1
+    await Enrollment.delete().where(Enrollment.student == a["id"])
+    assert (await tenant.client.get(f"{BASE}/{a['id']}", headers=h)).json()["enrollment_count"] == 0
