@@ -21,7 +21,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from api import attendance, grades, lectures, me
+from api import attendance, grades, lectures, me, users
 from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
@@ -136,6 +136,7 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             *attendance.CONTROLLERS,
             *grades.CONTROLLERS,
             *me.CONTROLLERS,
+            *users.CONTROLLERS,
         ],
         dependencies={
             "principal": Provide(provide_principal),
