@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -208,10 +208,10 @@ async def require_auth(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
 
 def require_roles(
     *roles: Role,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
     allowed = frozenset(roles)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if authenticate(connection).role not in allowed:
             raise PermissionDeniedException(
                 f"requires one of the roles: {', '.join(sorted(r.value for r in allowed))}"

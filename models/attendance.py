@@ -6,6 +6,7 @@ import uuid
 from enum import Enum
 
 from piccolo.columns import UUID, ForeignKey, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -30,4 +31,4 @@ class Attendance(Table, tablename="attendance", db=DB):
     status = Varchar(length=16, choices=AttendanceStatus)
     note = Text(default="")
     checked_at = Timestamptz(default=TimestamptzNow())
-    checked_by = ForeignKey(User, null=True, default=None)
+    checked_by = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from piccolo.columns import JSONB, UUID, BigSerial, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -38,7 +39,9 @@ class AuditLog(Table, tablename="audit_log", db=DB):
 
     id = BigSerial(primary_key=True)
     tenant = ForeignKey(Tenant, null=False, index=True)
-    actor = ForeignKey(User, null=True, default=None)
+    # RESTRICT: an account with history is deactivated, never deleted (a cascade would
+    # erase the history, and SET NULL would rewrite it).
+    actor = ForeignKey(User, null=True, default=None, on_delete=OnDelete.restrict)
     entity = Varchar(length=32)
     entity_id = UUID(index=True)
     action = Varchar(length=16)  # create | update | delete

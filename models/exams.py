@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 
 from piccolo.columns import JSONB, UUID, Date, ForeignKey, Integer, Numeric, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -36,6 +37,6 @@ class Score(Table, tablename="score", db=DB):
     student = ForeignKey(Student, null=False, index=True)
     score = Numeric(digits=(7, 2))
     source = Varchar(length=16, default="manual")  # manual | bulk | omr
-    updated_by = ForeignKey(User, null=True, default=None)
+    updated_by = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())

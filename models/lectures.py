@@ -15,6 +15,7 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
+from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -35,7 +36,8 @@ class Lecture(Table, tablename="lecture", db=DB):
     code = Varchar(length=32, null=True, default=None)  # optional, unique per tenant
     title = Varchar(length=200)
     subject = Varchar(length=100, default="")
-    teacher = ForeignKey(User, null=True, default=None)
+    # A deleted account leaves its lectures without a teacher, never deletes them.
+    teacher = ForeignKey(User, null=True, default=None, on_delete=OnDelete.set_null)
     capacity = Integer(null=True, default=None)  # None: unlimited
     # [{"weekday": 0..6 (Mon..Sun), "start": "HH:MM", "end": "HH:MM"}]
     schedule = JSONB(default="[]")

@@ -1,0 +1,53 @@
+"""Database rules that no endpoint shows directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.events import AuditLog, record_audit
+from models.exams import Exam, Score
+from models.lectures import Lecture
+from models.tables import User
+from tests.factories import create_student
+
+
+async def test_deleting_an_account_keeps_what_it_touched(tenant):
+    email = await tenant.add_user("teacher")
+    teacher = await User.select(User.id).where(User.email == email).first()
+    student = await create_student(tenant)
+    lecture = Lecture(tenant=tenant.id, title="수학", teacher=teacher["id"])
+    await lecture.save()
+    exam = Exam(tenant=tenant.id, lecture=lecture.id, title="중간")
+    await exam.save()
+    await Score(
+        tenant=tenant.id, exam=exam.id, student=student["id"], score=90, updated_by=teacher["id"]
+    ).save()
+
+    await User.delete().where(User.id == teacher["id"])
+
+    kept = await Lecture.select(Lecture.teacher).where(Lecture.id == lecture.id).first()
+    assert kept == {"teacher": None}
+    assert await Score.count().where(Score.exam == exam.id) == 1
+
+
+async def test_an_account_with_history_cannot_be_deleted(tenant):
+    email = await tenant.add_user("teacher")
+    teacher = await User.select(User.id).where(User.email == email).first()
+    await record_audit(tenant_id=tenant.id, actor_id=teacher["id"], entity="score", entity_id=teacher["id"],
+                       action="create", before=None, after={"score": 90})  # fmt: skip
+    with pytest.raises(Exception, match="audit_log"):
+        await User.delete().where(User.id == teacher["id"])
+    audit = await AuditLog.select(AuditLog.actor).where(AuditLog.entity_id == teacher["id"]).first()
+    assert audit["actor"] == teacher["id"]
+
+
+async def test_audit_log_is_append_only(tenant):
+    student = await create_student(tenant)
+    await record_audit(tenant_id=tenant.id, actor_id=None, entity="attendance", entity_id=student["id"],
+                       action="update", before={"status": "absent"}, after={"status": "present"})  # fmt: skip
+    with pytest.raises(Exception, match="append-only"):
+        await AuditLog.update({AuditLog.action: "forged"}).where(
+            AuditLog.entity_id == student["id"]
+        )
+    with pytest.raises(Exception, match="append-only"):
+        await AuditLog.delete().where(AuditLog.entity_id == student["id"])
