@@ -1,5 +1,883 @@
-"""(being written)"""
+"""Exams (per lecture) and their scores: exam CRUD with answer keys, single and bulk score
+entry (audited, with an outbox event per recorded score), the score list with rank and
+percentile, exam statistics, and a student's grade history.
 
-from litestar import Controller
+Definitions of rank, percentile, standard deviation and the distribution are the ones in
+``pipelines.grading`` (competition rank "1224"; percentile = share strictly below, in %;
+population standard deviation). Soft-deleted students are left out of every list, rank and
+statistic here (as they will be once purged); their rows stay and come back on restore.
 
-CONTROLLERS: list[type[Controller]] = []
+Roles: owner, admin, teacher and staff read; owner, admin and teacher write. Student and
+parent accounts get 403 on every route here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
+from litestar.types import Empty
+from litestar.utils.scope.state import ScopeState
+
+from api.auth import Principal, require_roles, require_staff
+from api.errors import ProblemException, field_error, handle_http, problem
+from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from models.db import transaction
+from models.exams import Exam as ExamRow
+from models.lectures import Lecture as LectureRow
+from models.scope import NotFoundInTenant, TenantScope
+from models.students import Student as StudentRow
+from models.tables import Role
+from pipelines.grading import (
+    MAX_QUESTIONS,
+    InvalidAnswerKey,
+    check_score,
+    normalize_answer_key,
+    percentile,
+    score_stats,
+    to_score,
+)
+from pipelines.korean import clean_text
+
+require_grader = require_roles(Role.owner, Role.admin, Role.teacher)
+
+MAX_BULK_ITEMS = 1000
+# Undated exams (the API requires a date, but other writers may not) sort last.
+UNDATED = dt.date(9999, 12, 31)
+
+
+# --- schemas ---------------------------------------------------------------------------
+
+
+class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``answer_key``: question number -> accepted answers, ``{"1": ["3"], "2": ["1", "4"]}``.
+    Answers are normalised (``"⑤"`` is ``"5"``); it needs ``question_count``. Per-question
+    weights are not part of it (they will come with OMR grading as a separate mapping)."""
+
+    title: str
+    date: dt.date
+    max_score: float = 100.0
+    question_count: int | None = None
+    answer_key: dict[str, list[str]] | None = None
+
+
+class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields present change; ``null`` clears ``question_count`` / ``answer_key``."""
+
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    date: dt.date | msgspec.UnsetType = msgspec.UNSET
+    max_score: float | msgspec.UnsetType = msgspec.UNSET
+    question_count: int | msgspec.UnsetType | None = msgspec.UNSET
+    answer_key: dict[str, list[str]] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class Exam(msgspec.Struct):
+    id: uuid.UUID
+    lecture_id: uuid.UUID
+    lecture_title: str
+    title: str
+    date: dt.date | None
+    max_score: float
+    question_count: int | None
+    answer_key: dict[str, list[str]] | None
+    score_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ScoreIn(msgspec.Struct, forbid_unknown_fields=True):
+    score: float
+
+
+class ScoreItem(msgspec.Struct, forbid_unknown_fields=True):
+    student_id: uuid.UUID
+    score: float
+
+
+class ScoreResult(msgspec.Struct):
+    exam_id: uuid.UUID
+    student_id: uuid.UUID
+    score: float
+    max_score: float
+    changed: bool  # False: it already was this score (no audit row, no event)
+
+
+class ScoreChange(msgspec.Struct):
+    student_id: uuid.UUID
+    score: float
+    changed: bool
+
+
+class BulkScoreResult(msgspec.Struct):
+    exam_id: uuid.UUID
+    max_score: float
+    received: int
+    changed: int
+    items: list[ScoreChange]
+
+
+class ExamScore(msgspec.Struct):
+    student_id: uuid.UUID
+    student_name: str
+    score: float
+    rank: int  # competition rank, 1 = highest; ties share it (1, 2, 2, 4)
+    percentile: float  # % of this exam's scores strictly below this one
+    updated_at: dt.datetime
+
+
+class ExamScores(msgspec.Struct):
+    exam_id: uuid.UUID
+    max_score: float
+    count: int
+    items: list[ExamScore]
+
+
+class ScoreBin(msgspec.Struct):
+    lower: float
+    upper: float  # exclusive, except for the last bin (which ends at max_score inclusive)
+    count: int
+
+
+class ExamStats(msgspec.Struct):
+    """``stdev`` is the population standard deviation (N, not N - 1)."""
+
+    exam_id: uuid.UUID
+    max_score: float
+    count: int
+    mean: float | None
+    median: float | None
+    stdev: float | None
+    min: float | None
+    max: float | None
+    distribution: list[ScoreBin]
+
+
+class GradeEntry(msgspec.Struct):
+    exam_id: uuid.UUID
+    exam_title: str
+    date: dt.date | None
+    lecture_id: uuid.UUID
+    lecture_title: str
+    score: float
+    max_score: float
+    rank: int
+    percentile: float
+    count: int  # scores in that exam
+
+
+# --- ids and reads ---------------------------------------------------------------------
+
+
+def _key(table: Any, value: Any) -> uuid.UUID:
+    """A path id as a UUID; a malformed one is the same 404 as an unknown one."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFoundInTenant(table, value) from None
+
+
+_answer_key = msgspec.json.Decoder(dict[str, list[str]] | None)
+
+EXAM_COLUMNS = """
+    e.id, e.lecture AS lecture_id, l.title AS lecture_title, e.title, e.date, e.max_score,
+    e.question_count, e.answer_key, e.created_at, e.updated_at,
+    COALESCE(e.date, DATE '9999-12-31') AS sort_date,
+    (SELECT count(*) FROM score s
+       JOIN student st ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
+      WHERE s.tenant = $1 AND s.exam = e.id) AS score_count
+"""
+EXAM_FROM = "exam e JOIN lecture l ON l.id = e.lecture AND l.tenant = $1"
+
+
+def _to_exam(row: Any) -> Exam:
+    return Exam(
+        id=row["id"],
+        lecture_id=row["lecture_id"],
+        lecture_title=row["lecture_title"],
+        title=row["title"],
+        date=row["date"],
+        max_score=float(row["max_score"]),
+        question_count=row["question_count"],
+        answer_key=_answer_key.decode(row["answer_key"]) if row["answer_key"] else None,
+        score_count=row["score_count"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
+    row = await scope.fetchrow(
+        f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE e.tenant = $1 AND e.id = $2",
+        _key(ExamRow, exam_id),
+    )
+    if row is None:
+        raise NotFoundInTenant(ExamRow, exam_id)
+    return _to_exam(row)
+
+
+async def _lecture(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
+    row = await scope.fetchrow(
+        "SELECT id FROM lecture WHERE tenant = $1 AND id = $2", _key(LectureRow, lecture_id)
+    )
+    if row is None:
+        raise NotFoundInTenant(LectureRow, lecture_id)
+    return uuid.UUID(str(row["id"]))
+
+
+async def _lock_exam(scope: TenantScope, exam_id: Any) -> dict[str, Any]:
+    """The exam, locked for the rest of the transaction (FOR NO KEY UPDATE: it serialises
+    score writers and exam edits of one exam, but not the FK checks of other tables), with
+    its highest recorded score and its number of scores (soft-deleted students included:
+    their rows come back on restore)."""
+    row = await scope.fetchrow(
+        """
+        SELECT e.id, e.lecture, e.max_score, e.question_count, e.answer_key,
+               (SELECT max(s.score) FROM score s WHERE s.tenant = $1 AND s.exam = e.id)
+                   AS top_score,
+               (SELECT count(*) FROM score s WHERE s.tenant = $1 AND s.exam = e.id)
+                   AS score_total
+        FROM exam e WHERE e.tenant = $1 AND e.id = $2
+        FOR NO KEY UPDATE OF e
+        """,
+        _key(ExamRow, exam_id),
+    )
+    if row is None:
+        raise NotFoundInTenant(ExamRow, exam_id)
+    out = dict(row)
+    out["answer_key"] = _answer_key.decode(row["answer_key"]) if row["answer_key"] else None
+    return out
+
+
+SORTS: dict[str, str] = {"date": "ASC", "-date": "DESC"}
+
+
+async def list_exams(
+    scope: TenantScope, lecture_id: Any, *, sort: str, limit: int, cursor: str | None
+) -> Page[Exam]:
+    lecture = await _lecture(scope, lecture_id)
+    direction = SORTS[sort]
+    args: list[Any] = [lecture]
+    where = ["e.tenant = $1", "e.lecture = $2"]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args) + 1}"
+
+    after = decode_cursor(cursor, 2)
+    if after is not None:
+        try:
+            key_date, last_id = dt.date.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+        except ValueError:
+            raise field_error("cursor", "not a cursor this API issued") from None
+        op = ">" if direction == "ASC" else "<"
+        where.append(
+            f"(COALESCE(e.date, DATE '9999-12-31'), e.id) {op} ({arg(key_date)}, {arg(last_id)})"
+        )
+    rows = await scope.fetch(
+        f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE {' AND '.join(where)} "
+        f"ORDER BY sort_date {direction}, e.id {direction} LIMIT {arg(limit + 1)}",
+        *args,
+    )
+    items = [_to_exam(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last["sort_date"].isoformat(), str(last["id"])])
+    return Page(items=items, limit=limit, next_cursor=next_cursor)
+
+
+# --- exam writes -----------------------------------------------------------------------
+
+
+def _validate_exam(data: ExamCreate | ExamUpdate, current: dict[str, Any] | None) -> dict[str, Any]:
+    """Clean and check every field against the exam as it will be (``current`` is the
+    locked row on update); one 422 lists all the problems."""
+    errors: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    if data.title is not msgspec.UNSET:
+        title = clean_text(data.title)
+        if not title:
+            errors.append({"field": "title", "message": "must not be empty"})
+        elif len(title) > 200:
+            errors.append({"field": "title", "message": "at most 200 characters"})
+        values["title"] = title
+    if data.date is not msgspec.UNSET:
+        values["date"] = data.date
+    if data.max_score is not msgspec.UNSET:
+        try:
+            max_score = to_score(data.max_score)
+            if max_score <= 0:
+                raise ValueError("must be greater than 0")
+            top = current["top_score"] if current else None
+            if top is not None and max_score < top:
+                raise ValueError(f"must be at least the highest recorded score ({top})")
+            values["max_score"] = max_score
+        except ValueError as exc:
+            errors.append({"field": "max_score", "message": str(exc)})
+
+    # The key is checked against the exam as it will be: a new question_count must still
+    # fit the stored key, and a new key the (new or stored) question_count.
+    question_count: int | None = current["question_count"] if current else None
+    key: dict[str, list[str]] | None = current["answer_key"] if current else None
+    count_changed = not isinstance(data.question_count, msgspec.UnsetType)
+    key_changed = not isinstance(data.answer_key, msgspec.UnsetType)
+    if not isinstance(data.question_count, msgspec.UnsetType):
+        question_count = data.question_count
+        values["question_count"] = question_count
+        if question_count is not None and not 1 <= question_count <= MAX_QUESTIONS:
+            errors.append(
+                {"field": "question_count", "message": f"must be within 1..{MAX_QUESTIONS}"}
+            )
+            question_count = MAX_QUESTIONS  # still check the answers themselves
+    if not isinstance(data.answer_key, msgspec.UnsetType):
+        key = data.answer_key
+        values["answer_key"] = None
+    if (count_changed or key_changed) and key is not None:
+        try:
+            normalized = normalize_answer_key(key, question_count)
+        except InvalidAnswerKey as exc:
+            for path, message in exc.issues:
+                if not path:
+                    errors.append(
+                        {"field": "question_count", "message": "required with an answer_key"}
+                    )
+                elif key_changed:
+                    errors.append({"field": f"answer_key.{path}", "message": message})
+                else:  # the stored key does not fit the new question_count
+                    errors.append(
+                        {
+                            "field": "question_count",
+                            "message": f"the exam's answer key does not fit: {message}",
+                        }
+                    )
+        else:
+            if key_changed:
+                values["answer_key"] = normalized
+    if errors:
+        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+    if "answer_key" in values:
+        key_value = values["answer_key"]
+        values["answer_key"] = (
+            None if key_value is None else msgspec.json.encode(key_value).decode()
+        )
+    return values
+
+
+# --- score writes ----------------------------------------------------------------------
+
+CHECK_STUDENTS = """
+    SELECT t.student,
+           st.id IS NOT NULL AS found,
+           en.id IS NOT NULL AS enrolled
+    FROM unnest($2::uuid[]) AS t(student)
+    LEFT JOIN student st
+           ON st.tenant = $1 AND st.id = t.student AND st.deleted_at IS NULL
+    LEFT JOIN enrollment en
+           ON en.tenant = $1 AND en.student = t.student AND en.lecture = $3::uuid
+          AND en.status = 'active'
+"""
+
+# One statement for any number of scores: upsert the changed ones, then an audit row and an
+# outbox event for each row that changed (a score equal to the stored one changes nothing).
+# ``before`` reads the snapshot taken when the statement starts; the exam row lock taken
+# earlier in the transaction (``_lock_exam``) keeps other writers of this exam out, so that
+# snapshot is the latest state. The outbox and audit rows have the shape that
+# ``models.events.emit_event`` / ``record_audit`` write, set-based instead of one per row.
+WRITE_SCORES = """
+    WITH input AS (
+        SELECT * FROM unnest($3::uuid[], $4::numeric[]) AS t(student, score)
+    ),
+    before AS (
+        SELECT s.id, s.student, s.score FROM score s
+        WHERE s.tenant = $1 AND s.exam = $2::uuid AND s.student = ANY($3::uuid[])
+    ),
+    written AS (
+        INSERT INTO score AS s
+            (id, tenant, exam, student, score, source, updated_by, created_at, updated_at)
+        SELECT gen_random_uuid(), $1, $2::uuid, i.student, i.score, $6::text, $5::uuid,
+               now(), now()
+        FROM input i
+        ON CONFLICT (exam, student) DO UPDATE
+            SET score = EXCLUDED.score, source = EXCLUDED.source,
+                updated_by = EXCLUDED.updated_by, updated_at = now()
+            WHERE s.score IS DISTINCT FROM EXCLUDED.score
+        RETURNING s.id, s.student, s.score
+    ),
+    audit AS (
+        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
+        SELECT $1, $5::uuid, 'score', w.id,
+               CASE WHEN b.id IS NULL THEN 'create' ELSE 'update' END,
+               CASE WHEN b.id IS NULL THEN NULL ELSE jsonb_build_object(
+                   'exam_id', $2::uuid, 'student_id', w.student, 'score', b.score) END,
+               jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student, 'score', w.score),
+               now()
+        FROM written w LEFT JOIN before b ON b.student = w.student
+    ),
+    events AS (
+        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
+        SELECT gen_random_uuid(), $1, 'score.recorded',
+               'score.recorded:' || $2::uuid::text || ':' || w.student::text || ':'
+                   || w.score::text,
+               jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student,
+                                  'lecture_id', $7::uuid, 'score', w.score,
+                                  'max_score', $8::numeric),
+               now(), 0
+        FROM written w
+        ON CONFLICT (dedupe_key) DO NOTHING
+    )
+    SELECT i.student, (w.id IS NOT NULL) AS changed
+    FROM input i LEFT JOIN written w ON w.student = i.student
+"""
+
+
+async def _check_students(
+    scope: TenantScope, exam: dict[str, Any], students: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[bool, bool]]:
+    """``student -> (a live student of this academy, actively enrolled in the lecture)``."""
+    rows = await scope.fetch(CHECK_STUDENTS, students, exam["lecture"])
+    return {r["student"]: (r["found"], r["enrolled"]) for r in rows}
+
+
+async def _write(
+    scope: TenantScope,
+    principal: Principal,
+    exam: dict[str, Any],
+    scores: list[tuple[uuid.UUID, Decimal]],
+    source: str,
+) -> dict[uuid.UUID, bool]:
+    """Write validated scores (in the caller's transaction); ``student -> changed``."""
+    rows = await scope.fetch(
+        WRITE_SCORES,
+        exam["id"],
+        [s for s, _ in scores],
+        [v for _, v in scores],
+        principal.user_id,
+        source,
+        exam["lecture"],
+        exam["max_score"],
+    )
+    return {r["student"]: r["changed"] for r in rows}
+
+
+NOT_ENROLLED = "not actively enrolled in this exam's lecture"
+NOT_A_STUDENT = "no such student in this academy"
+
+
+def _item_errors(raw: list[Any]) -> list[dict[str, Any]]:
+    """Type errors of every item of a bulk body (msgspec stops at the first one)."""
+    errors: list[dict[str, Any]] = []
+    fields = msgspec.structs.fields(ScoreItem)
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            errors.append({"field": f"[{i}]", "message": "Expected `object`", "source": "body"})
+            continue
+        for info in fields:
+            if info.encode_name not in item:
+                errors.append(
+                    {
+                        "field": f"[{i}].{info.encode_name}",
+                        "message": "Object missing required field",
+                        "source": "body",
+                    }
+                )
+                continue
+            try:
+                msgspec.convert(item[info.encode_name], info.type, strict=False)
+            except msgspec.ValidationError as exc:
+                errors.append(
+                    {"field": f"[{i}].{info.encode_name}", "message": str(exc), "source": "body"}
+                )
+        known = {info.encode_name for info in fields}
+        errors.extend(
+            {"field": f"[{i}].{key}", "message": "Object contains unknown field", "source": "body"}
+            for key in item
+            if key not in known
+        )
+    return errors
+
+
+def _bulk_body_problem(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    """A bulk body that does not decode: list the type errors of every item, not just the
+    first one msgspec met. Anything else goes to the app's problem handler."""
+    if isinstance(exc, ValidationException):
+        raw = ScopeState.from_scope(request.scope).json
+        if raw is not Empty and isinstance(raw, list):
+            errors = _item_errors(raw)
+            if errors:
+                return problem(request, 422, f"{len(errors)} field error(s)", errors=errors)
+    return handle_http(request, exc)
+
+
+# --- score reads -----------------------------------------------------------------------
+
+EXAM_SCORES = """
+    WITH ex AS (SELECT e.id, e.max_score FROM exam e WHERE e.tenant = $1 AND e.id = $2)
+    SELECT ex.id AS exam_id, ex.max_score, r.*
+    FROM ex LEFT JOIN LATERAL (
+        SELECT s.student, st.name, s.score, s.updated_at,
+               rank() OVER (ORDER BY s.score DESC) AS rank,
+               rank() OVER (ORDER BY s.score ASC) - 1 AS below,
+               count(*) OVER () AS n
+        FROM score s
+        JOIN student st ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
+        WHERE s.tenant = $1 AND s.exam = ex.id
+    ) r ON true
+    ORDER BY r.rank, r.name, r.student
+"""
+
+EXAM_SCORE_VALUES = """
+    SELECT e.id, e.max_score,
+           COALESCE((SELECT array_agg(s.score ORDER BY s.score) FROM score s
+                       JOIN student st
+                         ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
+                      WHERE s.tenant = $1 AND s.exam = e.id), '{}') AS scores
+    FROM exam e WHERE e.tenant = $1 AND e.id = $2
+"""
+
+# A page of the student's exams first (keyset on date, id), then the windows over just
+# those exams' scores: the ranks come from one statement whatever the page size.
+GRADE_HISTORY = """
+    WITH page AS (
+        SELECT e.id, e.title, e.date, e.max_score, e.lecture, s.score,
+               COALESCE(e.date, DATE '9999-12-31') AS sort_date
+        FROM score s JOIN exam e ON e.id = s.exam AND e.tenant = $1
+        WHERE s.tenant = $1 AND s.student = $2 {after}
+        ORDER BY sort_date, e.id
+        LIMIT {limit}
+    ),
+    standing AS (
+        SELECT s.exam, s.student,
+               rank() OVER (PARTITION BY s.exam ORDER BY s.score DESC) AS rank,
+               rank() OVER (PARTITION BY s.exam ORDER BY s.score ASC) - 1 AS below,
+               count(*) OVER (PARTITION BY s.exam) AS n
+        FROM score s
+        JOIN student st ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
+        WHERE s.tenant = $1 AND s.exam IN (SELECT id FROM page)
+    )
+    SELECT p.id, p.title, p.date, p.max_score, p.lecture, p.score, p.sort_date,
+           l.title AS lecture_title, r.rank, r.below, r.n
+    FROM page p
+    JOIN lecture l ON l.id = p.lecture AND l.tenant = $1
+    JOIN standing r ON r.exam = p.id AND r.student = $2
+    ORDER BY p.sort_date, p.id
+"""
+
+
+# --- routes ----------------------------------------------------------------------------
+
+SortParam = Literal["date", "-date"]
+
+
+class LectureExamController(Controller):
+    path = "/api/v1/lectures/{lecture_id:str}/exams"
+    tags = ["grades"]
+    guards = [require_staff]
+
+    @get("/", summary="A lecture's exams, by date, cursor pages")
+    async def list_exams(
+        self,
+        lecture_id: FromPath[str],
+        tenant_scope: NamedDependency[TenantScope],
+        sort: FromQuery[SortParam] = "date",
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[Exam]:
+        return await list_exams(
+            tenant_scope, lecture_id, sort=sort, limit=check_limit(limit), cursor=cursor
+        )
+
+    @post("/", status_code=HTTP_201_CREATED, guards=[require_grader], summary="Create an exam")
+    async def create(
+        self,
+        lecture_id: FromPath[str],
+        data: JSONBody[ExamCreate],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> Exam:
+        lecture = await _lecture(tenant_scope, lecture_id)
+        values = _validate_exam(data, None)
+        row = tenant_scope.new(ExamRow, lecture=lecture, **values)
+        await row.save()
+        return await load_exam(tenant_scope, row.id)
+
+
+class ExamController(Controller):
+    path = "/api/v1/exams"
+    tags = ["grades"]
+    guards = [require_staff]
+
+    @get("/{exam_id:str}", summary="One exam")
+    async def get_one(
+        self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
+    ) -> Exam:
+        return await load_exam(tenant_scope, exam_id)
+
+    @patch("/{exam_id:str}", guards=[require_grader], summary="Change some fields")
+    async def update(
+        self,
+        exam_id: FromPath[str],
+        data: JSONBody[ExamUpdate],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> Exam:
+        """``max_score`` cannot go below the highest recorded score; a new
+        ``question_count`` must still fit the stored answer key."""
+        async with transaction():
+            current = await _lock_exam(tenant_scope, exam_id)
+            values = _validate_exam(data, current)
+            if values:
+                columns = {getattr(ExamRow, k): v for k, v in values.items()}
+                columns[ExamRow.updated_at] = dt.datetime.now(dt.UTC)
+                await tenant_scope.update(ExamRow, columns).where(ExamRow.id == current["id"])
+        return await load_exam(tenant_scope, current["id"])
+
+    @delete("/{exam_id:str}", status_code=HTTP_204_NO_CONTENT, guards=[require_grader],
+            summary="Delete an exam (with its scores only when force=true)")  # fmt: skip
+    async def delete_exam(
+        self,
+        exam_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+        force: FromQuery[bool] = False,
+    ) -> None:
+        """An exam with scores is a 409 unless ``force=true``; then every score's audit
+        trail ends with a ``delete`` row (one statement) before the exam and its scores go."""
+        async with transaction():
+            current = await _lock_exam(tenant_scope, exam_id)
+            if current["score_total"] and not force:
+                raise ProblemException(
+                    HTTP_409_CONFLICT,
+                    f"the exam has {current['score_total']} score(s); "
+                    "delete with force=true to remove them too",
+                    type_="/problems/exam-has-scores",
+                )
+            if current["score_total"]:
+                await tenant_scope.fetch(
+                    """
+                    INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, at)
+                    SELECT $1, $3::uuid, 'score', s.id, 'delete',
+                           jsonb_build_object('exam_id', s.exam, 'student_id', s.student,
+                                              'score', s.score), now()
+                    FROM score s WHERE s.tenant = $1 AND s.exam = $2
+                    """,
+                    current["id"],
+                    principal.user_id,
+                )
+            await tenant_scope.delete(ExamRow).where(ExamRow.id == current["id"])
+
+    @get("/{exam_id:str}/scores", summary="Every score with student, rank and percentile")
+    async def scores(
+        self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
+    ) -> ExamScores:
+        """Best first (ties by name). One statement: the exam and its ranked scores."""
+        rows = await tenant_scope.fetch(EXAM_SCORES, _key(ExamRow, exam_id))
+        if not rows:
+            raise NotFoundInTenant(ExamRow, exam_id)
+        items = [
+            ExamScore(
+                student_id=r["student"],
+                student_name=r["name"],
+                score=float(r["score"]),
+                rank=r["rank"],
+                percentile=percentile(r["below"], r["n"]),
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+            if r["student"] is not None
+        ]
+        return ExamScores(
+            exam_id=rows[0]["exam_id"],
+            max_score=float(rows[0]["max_score"]),
+            count=len(items),
+            items=items,
+        )
+
+    @put("/{exam_id:str}/scores/{student_id:str}", guards=[require_grader],
+         summary="Record one student's score")  # fmt: skip
+    async def put_score(
+        self,
+        exam_id: FromPath[str],
+        student_id: FromPath[str],
+        data: JSONBody[ScoreIn],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> ScoreResult:
+        """``0 <= score <= max_score`` (two decimal places); the student must be actively
+        enrolled in the exam's lecture. Writing the same score again changes nothing."""
+        async with transaction():
+            exam = await _lock_exam(tenant_scope, exam_id)
+            student = _key(StudentRow, student_id)
+            found, enrolled = (await _check_students(tenant_scope, exam, [student]))[student]
+            if not found:
+                raise NotFoundInTenant(StudentRow, student_id)
+            errors = []
+            if not enrolled:
+                errors.append({"field": "student_id", "message": NOT_ENROLLED})
+            try:
+                score = check_score(data.score, exam["max_score"])
+            except ValueError as exc:
+                errors.append({"field": "score", "message": str(exc)})
+            if errors:
+                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+            changed = await _write(tenant_scope, principal, exam, [(student, score)], "manual")
+        return ScoreResult(
+            exam_id=exam["id"],
+            student_id=student,
+            score=float(score),
+            max_score=float(exam["max_score"]),
+            changed=changed[student],
+        )
+
+    @put("/{exam_id:str}/scores", guards=[require_grader],
+         exception_handlers={ValidationException: _bulk_body_problem},
+         summary="Record many scores: all or nothing")  # fmt: skip
+    async def put_scores(
+        self,
+        exam_id: FromPath[str],
+        data: JSONBody[list[ScoreItem]],
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+    ) -> BulkScoreResult:
+        """Validated as a whole: every bad item is listed (``[i].score``,
+        ``[i].student_id``) and nothing is written if any is bad. One transaction with a
+        fixed number of statements, whatever the number of items."""
+        async with transaction():
+            exam = await _lock_exam(tenant_scope, exam_id)
+            errors: list[dict[str, Any]] = []
+            if len(data) > MAX_BULK_ITEMS:
+                raise field_error("body", f"at most {MAX_BULK_ITEMS} scores per request")
+            status = await _check_students(tenant_scope, exam, [i.student_id for i in data])
+            seen: dict[uuid.UUID, int] = {}
+            scores: list[tuple[uuid.UUID, Decimal]] = []
+            for i, item in enumerate(data):
+                found, enrolled = status[item.student_id]
+                if item.student_id in seen:
+                    message = f"listed twice (also at [{seen[item.student_id]}])"
+                    errors.append({"field": f"[{i}].student_id", "message": message})
+                elif not found:
+                    errors.append({"field": f"[{i}].student_id", "message": NOT_A_STUDENT})
+                elif not enrolled:
+                    errors.append({"field": f"[{i}].student_id", "message": NOT_ENROLLED})
+                seen.setdefault(item.student_id, i)
+                try:
+                    scores.append((item.student_id, check_score(item.score, exam["max_score"])))
+                except ValueError as exc:
+                    errors.append({"field": f"[{i}].score", "message": str(exc)})
+            if errors:
+                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+            changed = await _write(tenant_scope, principal, exam, scores, "bulk") if scores else {}
+        return BulkScoreResult(
+            exam_id=exam["id"],
+            max_score=float(exam["max_score"]),
+            received=len(scores),
+            changed=sum(changed.values()),
+            items=[ScoreChange(s, float(v), changed[s]) for s, v in scores],
+        )
+
+    @get("/{exam_id:str}/stats", summary="Count, mean, median, stdev, min, max, distribution")
+    async def stats(
+        self,
+        exam_id: FromPath[str],
+        tenant_scope: NamedDependency[TenantScope],
+        bins: FromQuery[int] = 10,
+    ) -> ExamStats:
+        """Computed by ``pipelines.grading.score_stats`` from the exam's scores (one
+        statement): population standard deviation; ``bins`` equal-width bins over
+        ``[0, max_score]``, each ``[lower, upper)`` except the last, which includes
+        ``max_score``. With no scores the figures are ``null``."""
+        if not 1 <= bins <= 100:
+            raise field_error("bins", "must be between 1 and 100")
+        row = await tenant_scope.fetchrow(EXAM_SCORE_VALUES, _key(ExamRow, exam_id))
+        if row is None:
+            raise NotFoundInTenant(ExamRow, exam_id)
+        st = score_stats(row["scores"], row["max_score"], bins)
+
+        def num(value: Decimal | None) -> float | None:
+            return None if value is None else float(value)
+
+        return ExamStats(
+            exam_id=row["id"],
+            max_score=float(row["max_score"]),
+            count=st.count,
+            mean=num(st.mean),
+            median=num(st.median),
+            stdev=num(st.stdev),
+            min=num(st.min),
+            max=num(st.max),
+            distribution=[
+                ScoreBin(float(b.lower), float(b.upper), b.count) for b in st.distribution
+            ],
+        )
+
+
+class StudentScoreController(Controller):
+    path = "/api/v1/students/{student_id:str}/scores"
+    tags = ["grades"]
+    guards = [require_staff]
+
+    @get("/", summary="A student's grade history, by exam date, cursor pages")
+    async def history(
+        self,
+        student_id: FromPath[str],
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[GradeEntry]:
+        """Every exam the student has a score in, oldest first (undated exams last), with
+        the rank and percentile the student has in that exam. Two statements per page,
+        whatever its size."""
+        limit = check_limit(limit)
+        student = _key(StudentRow, student_id)
+        exists = await tenant_scope.fetchrow(
+            "SELECT 1 FROM student WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL", student
+        )
+        if exists is None:
+            raise NotFoundInTenant(StudentRow, student_id)
+        args: list[Any] = [student]
+        after_sql = ""
+        after = decode_cursor(cursor, 2)
+        if after is not None:
+            try:
+                key_date, last_id = dt.date.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
+            except ValueError:
+                raise field_error("cursor", "not a cursor this API issued") from None
+            args += [key_date, last_id]
+            after_sql = "AND (COALESCE(e.date, DATE '9999-12-31'), e.id) > ($3::date, $4::uuid)"
+        rows = await tenant_scope.fetch(
+            GRADE_HISTORY.format(after=after_sql, limit=limit + 1), *args
+        )
+        items = [
+            GradeEntry(
+                exam_id=r["id"],
+                exam_title=r["title"],
+                date=r["date"],
+                lecture_id=r["lecture"],
+                lecture_title=r["lecture_title"],
+                score=float(r["score"]),
+                max_score=float(r["max_score"]),
+                rank=r["rank"],
+                percentile=percentile(r["below"], r["n"]),
+                count=r["n"],
+            )
+            for r in rows[:limit]
+        ]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor([last["sort_date"].isoformat(), str(last["id"])])
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
+
+
+CONTROLLERS: list[type[Controller]] = [
+    LectureExamController,
+    ExamController,
+    StudentScoreController,
+]

@@ -14,11 +14,22 @@ given tenant and returns its id::
 its own object; another tenant gets the same 404 problem a non-existent id gets (never the
 object, never a hint that it exists), and cannot change it; a malformed id is a 404 too.
 
+A route addressed by two ids (``/api/v1/sessions/{session_id}/attendance/{student_id}``)
+is registered with every parameter written ``{id}``, and a factory returning a dict of ids
+in the order the path names them; the first ``{id}`` takes the first value, and so on (a
+``read_path`` takes as many as it has placeholders)::
+
+    @bola_case("PUT", "/api/v1/sessions/{id}/attendance/{id}", json={"status": "absent"})
+    async def _check(tenant: TenantCtx) -> dict[str, str]:
+        ...
+        return {"session_id": str(session.id), "student_id": str(student_id)}
+
 Endpoints that are not addressed by an id (``GET /api/v1/auth/me``) do not belong here.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,15 +43,27 @@ if TYPE_CHECKING:
 PROBLEM_JSON = "application/problem+json"
 NOT_FOUND_TYPE = "/problems/not-found"
 
-Factory = Callable[["TenantCtx"], Awaitable[str]]
+# One id, or several (a dict, in the order the path names them) for a two-id route.
+Ids = str | dict[str, str]
+Factory = Callable[["TenantCtx"], Awaitable[Ids]]
+
+
+def fill_path(template: str, ids: Ids) -> str:
+    """``template`` with its ``{id}`` placeholders filled: all with ``ids`` when it is one
+    id; the first with the dict's first value, the second with its second... when it is a
+    dict of ids."""
+    if isinstance(ids, str):
+        return template.format(id=ids)
+    values = iter(ids.values())
+    return re.sub(r"\{id\}", lambda _: next(values), template)
 
 
 @dataclass(frozen=True)
 class BolaCase:
     method: str
-    path: str  # a template with ``{id}``
-    factory: Factory  # creates one object in the tenant it is given; returns its id
-    json: dict[str, Any] | None = None
+    path: str  # a template with ``{id}`` (once per path parameter)
+    factory: Factory  # creates one object in the tenant it is given; returns its id(s)
+    json: Any = None
     # A GET path (template with ``{id}``) showing the object: for a write, the owner's view
     # must be the same before and after the other tenant's attempt.
     read_path: str | None = None
@@ -59,7 +82,7 @@ def bola_case(
     method: str,
     path: str,
     *,
-    json: dict[str, Any] | None = None,
+    json: Any = None,
     read_path: str | None = None,
     foreign_statuses: tuple[int, ...] = (404,),
 ) -> Callable[[Factory], Factory]:
@@ -81,7 +104,7 @@ async def _request(
     method: str,
     path: str,
     headers: dict[str, str],
-    json: dict[str, Any] | None,
+    json: Any,
 ) -> httpx.Response:
     return await client.request(method, path, headers=headers, json=json)
 
@@ -101,8 +124,8 @@ async def assert_tenant_isolated(
     path_template: str,
     owner_headers: dict[str, str],
     other_headers: dict[str, str],
-    object_id: str,
-    json: dict[str, Any] | None = None,
+    object_id: Ids,
+    json: Any = None,
     *,
     read_path: str | None = None,
     foreign_statuses: tuple[int, ...] = (404,),
@@ -112,8 +135,8 @@ async def assert_tenant_isolated(
     The other tenant goes first, so a DELETE or PATCH meets the object as created. Its
     answer must match the answer for an id that exists nowhere, so ids cannot be probed.
     """
-    path = path_template.format(id=object_id)
-    read = read_path.format(id=object_id) if read_path else None
+    path = fill_path(path_template, object_id)
+    read = fill_path(read_path, object_id) if read_path else None
 
     before = await client.get(read, headers=owner_headers) if read else None
     if before is not None:
@@ -127,16 +150,20 @@ async def assert_tenant_isolated(
     assert foreign.headers["content-type"].startswith(PROBLEM_JSON), foreign.headers
     if foreign.status_code == 404:
         # Indistinguishable from an id that exists nowhere.
-        missing_id = str(uuid.uuid4())
+        missing_id: Ids = (
+            str(uuid.uuid4())
+            if isinstance(object_id, str)
+            else {key: str(uuid.uuid4()) for key in object_id}
+        )
         missing = await _request(
-            client, method, path_template.format(id=missing_id), other_headers, json
+            client, method, fill_path(path_template, missing_id), other_headers, json
         )
         assert_problem(missing, 404, NOT_FOUND_TYPE)
         seen, expected = foreign.json(), missing.json()
         for key in ("type", "title", "status"):
             assert seen[key] == expected[key], (seen, expected)
-        assert seen["detail"].replace(object_id, "{id}") == expected["detail"].replace(
-            missing_id, "{id}"
+        assert _without_ids(seen["detail"], object_id) == _without_ids(
+            expected["detail"], missing_id
         ), (seen, expected)
 
     if before is not None:
@@ -150,12 +177,18 @@ async def assert_tenant_isolated(
     )
 
 
+def _without_ids(text: str, ids: Ids) -> str:
+    for value in [ids] if isinstance(ids, str) else ids.values():
+        text = text.replace(value, "{id}")
+    return text
+
+
 async def assert_malformed_id_not_found(
     client: httpx.AsyncClient,
     method: str,
     path_template: str,
     headers: dict[str, str],
-    json: dict[str, Any] | None = None,
+    json: Any = None,
 ) -> None:
     """A malformed id is a plain 404 problem (not a 400/422/500 that tells ids apart)."""
     for bad in ("not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"):
