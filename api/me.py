@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.auth import Principal, require_roles
 from api.errors import field_error
@@ -24,6 +24,7 @@ from api.students import Guardian, _guardians
 from models.scope import NotFoundInTenant, TenantScope
 from models.students import Student as StudentRow
 from models.tables import Role
+from pipelines.korean import today_kst
 
 require_family = require_roles(Role.student, Role.parent)
 
@@ -102,8 +103,19 @@ async def _check_visible(scope: TenantScope, principal: Principal, student_id: s
     return key
 
 
+# Same names as the attendance reports: ?from=&to= (inclusive).
+DateFrom = Annotated[
+    dt.date | None,
+    QueryParameter(name="from", description="first date, inclusive (default: 31 days ago)"),
+]
+DateTo = Annotated[
+    dt.date | None,
+    QueryParameter(name="to", description="last date, inclusive (default: in 31 days)"),
+]
+
+
 def _range(date_from: dt.date | None, date_to: dt.date | None) -> tuple[dt.date, dt.date]:
-    today = dt.date.today()
+    today = today_kst()
     return date_from or today - dt.timedelta(days=31), date_to or today + dt.timedelta(days=31)
 
 
@@ -183,8 +195,8 @@ class MeController(Controller):
         student_id: FromPath[str],
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
-        date_from: FromQuery[dt.date | None] = None,
-        date_to: FromQuery[dt.date | None] = None,
+        date_from: DateFrom = None,
+        date_to: DateTo = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
     ) -> Page[MySession]:

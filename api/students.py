@@ -23,7 +23,14 @@ from models.students import GuardianRelation, StudentStatus
 from models.students import Student as StudentRow
 from models.tables import Role
 from ops import students as student_ops
-from pipelines.korean import InvalidPhone, clean_text, initials, is_initials_query, normalize_phone
+from pipelines.korean import (
+    InvalidPhone,
+    clean_text,
+    initials,
+    is_initials_query,
+    normalize_phone,
+    today_kst,
+)
 
 require_office = require_roles(Role.owner, Role.admin, Role.staff)
 
@@ -310,7 +317,7 @@ def _validate(data: StudentCreate | StudentUpdate) -> dict[str, Any]:
         if value is not msgspec.UNSET:
             values[field] = clean_text(value) if field != "memo" else value.strip()
     if data.birth_date is not msgspec.UNSET:
-        if data.birth_date is not None and data.birth_date > dt.date.today():
+        if data.birth_date is not None and data.birth_date > today_kst():
             errors.append({"field": "birth_date", "message": "is in the future"})
         values["birth_date"] = data.birth_date
     if data.status is not msgspec.UNSET:

@@ -6,9 +6,19 @@ its own table of Korean prefixes.
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
+from zoneinfo import ZoneInfo
 
 import phonenumbers
+
+KST = ZoneInfo("Asia/Seoul")
+
+
+def today_kst() -> dt.date:
+    """Today in Korea: an academy's "today" (the server's clock is usually UTC)."""
+    return dt.datetime.now(KST).date()
+
 
 # Hangul syllables are laid out as ((initial * 21) + medial) * 28 + final from U+AC00.
 _SYLLABLE_FIRST, _SYLLABLE_LAST = 0xAC00, 0xD7A3

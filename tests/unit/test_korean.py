@@ -1,0 +1,43 @@
+import pytest
+
+from pipelines.korean import InvalidPhone, clean_text, initials, is_initials_query, normalize_phone
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("01012345678", "010-1234-5678"),
+        ("010-1234-5678", "010-1234-5678"),
+        ("010.1234.5678", "010-1234-5678"),
+        ("010 1234 5678", "010-1234-5678"),
+        ("+82 10-1234-5678", "010-1234-5678"),
+        ("+821012345678", "010-1234-5678"),
+        ("821012345678", "010-1234-5678"),
+        ("1012345678", "010-1234-5678"),  # a spreadsheet dropped the leading 0
+        ("１０１２３４５６７８", "010-1234-5678"),  # full-width digits
+        ("02-123-4567", "02-123-4567"),
+        ("0212345678", "02-1234-5678"),
+        ("031-123-4567", "031-123-4567"),
+    ],
+)
+def test_normalize_phone(raw, canonical):
+    assert normalize_phone(raw) == canonical
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "010-1234", "12345", "+1 415 555 0100", "010-1234-56789"])
+def test_invalid_phones_are_rejected(raw):
+    with pytest.raises(InvalidPhone):
+        normalize_phone(raw)
+
+
+def test_initials():
+    assert initials("김민수") == "ㄱㅁㅅ"
+    assert initials("쌍둥이") == "ㅆㄷㅇ"
+    assert initials("Kim 민수") == "kimㅁㅅ"
+    assert is_initials_query("ㄱㅁㅅ") and is_initials_query("ㄱ ㅁ")
+    assert not is_initials_query("김ㅁㅅ") and not is_initials_query("")
+
+
+def test_clean_text():
+    assert clean_text("  김　민수 ") == "김 민수"  # ideographic space
+    assert clean_text("ＡＢＣ１２") == "ABC12"
