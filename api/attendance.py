@@ -22,15 +22,14 @@ Rules every write follows:
 * ``checked_by`` is whoever changed the row last; ``checked_at`` is the given time, else now
   when the status changes; a note-only edit keeps it (a late arrival's time stays put).
 
-The single check uses ``record_audit``/``emit_event``. The bulk check writes the same rows
-set-based (``unnest`` arrays): the helpers insert one row per call, which would make the
-bulk's statement count grow with the class size.
+The single check uses ``record_audit``/``emit_event``; the bulk check their set-based
+forms (``record_audits``/``emit_events``), so its statement count does not grow with the
+class size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from api.errors import ProblemException, field_error
 from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
 from models.attendance import AttendanceStatus
 from models.db import transaction
-from models.events import emit_event, record_audit
+from models.events import emit_event, emit_events, record_audit, record_audits
 from models.lectures import Lecture, LectureSession
 from models.scope import NotFoundInTenant, TenantScope
 from models.students import Student
@@ -446,46 +445,19 @@ async def _record_one(
         )
 
 
-def _dumps(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
-
-
 async def _record_many(
     scope: TenantScope, actor_id: uuid.UUID, session: _Session, changes: Sequence[_Change]
 ) -> None:
-    """The audit rows and outbox events of many changes: the rows ``record_audit`` and
-    ``emit_event`` write, in two statements whatever the number of changes."""
-    if not changes:
-        return
-    await scope.fetch(
-        """
-        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-        SELECT $1, $2, 'attendance', u.entity_id, u.action, u.before::jsonb, u.after::jsonb,
-               now()
-        FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
-             AS u(entity_id, action, before, after, n)
-        ORDER BY u.n
-        """,
-        actor_id,
-        [c.attendance_id for c in changes],
-        [c.action for c in changes],
-        [_dumps(c.before) for c in changes],
-        [_dumps(c.after) for c in changes],
+    """The audit rows and outbox events of many changes, in two statements whatever the
+    number of changes."""
+    await record_audits(
+        tenant_id=scope.tenant_id,
+        actor_id=actor_id,
+        entity="attendance",
+        entries=[(c.attendance_id, c.action, c.before, c.after) for c in changes],
     )
     events = [e for e in (_event(session, c) for c in changes) if e is not None]
-    if events:
-        await scope.fetch(
-            """
-            INSERT INTO outbox_event
-                (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-            SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload::jsonb, now(), 0
-            FROM unnest($2::text[], $3::text[], $4::text[]) AS u(kind, dedupe_key, payload)
-            ON CONFLICT (dedupe_key) DO NOTHING
-            """,
-            [e[0] for e in events],
-            [e[1] for e in events],
-            [_dumps(e[2]) for e in events],
-        )
+    await emit_events(tenant_id=scope.tenant_id, events=events)
 
 
 def _parse_bulk(data: BulkCheckIn) -> tuple[list[tuple[int, _Wanted]], list[dict[str, Any]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from piccolo.columns import JSONB, UUID, BigSerial, ForeignKey, Integer, Text, Timestamptz, Varchar
@@ -50,6 +51,43 @@ class AuditLog(Table, tablename="audit_log", db=DB):
     at = Timestamptz(default=TimestamptzNow())
 
 
+def _dumps(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
+
+
+AuditEntry = tuple[Any, str, dict[str, Any] | None, dict[str, Any] | None]
+"""(entity_id, action, before, after)"""
+
+Event = tuple[str, str, dict[str, Any]]
+"""(kind, dedupe_key, payload)"""
+
+
+async def record_audits(
+    *, tenant_id: Any, actor_id: Any, entity: str, entries: Sequence[AuditEntry]
+) -> None:
+    """Append audit rows, in the caller's transaction (so they commit with the change).
+    One statement however many entries; their order is kept."""
+    if not entries:
+        return
+    async with connection() as conn:
+        await conn.execute(
+            """
+            INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
+            SELECT $1, $2, $3, u.entity_id, u.action, u.before::jsonb, u.after::jsonb, now()
+            FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY
+                 AS u(entity_id, action, before, after, n)
+            ORDER BY u.n
+            """,
+            tenant_id,
+            actor_id,
+            entity,
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            [_dumps(e[2]) for e in entries],
+            [_dumps(e[3]) for e in entries],
+        )
+
+
 async def record_audit(
     *,
     tenant_id: Any,
@@ -60,34 +98,38 @@ async def record_audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    """Append one audit row, in the caller's transaction (so it commits with the change)."""
+    await record_audits(
+        tenant_id=tenant_id,
+        actor_id=actor_id,
+        entity=entity,
+        entries=[(entity_id, action, before, after)],
+    )
+
+
+async def emit_events(*, tenant_id: Any, events: Sequence[Event]) -> int:
+    """Record domain events in the outbox, in the caller's transaction. An event whose
+    ``dedupe_key`` is already recorded is skipped. Returns how many were recorded."""
+    if not events:
+        return 0
     async with connection() as conn:
-        await conn.execute(
-            "INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at) "
-            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, now())",
+        rows = await conn.fetch(
+            """
+            INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
+            SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload::jsonb, now(), 0
+            FROM unnest($2::text[], $3::text[], $4::text[]) AS u(kind, dedupe_key, payload)
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING 1
+            """,
             tenant_id,
-            actor_id,
-            entity,
-            entity_id,
-            action,
-            json.dumps(before, default=str, ensure_ascii=False) if before is not None else None,
-            json.dumps(after, default=str, ensure_ascii=False) if after is not None else None,
+            [e[0] for e in events],
+            [e[1] for e in events],
+            [_dumps(e[2]) for e in events],
         )
+    return len(rows)
 
 
 async def emit_event(
     *, tenant_id: Any, kind: str, dedupe_key: str, payload: dict[str, Any]
 ) -> bool:
-    """Record a domain event in the outbox, in the caller's transaction. The same
-    ``dedupe_key`` twice is one event. Returns True if this call recorded it."""
-    async with connection() as conn:
-        inserted = await conn.fetchval(
-            "INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts) "
-            "VALUES (gen_random_uuid(), $1, $2, $3, $4::jsonb, now(), 0) "
-            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING true",
-            tenant_id,
-            kind,
-            dedupe_key,
-            json.dumps(payload, default=str, ensure_ascii=False),
-        )
-    return bool(inserted)
+    """One event (see ``emit_events``). Returns True if this call recorded it."""
+    return await emit_events(tenant_id=tenant_id, events=[(kind, dedupe_key, payload)]) == 1
