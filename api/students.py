@@ -492,10 +492,37 @@ class StudentController(Controller):
         self, student_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> Student:
         current = await load_student(tenant_scope, student_id, deleted=True)
-        await tenant_scope.update(
-            StudentRow,
-            {StudentRow.deleted_at: None, StudentRow.updated_at: dt.datetime.now(dt.UTC)},
-        ).where(StudentRow.id == current.id)
+        async with transaction():
+            # A deleted student's enrollments stay active but do not count against capacity;
+            # coming back must not overfill a lecture. Lecture rows are locked as enrolment
+            # locks them, so the two cannot race.
+            full = await tenant_scope.fetch(
+                """
+                SELECT l.id, l.title, l.capacity FROM lecture l
+                WHERE l.tenant = $1 AND l.capacity IS NOT NULL
+                  AND l.id IN (SELECT lecture FROM enrollment
+                               WHERE student = $2 AND status = 'active')
+                  AND l.capacity <= (
+                      SELECT count(*) FROM enrollment e JOIN student s ON s.id = e.student
+                      WHERE e.lecture = l.id AND e.status = 'active' AND s.deleted_at IS NULL)
+                ORDER BY l.title
+                FOR UPDATE OF l
+                """,
+                current.id,
+            )
+            if full:
+                raise ProblemException(
+                    409,
+                    "restoring would overfill: "
+                    + ", ".join(r["title"] for r in full)
+                    + " (drop those enrollments or raise the capacity first)",
+                    type_="/problems/lecture-full",
+                    lectures=[{"id": str(r["id"]), "title": r["title"]} for r in full],
+                )
+            await tenant_scope.update(
+                StudentRow,
+                {StudentRow.deleted_at: None, StudentRow.updated_at: dt.datetime.now(dt.UTC)},
+            ).where(StudentRow.id == current.id)
         return await load_student(tenant_scope, current.id)
 
     @get("/duplicates", guards=[require_admin],

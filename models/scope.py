@@ -7,6 +7,7 @@ so ids of other academies cannot be probed).
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, TypeVar
 
@@ -19,6 +20,8 @@ from piccolo.query.methods.update import Update
 from piccolo.table import Table
 
 T = TypeVar("T", bound=Table)
+
+_TENANT_PARAM = re.compile(r"\$1(?!\d)")
 
 
 class NotFoundInTenant(LookupError):
@@ -74,7 +77,7 @@ class TenantScope:
         For hot paths only. The SQL must filter by ``$1``; a statement that does not
         mention it is refused, so a raw query cannot forget the tenant.
         """
-        if "$1" not in sql:
+        if not _TENANT_PARAM.search(sql):
             raise ValueError("tenant-scoped SQL must filter by $1 (the tenant)")
         from models.db import connection
 

@@ -240,3 +240,26 @@ async def test_read_model_follows_every_writer(tenant):
     assert (await tenant.client.get(f"{BASE}/{a['id']}", headers=h)).json()["enrollment_count"] == 1
     await Enrollment.delete().where(Enrollment.student == a["id"])
     assert (await tenant.client.get(f"{BASE}/{a['id']}", headers=h)).json()["enrollment_count"] == 0
+
+
+async def test_restore_does_not_overfill_a_lecture(tenant):
+    from models.lectures import Enrollment, Lecture
+
+    h = await tenant.headers()
+    leaving, newcomer = await create_student(tenant, h), await create_student(tenant, h)
+    lecture = Lecture(tenant=tenant.id, title="정원 1명", capacity=1, status="open")
+    await lecture.save()
+    await Enrollment(tenant=tenant.id, student=leaving["id"], lecture=lecture.id).save()
+    await tenant.client.delete(f"{BASE}/{leaving['id']}", headers=h)
+    # The seat is free while the student is deleted; someone takes it.
+    await Enrollment(tenant=tenant.id, student=newcomer["id"], lecture=lecture.id).save()
+    r = await tenant.client.post(f"{BASE}/{leaving['id']}/restore", headers=h)
+    assert r.status_code == 409 and r.json()["type"] == "/problems/lecture-full"
+    assert r.json()["lectures"][0]["title"] == "정원 1명"
+    assert (await tenant.client.get(f"{BASE}/{leaving['id']}", headers=h)).status_code == 404
+    await Enrollment.update({Enrollment.status: "dropped"}).where(
+        Enrollment.student == leaving["id"]
+    )
+    assert (
+        await tenant.client.post(f"{BASE}/{leaving['id']}/restore", headers=h)
+    ).status_code == 200

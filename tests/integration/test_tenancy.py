@@ -184,3 +184,12 @@ def test_scope_refuses_tables_without_a_tenant() -> None:
         scope.delete(Tenant)
     with pytest.raises(ValueError):
         TenantScope("not-a-uuid")
+
+
+async def test_scoped_raw_sql_must_use_the_tenant_parameter(tenant: Any) -> None:
+    from models.scope import TenantScope
+
+    scope = TenantScope(tenant.id)
+    with pytest.raises(ValueError, match=r"\$1"):
+        await scope.fetch("SELECT id FROM student WHERE name = $10", *range(9), "x")
+    assert await scope.fetch("SELECT id FROM student WHERE tenant = $1") == []

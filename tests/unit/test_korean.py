@@ -24,7 +24,9 @@ def test_normalize_phone(raw, canonical):
     assert normalize_phone(raw) == canonical
 
 
-@pytest.mark.parametrize("raw", ["", "abc", "010-1234", "12345", "+1 415 555 0100", "010-1234-56789"])
+@pytest.mark.parametrize(
+    "raw", ["", "abc", "010-1234", "12345", "+1 415 555 0100", "010-1234-56789"]
+)
 def test_invalid_phones_are_rejected(raw):
     with pytest.raises(InvalidPhone):
         normalize_phone(raw)
