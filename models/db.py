@@ -50,9 +50,18 @@ def ensure_configured() -> PostgresEngine:
     return DB
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset`` hook that does nothing.
+
+    asyncpg's default reset costs a round trip on every release (unlisten, close cursors,
+    RESET ALL, advisory unlock). Nothing here leaves session state behind: advisory locks
+    are transaction-scoped, nothing LISTENs, and no SET outlives its transaction.
+    """
+
+
 async def start_pool(max_size: int = 10) -> None:
     ensure_configured()
-    await DB.start_connection_pool(min_size=1, max_size=max_size)
+    await DB.start_connection_pool(min_size=1, max_size=max_size, reset=_keep_session)
 
 
 async def close_pool() -> None:
