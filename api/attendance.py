@@ -48,7 +48,7 @@ from models.attendance import AttendanceStatus
 from models.db import transaction
 from models.events import emit_event, emit_events, record_audit, record_audits
 from models.lectures import Lecture, LectureSession
-from models.scope import NotFoundInTenant, TenantScope
+from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student
 
 MAX_NOTE = 500
@@ -184,15 +184,8 @@ class _Session:
     date: dt.date
 
 
-def _uuid_or_404(table: type[Any], raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFoundInTenant(table, raw) from None
-
-
 async def _load_session(scope: TenantScope, session_id: str) -> _Session:
-    key = _uuid_or_404(LectureSession, session_id)
+    key = parse_id(LectureSession, session_id)
     row = await scope.fetchrow(
         "SELECT ls.id, ls.lecture, ls.date FROM lecture_session ls "
         "WHERE ls.tenant = $1 AND ls.id = $2",
@@ -224,7 +217,7 @@ SHEET_SQL = """
 async def load_sheet(scope: TenantScope, session_id: str | uuid.UUID) -> Sheet:
     """The session's sheet in one query: every actively enrolled student, by name, with
     their check or None. A session with nobody enrolled is an empty sheet, not a 404."""
-    key = _uuid_or_404(LectureSession, str(session_id))
+    key = parse_id(LectureSession, str(session_id))
     rows = await scope.fetch(SHEET_SQL, key)
     if not rows:
         raise NotFoundInTenant(LectureSession, session_id)
@@ -586,7 +579,7 @@ async def lecture_report(
 ) -> LectureReport:
     """Per-session counts (one GROUP BY query) and their sum, over the lecture's actively
     enrolled students: the totals equal the per-student report filtered by the lecture."""
-    key = _uuid_or_404(Lecture, lecture_id)
+    key = parse_id(Lecture, lecture_id)
     lecture = await scope.fetchrow(
         """
         SELECT l.id, l.title,
@@ -736,7 +729,7 @@ class SessionAttendanceController(Controller):
             errors.append({"field": "checked_at", "message": "is in the future"})
         async with transaction():
             session = await _load_session(tenant_scope, session_id)
-            student_key = _uuid_or_404(Student, student_id)
+            student_key = parse_id(Student, student_id)
             if not await _lock_enrollments(tenant_scope, session, [student_key]):
                 found = await tenant_scope.fetchrow(
                     "SELECT 1 FROM student s "

@@ -33,7 +33,7 @@ from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, enco
 from models.db import transaction
 from models.exams import Exam as ExamRow
 from models.lectures import Lecture as LectureRow
-from models.scope import NotFoundInTenant, TenantScope
+from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student as StudentRow
 from models.tables import Role
 from pipelines.grading import (
@@ -176,14 +176,6 @@ class GradeEntry(msgspec.Struct):
 # --- ids and reads ---------------------------------------------------------------------
 
 
-def _key(table: Any, value: Any) -> uuid.UUID:
-    """A path id as a UUID; a malformed one is the same 404 as an unknown one."""
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise NotFoundInTenant(table, value) from None
-
-
 _answer_key = msgspec.json.Decoder(dict[str, list[str]] | None)
 
 EXAM_COLUMNS = """
@@ -216,7 +208,7 @@ def _to_exam(row: Any) -> Exam:
 async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
     row = await scope.fetchrow(
         f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE e.tenant = $1 AND e.id = $2",
-        _key(ExamRow, exam_id),
+        parse_id(ExamRow, exam_id),
     )
     if row is None:
         raise NotFoundInTenant(ExamRow, exam_id)
@@ -225,7 +217,7 @@ async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
 
 async def _lecture(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
     row = await scope.fetchrow(
-        "SELECT id FROM lecture WHERE tenant = $1 AND id = $2", _key(LectureRow, lecture_id)
+        "SELECT id FROM lecture WHERE tenant = $1 AND id = $2", parse_id(LectureRow, lecture_id)
     )
     if row is None:
         raise NotFoundInTenant(LectureRow, lecture_id)
@@ -247,7 +239,7 @@ async def _lock_exam(scope: TenantScope, exam_id: Any) -> dict[str, Any]:
         FROM exam e WHERE e.tenant = $1 AND e.id = $2
         FOR NO KEY UPDATE OF e
         """,
-        _key(ExamRow, exam_id),
+        parse_id(ExamRow, exam_id),
     )
     if row is None:
         raise NotFoundInTenant(ExamRow, exam_id)
@@ -678,7 +670,7 @@ class ExamController(Controller):
         self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> ExamScores:
         """Best first (ties by name). One statement: the exam and its ranked scores."""
-        rows = await tenant_scope.fetch(EXAM_SCORES, _key(ExamRow, exam_id))
+        rows = await tenant_scope.fetch(EXAM_SCORES, parse_id(ExamRow, exam_id))
         if not rows:
             raise NotFoundInTenant(ExamRow, exam_id)
         items = [
@@ -714,7 +706,7 @@ class ExamController(Controller):
         enrolled in the exam's lecture. Writing the same score again changes nothing."""
         async with transaction():
             exam = await _lock_exam(tenant_scope, exam_id)
-            student = _key(StudentRow, student_id)
+            student = parse_id(StudentRow, student_id)
             found, enrolled = (await _check_students(tenant_scope, exam, [student]))[student]
             if not found:
                 raise NotFoundInTenant(StudentRow, student_id)
@@ -795,7 +787,7 @@ class ExamController(Controller):
         ``max_score``. With no scores the figures are ``null``."""
         if not 1 <= bins <= 100:
             raise field_error("bins", "must be between 1 and 100")
-        row = await tenant_scope.fetchrow(EXAM_SCORE_VALUES, _key(ExamRow, exam_id))
+        row = await tenant_scope.fetchrow(EXAM_SCORE_VALUES, parse_id(ExamRow, exam_id))
         if row is None:
             raise NotFoundInTenant(ExamRow, exam_id)
         st = score_stats(row["scores"], row["max_score"], bins)
@@ -835,7 +827,7 @@ class StudentScoreController(Controller):
         the rank and percentile the student has in that exam. Two statements per page,
         whatever its size."""
         limit = check_limit(limit)
-        student = _key(StudentRow, student_id)
+        student = parse_id(StudentRow, student_id)
         exists = await tenant_scope.fetchrow(
             "SELECT 1 FROM student WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL", student
         )

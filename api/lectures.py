@@ -27,7 +27,6 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from piccolo.table import Table
 
 from api.auth import require_roles, require_staff
 from api.errors import ProblemException, field_error
@@ -36,7 +35,7 @@ from models.db import transaction
 from models.lectures import EnrollmentSource, EnrollmentStatus, LectureStatus
 from models.lectures import Lecture as LectureRow
 from models.lectures import LectureSession as SessionRow
-from models.scope import NotFoundInTenant, TenantScope
+from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student as StudentRow
 from models.tables import Role
 from pipelines.korean import clean_text
@@ -199,15 +198,6 @@ class StudentLecture(msgspec.Struct):
 _slots = msgspec.json.Decoder(list[Slot])
 
 
-def _key(table: type[Table], raw: Any) -> uuid.UUID:
-    """The id in a path, or the same 404 an unknown id gets (malformed ids are not 422s:
-    that would tell ids apart)."""
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise NotFoundInTenant(table, raw) from None
-
-
 def _hhmm(value: dt.time | None) -> str | None:
     return None if value is None else format_hhmm(value)
 
@@ -252,7 +242,7 @@ async def _lock_lecture(scope: TenantScope, lecture_id: Any) -> asyncpg.Record:
     """Lock the lecture row for the rest of the caller's transaction (``transaction()``
     must be open). Every write that depends on the lecture's enrollments or session numbers
     takes this lock first, so those writes run one after another per lecture."""
-    key = _key(LectureRow, lecture_id)
+    key = parse_id(LectureRow, lecture_id)
     row = await scope.fetchrow(
         "SELECT id, capacity, status, schedule, start_date, end_date FROM lecture "
         "WHERE tenant = $1 AND id = $2 FOR UPDATE",
@@ -264,7 +254,7 @@ async def _lock_lecture(scope: TenantScope, lecture_id: Any) -> asyncpg.Record:
 
 
 async def _lecture_exists(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
-    key = _key(LectureRow, lecture_id)
+    key = parse_id(LectureRow, lecture_id)
     if await scope.fetchrow("SELECT 1 FROM lecture WHERE tenant = $1 AND id = $2", key) is None:
         raise NotFoundInTenant(LectureRow, lecture_id)
     return key
@@ -321,7 +311,7 @@ def _to_lecture(row: Any) -> Lecture:
 async def load_lecture(scope: TenantScope, lecture_id: Any) -> Lecture:
     row = await scope.fetchrow(
         f"SELECT {LECTURE_COLUMNS} FROM {LECTURE_FROM} WHERE l.tenant = $1 AND l.id = $2",
-        _key(LectureRow, lecture_id),
+        parse_id(LectureRow, lecture_id),
     )
     if row is None:
         raise NotFoundInTenant(LectureRow, lecture_id)
@@ -474,7 +464,7 @@ async def load_session(scope: TenantScope, session_id: Any, *, lock: bool = Fals
     row = await scope.fetchrow(
         f"SELECT {SESSION_COLUMNS} FROM lecture_session ls WHERE ls.tenant = $1 AND ls.id = $2"
         + (" FOR UPDATE" if lock else ""),
-        _key(SessionRow, session_id),
+        parse_id(SessionRow, session_id),
     )
     if row is None:
         raise NotFoundInTenant(SessionRow, session_id)
@@ -770,7 +760,7 @@ class SessionController(Controller):
             ) r ON true
             WHERE l.tenant = $1 AND l.id = $2
             """,
-            _key(LectureRow, lecture_id),
+            parse_id(LectureRow, lecture_id),
             after[0] if after else 0,
             limit + 1,
         )
@@ -955,7 +945,7 @@ class EnrollmentController(Controller):
         for a later re-enrolment. Dropping an already dropped student changes nothing; a
         student never enrolled in the lecture is a 404."""
         lecture_key = await _lecture_exists(tenant_scope, lecture_id)
-        student_key = _key(StudentRow, student_id)
+        student_key = parse_id(StudentRow, student_id)
         rows = await tenant_scope.fetch(
             """
             WITH target AS (
@@ -986,7 +976,7 @@ class EnrollmentController(Controller):
         """One statement per page. Soft-deleted students are left out."""
         limit = check_limit(limit)
         after = _after(cursor, "text")
-        args: list[Any] = [_key(LectureRow, lecture_id)]
+        args: list[Any] = [parse_id(LectureRow, lecture_id)]
         keyset = ""
         if after is not None:
             args += [after[0], after[1]]
@@ -1045,7 +1035,7 @@ class EnrollmentController(Controller):
         statement per page; a soft-deleted student is a 404, as in ``/students/{id}``."""
         limit = check_limit(limit)
         after = _after(cursor, "text")
-        args: list[Any] = [_key(StudentRow, student_id)]
+        args: list[Any] = [parse_id(StudentRow, student_id)]
         extra = ""
         if status is not None:
             args.append(status.value)

@@ -21,7 +21,7 @@ from api.auth import Principal, require_roles
 from api.errors import field_error
 from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
 from api.students import Guardian, _guardians
-from models.scope import NotFoundInTenant, TenantScope
+from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student as StudentRow
 from models.tables import Role
 from pipelines.korean import today_kst
@@ -91,10 +91,7 @@ def _who(principal: Principal) -> tuple[uuid.UUID | None, uuid.UUID | None]:
 
 
 async def _check_visible(scope: TenantScope, principal: Principal, student_id: str) -> uuid.UUID:
-    try:
-        key = uuid.UUID(student_id)
-    except ValueError:
-        raise NotFoundInTenant(StudentRow, student_id) from None
+    key = parse_id(StudentRow, student_id)
     row = await scope.fetchrow(
         f"SELECT s.id FROM student s WHERE {VISIBLE} AND s.id = $4", *_who(principal), key
     )

@@ -18,7 +18,7 @@ from api.auth import Principal, require_admin, require_roles, require_staff
 from api.errors import ProblemException
 from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
 from models.db import transaction
-from models.scope import NotFoundInTenant, TenantScope
+from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import GuardianRelation, StudentStatus
 from models.students import Student as StudentRow
 from models.tables import Role
@@ -149,10 +149,7 @@ def _to_student(row: Any) -> Student:
 async def load_student(
     scope: TenantScope, student_id: Any, *, deleted: bool | None = False
 ) -> Student:
-    try:
-        key = uuid.UUID(str(student_id))
-    except ValueError:
-        raise NotFoundInTenant(StudentRow, student_id) from None
+    key = parse_id(StudentRow, student_id)
     where = {False: "AND s.deleted_at IS NULL", True: "AND s.deleted_at IS NOT NULL", None: ""}[
         deleted
     ]

@@ -33,6 +33,15 @@ class NotFoundInTenant(LookupError):
         self.row_id = row_id
 
 
+def parse_id(table: type[Table], raw: Any) -> uuid.UUID:
+    """An id from a path as a UUID. A malformed id is the same 404 an unknown id gets (a
+    422 would tell the two apart)."""
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise NotFoundInTenant(table, raw) from None
+
+
 class TenantScope:
     def __init__(self, tenant_id: uuid.UUID | str) -> None:
         self.tenant_id = uuid.UUID(str(tenant_id))
@@ -57,10 +66,7 @@ class TenantScope:
 
     async def get(self, table: type[T], row_id: Any) -> dict[str, Any]:
         """One row as a dict (JSON decoded), or ``NotFoundInTenant``."""
-        try:
-            key = uuid.UUID(str(row_id))
-        except ValueError:
-            raise NotFoundInTenant(table, row_id) from None
+        key = parse_id(table, row_id)
         row = (
             await self.select(table)
             .where(table._meta.primary_key == key)
