@@ -20,7 +20,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from api.auth import Principal, require_roles
 from api.errors import field_error
 from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
-from api.students import Guardian, _guardians
+from api.students import Guardian, decode_guardians
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student as StudentRow
 from models.tables import Role
@@ -121,20 +121,14 @@ async def _my_students(
 ) -> list[MyStudent]:
     rows = await scope.fetch(
         f"""
-        SELECT s.id, s.name, s.school, s.grade, s.status,
-               COALESCE((SELECT json_agg(json_build_object(
-                            'id', g.id, 'name', g.name, 'phone', g.phone,
-                            'relation', sg.relation, 'is_primary', sg.is_primary)
-                         ORDER BY sg.is_primary DESC, g.name, g.id)
-                         FROM student_guardian sg JOIN guardian g ON g.id = sg.guardian
-                         WHERE sg.student = s.id), '[]') AS guardians
+        SELECT s.id, s.name, s.school, s.grade, s.status, s.guardians_json::text AS guardians
         FROM student s WHERE {VISIBLE} AND ($4::uuid IS NULL OR s.id = $4)
         ORDER BY s.name, s.id
         """,
         *_who(principal),
         only,
     )
-    return [MyStudent(**{**dict(r), "guardians": _guardians.decode(r["guardians"])}) for r in rows]
+    return [MyStudent(**{**dict(r), "guardians": decode_guardians(r["guardians"])}) for r in rows]
 
 
 class MeController(Controller):

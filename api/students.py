@@ -116,7 +116,7 @@ STUDENT_COLUMNS = """
     s.guardians_json::text AS guardians, s.enrollment_count
 """
 
-_guardians = msgspec.json.Decoder(list[Guardian])
+decode_guardians = msgspec.json.Decoder(list[Guardian]).decode
 
 SORTS: dict[str, tuple[str, str]] = {
     # name: (column, direction)
@@ -138,7 +138,7 @@ def _to_student(row: Any) -> Student:
         birth_date=row["birth_date"],
         memo=row["memo"],
         status=row["status"],
-        guardians=_guardians.decode(row["guardians"]),
+        guardians=decode_guardians(row["guardians"]),
         enrollment_count=row["enrollment_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
