@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 
 from models.db import copy_records
-from ops.runtime import free_port
-from tests.conftest import ROOT, wait_for
+from tests.benchmarks.server import api_server
 from tests.factories import bulk_students
 
 STUDENTS, LECTURES, VUS, DURATION = 10_000, 200, 64, "15s"
@@ -124,36 +123,11 @@ async def test_bench_api(tenant):
     _, lectures = await seed(tenant.id)
     sessions = await _sessions(tenant.id, lectures)
     per_session = sum(len(s["students"]) for s in sessions) / len(sessions)  # type: ignore[arg-type]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-         "--no-access-log"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"},
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-
-            async def up():
-                try:
-                    return (await client.get("/health")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            assert await wait_for(up, timeout=30)
-            login = await client.post(
-                "/api/v1/auth/login",
-                json={"email": tenant.owner_email, "password": tenant.password},
-            )
-            token = login.json()["access_token"]
-            page = (
-                await client.get(
-                    "/api/v1/students?limit=50", headers={"Authorization": f"Bearer {token}"}
-                )
-            ).json()
+    async with api_server(tenant) as server:
+        async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
+            page = (await client.get("/api/v1/students?limit=50", headers=server.headers)).json()
             assert len(page["items"]) == 50 and page["items"][0]["guardians"]
+        base, token = server.base, server.token
         env = {"BASE": base, "TOKEN": token, "VUS": str(VUS), "DURATION": DURATION}
         report(
             f"GET /api/v1/students?limit=50 ({STUDENTS:,} students, 2 guardians each, {LECTURES} lectures)",
@@ -167,6 +141,3 @@ async def test_bench_api(tenant):
             k6_run(BULK_SCRIPT, {**env, "SESSIONS": f.name}),
         )
         os.unlink(f.name)
-    finally:
-        server.terminate()
-        server.wait(10)

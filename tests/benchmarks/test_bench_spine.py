@@ -7,10 +7,7 @@ top of it, not what Amazon SQS can do.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import time
 
 import httpx
@@ -18,8 +15,8 @@ import httpx
 from actors.jobs import submit
 from actors.system import PROBES
 from models.tables import Job
-from ops.runtime import free_port
-from tests.conftest import ROOT, wait_for
+from tests.benchmarks.server import api_server
+from tests.conftest import wait_for
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -28,61 +25,35 @@ def _pct(values: list[float], p: float) -> float:
 
 
 async def test_bench_spine_requests(tenant, broker):
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--log-level", "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"},
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with (
+        api_server(tenant) as server,
+        httpx.AsyncClient(base_url=server.base, timeout=10) as client,
+    ):
+        job = await submit(PROBES["video"], tenant_id=tenant.id, kind="bench")
+        headers = server.headers
 
-            async def up():
-                try:
-                    return (await client.get("/health")).status_code == 200
-                except httpx.HTTPError:
-                    return False
+        for name, path in (
+            ("GET /health", "/health"),
+            ("GET /api/v1/jobs/{id}", f"/api/v1/jobs/{job.id}"),
+        ):
+            latencies: list[float] = []
+            total, concurrency = 1000, 16
 
-            assert await wait_for(up, timeout=30)
-            token = (
-                await client.post(
-                    "/api/v1/auth/login",
-                    json={"email": tenant.owner_email, "password": tenant.password},
-                )
-            ).json()["access_token"]
-            job = await submit(PROBES["video"], tenant_id=tenant.id, kind="bench")
-            headers = {"Authorization": f"Bearer {token}"}
+            async def one(path: str = path, latencies: list[float] = latencies) -> None:
+                t = time.perf_counter()
+                r = await client.get(path, headers=headers)
+                r.raise_for_status()
+                latencies.append(time.perf_counter() - t)
 
-            for name, path in (
-                ("GET /health", "/health"),
-                ("GET /api/v1/jobs/{id}", f"/api/v1/jobs/{job.id}"),
-            ):
-                latencies: list[float] = []
-                total, concurrency = 1000, 16
-
-                async def one(path: str = path, latencies: list[float] = latencies) -> None:
-                    t = time.perf_counter()
-                    r = await client.get(path, headers=headers)
-                    r.raise_for_status()
-                    latencies.append(time.perf_counter() - t)
-
-                started = time.perf_counter()
-                for start in range(0, total, concurrency):
-                    await asyncio.gather(*[one() for _ in range(min(concurrency, total - start))])
-                elapsed = time.perf_counter() - started
-                print(
-                    f"\n{name}: {total / elapsed:,.0f} req/s over {total} requests "
-                    f"(concurrency {concurrency}, one uvicorn process); "
-                    f"p50 {_pct(latencies, 0.5) * 1000:.1f} ms, p95 {_pct(latencies, 0.95) * 1000:.1f} ms"
-                )
-    finally:
-        server.terminate()
-        server.wait(10)
+            started = time.perf_counter()
+            for start in range(0, total, concurrency):
+                await asyncio.gather(*[one() for _ in range(min(concurrency, total - start))])
+            elapsed = time.perf_counter() - started
+            print(
+                f"\n{name}: {total / elapsed:,.0f} req/s over {total} requests "
+                f"(concurrency {concurrency}, one uvicorn process); "
+                f"p50 {_pct(latencies, 0.5) * 1000:.1f} ms, p95 {_pct(latencies, 0.95) * 1000:.1f} ms"
+            )
 
 
 async def test_bench_spine_job_round_trip(tenant, start_worker):

@@ -1,0 +1,58 @@
+"""The API as a real server for benchmarks: one uvicorn process (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ops.runtime import free_port
+from tests.conftest import ROOT, wait_for
+
+
+@dataclass
+class Server:
+    base: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@contextlib.asynccontextmanager
+async def api_server(tenant: Any) -> AsyncIterator[Server]:
+    """Start the API, wait for /health, log in as the tenant's owner; stop it afterwards."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+         "--no-access-log"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"},
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+
+            async def up() -> bool:
+                try:
+                    return (await client.get("/health")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            assert await wait_for(up, timeout=30), "the API did not start"
+            login = await client.post(
+                "/api/v1/auth/login",
+                json={"email": tenant.owner_email, "password": tenant.password},
+            )
+            yield Server(base, login.json()["access_token"])
+    finally:
+        proc.terminate()
+        proc.wait(10)
