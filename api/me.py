@@ -161,8 +161,12 @@ class MeController(Controller):
         student_id: FromPath[str],
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
-    ) -> list[MyLecture]:
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[MyLecture]:
         key = await _check_visible(tenant_scope, principal, student_id)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, 2)
         rows = await tenant_scope.fetch(
             """
             SELECT l.id, l.title, l.subject, u.name AS teacher_name, l.schedule::text AS schedule,
@@ -171,14 +175,23 @@ class MeController(Controller):
             JOIN lecture l ON l.id = e.lecture
             LEFT JOIN app_user u ON u.id = l.teacher
             WHERE e.tenant = $1 AND e.student = $2 AND e.status = 'active'
+              AND ($3::text IS NULL OR (l.title, l.id) > ($3::text, $4::uuid))
             ORDER BY l.title, l.id
+            LIMIT $5
             """,
             key,
+            after[0] if after else None,
+            _cursor_id(after[1]) if after else None,
+            limit + 1,
         )
-        return [
+        items = [
             MyLecture(**{**dict(r), "schedule": msgspec.json.decode(r["schedule"] or "[]")})
-            for r in rows
+            for r in rows[:limit]
         ]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor([items[-1].title, str(items[-1].id)])
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @get("/students/{student_id:str}/sessions", summary="Sessions in a date range, with attendance")
     async def sessions(
@@ -197,9 +210,9 @@ class MeController(Controller):
         after = decode_cursor(cursor, 2)
         try:
             after_date = dt.date.fromisoformat(after[0]) if after else None
-            after_id = uuid.UUID(after[1]) if after else None
         except ValueError:
             raise field_error("cursor", "not a cursor this API issued") from None
+        after_id = _cursor_id(after[1]) if after else None
         rows = await tenant_scope.fetch(
             """
             SELECT ls.id, ls.lecture AS lecture_id, l.title AS lecture_title, ls.seq, ls.date,
@@ -228,33 +241,60 @@ class MeController(Controller):
             next_cursor = encode_cursor([str(last["date"]), str(last["id"])])
         return Page(items=items, limit=limit, next_cursor=next_cursor)
 
-    @get("/students/{student_id:str}/scores", summary="Exam scores, newest first")
+    @get("/students/{student_id:str}/scores", summary="Exam scores, newest first (undated last)")
     async def scores(
         self,
         student_id: FromPath[str],
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
-    ) -> list[MyScore]:
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[MyScore]:
         key = await _check_visible(tenant_scope, principal, student_id)
+        limit = check_limit(limit)
+        after = decode_cursor(cursor, 2)
+        try:
+            after_date = dt.date.fromisoformat(after[0]) if after else None
+        except ValueError:
+            raise field_error("cursor", "not a cursor this API issued") from None
         rows = await tenant_scope.fetch(
             """
             SELECT * FROM (
                 SELECT x.id AS exam_id, x.title AS exam_title, l.title AS lecture_title, x.date,
+                       COALESCE(x.date, DATE '0001-01-01') AS sort_date,
                        sc.score, x.max_score, sc.student,
                        rank() OVER (PARTITION BY sc.exam ORDER BY sc.score DESC)::int AS rank,
                        count(*) OVER (PARTITION BY sc.exam)::int AS takers
                 FROM score sc
+                JOIN student st ON st.id = sc.student AND st.deleted_at IS NULL
                 JOIN exam x ON x.id = sc.exam
                 JOIN lecture l ON l.id = x.lecture
                 WHERE sc.tenant = $1
                   AND sc.exam IN (SELECT exam FROM score WHERE tenant = $1 AND student = $2)
             ) ranked
             WHERE ranked.student = $2
-            ORDER BY ranked.date DESC NULLS LAST, ranked.exam_id
+              AND ($3::date IS NULL OR (ranked.sort_date, ranked.exam_id) < ($3::date, $4::uuid))
+            ORDER BY ranked.sort_date DESC, ranked.exam_id DESC
+            LIMIT $5
             """,
             key,
+            after_date,
+            _cursor_id(after[1]) if after else None,
+            limit + 1,
         )
-        return [MyScore(**{f: r[f] for f in MyScore.__struct_fields__}) for r in rows]
+        items = [MyScore(**{f: r[f] for f in MyScore.__struct_fields__}) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor([str(last["sort_date"]), str(last["exam_id"])])
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
+
+
+def _cursor_id(raw: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise field_error("cursor", "not a cursor this API issued") from None
 
 
 CONTROLLERS: list[type[Controller]] = [MeController]

@@ -120,7 +120,7 @@ async def test_lectures_sessions_attendance_and_scores(tenant, family):
 
     h = family["parent"]
     base = f"/api/v1/me/students/{sid}"
-    lectures = (await tenant.client.get(f"{base}/lectures", headers=h)).json()
+    lectures = (await tenant.client.get(f"{base}/lectures", headers=h)).json()["items"]
     assert [lec["title"] for lec in lectures] == ["중2 수학"]
     assert lectures[0]["schedule"][0]["weekday"] == 0
     page = (await tenant.client.get(f"{base}/sessions", params={"limit": 2}, headers=h)).json()
@@ -132,10 +132,39 @@ async def test_lectures_sessions_attendance_and_scores(tenant, family):
         )
     ).json()
     assert [s["topic"] for s in rest["items"]] == ["3강"] and rest["next_cursor"] is None
-    scores = (await tenant.client.get(f"{base}/scores", headers=h)).json()
+    scores = (await tenant.client.get(f"{base}/scores", headers=h)).json()["items"]
     assert len(scores) == 1
     assert scores[0]["exam_title"] == "단원평가" and float(scores[0]["score"]) == 80
     assert scores[0]["rank"] == 2 and scores[0]["takers"] == 2
     # The younger sibling has none of it.
     other = f"/api/v1/me/students/{family['younger']['id']}"
-    assert (await tenant.client.get(f"{other}/scores", headers=h)).json() == []
+    assert (await tenant.client.get(f"{other}/scores", headers=h)).json()["items"] == []
+
+
+async def test_scores_come_newest_first_in_pages(tenant, family):
+    sid = uuid.UUID(family["older"]["id"])
+    lecture = Lecture(tenant=tenant.id, title="영어")
+    await lecture.save()
+    today = dt.date.today()
+    for i in range(5):
+        exam = Exam(
+            tenant=tenant.id,
+            lecture=lecture.id,
+            title=f"시험{i}",
+            date=today - dt.timedelta(days=i),
+        )
+        await exam.save()
+        await Score(tenant=tenant.id, exam=exam.id, student=sid, score=50 + i).save()
+    undated = Exam(tenant=tenant.id, lecture=lecture.id, title="날짜없음")
+    await undated.save()
+    await Score(tenant=tenant.id, exam=undated.id, student=sid, score=1).save()
+    base = f"/api/v1/me/students/{sid}/scores"
+    titles, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await tenant.client.get(base, params=params, headers=family["student"])).json()
+        titles += [s["exam_title"] for s in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert titles == ["시험0", "시험1", "시험2", "시험3", "시험4", "날짜없음"]
