@@ -1,9 +1,7 @@
 """Academy-domain constraints the ORM cannot declare: natural keys, cross-table FKs,
 partial indexes for the hot lists, and the append-only audit log."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from models.db import DB
+from models.raw_migration import raw_sql_manager
 
 ID = "2026-11-22T01:10:00:000000"
 VERSION = "1.38.0"
@@ -65,16 +63,4 @@ BACKWARD = [
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="academy", description=DESCRIPTION)
-
-    async def run():
-        for statement in FORWARD:
-            await DB.run_ddl(statement)
-
-    async def run_backwards():
-        for statement in BACKWARD:
-            await DB.run_ddl(statement)
-
-    manager.add_raw(run)
-    manager.add_raw_backwards(run_backwards)
-    return manager
+    return raw_sql_manager(ID, DESCRIPTION, FORWARD, BACKWARD)

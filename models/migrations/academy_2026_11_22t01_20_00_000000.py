@@ -2,9 +2,7 @@
 kept by statement-level triggers (transition tables), so a bulk COPY costs one UPDATE per
 statement, not one per row, and no writer can forget them."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-
-from models.db import DB
+from models.raw_migration import raw_sql_manager
 
 ID = "2026-11-22T01:20:00:000000"
 VERSION = "1.38.0"
@@ -112,16 +110,4 @@ BACKWARD = [
 
 
 async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="academy", description=DESCRIPTION)
-
-    async def run():
-        for statement in FORWARD:
-            await DB.run_ddl(statement)
-
-    async def run_backwards():
-        for statement in BACKWARD:
-            await DB.run_ddl(statement)
-
-    manager.add_raw(run)
-    manager.add_raw_backwards(run_backwards)
-    return manager
+    return raw_sql_manager(ID, DESCRIPTION, FORWARD, BACKWARD)
