@@ -43,7 +43,15 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import Principal, require_staff
 from api.errors import ProblemException, field_error
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Page,
+    as_text,
+    as_uuid,
+    check_limit,
+    decode_cursor_as,
+    encode_cursor,
+)
 from models.attendance import AttendanceStatus
 from models.db import transaction
 from models.events import emit_event, emit_events, record_audit, record_audits
@@ -517,14 +525,8 @@ async def student_report(
 
     Students with an active enrollment but no session in range are listed with zeros.
     """
-    after = decode_cursor(cursor, 2)
-    after_name: str | None = None
-    after_id: uuid.UUID | None = None
-    if after is not None:
-        try:
-            after_name, after_id = str(after[0]), uuid.UUID(str(after[1]))
-        except ValueError:
-            raise field_error("cursor", "not a cursor this API issued") from None
+    after = decode_cursor_as(cursor, as_text, as_uuid)
+    after_name, after_id = after if after else (None, None)
     rows = await scope.fetch(
         """
         SELECT s.id, s.name,

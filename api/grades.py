@@ -29,7 +29,15 @@ from litestar.utils.scope.state import ScopeState
 
 from api.auth import Principal, require_roles, require_staff
 from api.errors import ProblemException, field_error, handle_http, problem
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Page,
+    as_date,
+    as_uuid,
+    check_limit,
+    decode_cursor_as,
+    encode_cursor,
+)
 from models.db import transaction
 from models.exams import Exam as ExamRow
 from models.lectures import Lecture as LectureRow
@@ -263,12 +271,9 @@ async def list_exams(
         args.append(value)
         return f"${len(args) + 1}"
 
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor_as(cursor, as_date, as_uuid)
     if after is not None:
-        try:
-            key_date, last_id = dt.date.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-        except ValueError:
-            raise field_error("cursor", "not a cursor this API issued") from None
+        key_date, last_id = after
         op = ">" if direction == "ASC" else "<"
         where.append(
             f"(COALESCE(e.date, DATE '9999-12-31'), e.id) {op} ({arg(key_date)}, {arg(last_id)})"
@@ -835,13 +840,9 @@ class StudentScoreController(Controller):
             raise NotFoundInTenant(StudentRow, student_id)
         args: list[Any] = [student]
         after_sql = ""
-        after = decode_cursor(cursor, 2)
+        after = decode_cursor_as(cursor, as_date, as_uuid)
         if after is not None:
-            try:
-                key_date, last_id = dt.date.fromisoformat(str(after[0])), uuid.UUID(str(after[1]))
-            except ValueError:
-                raise field_error("cursor", "not a cursor this API issued") from None
-            args += [key_date, last_id]
+            args += list(after)
             after_sql = "AND (COALESCE(e.date, DATE '9999-12-31'), e.id) > ($3::date, $4::uuid)"
         rows = await tenant_scope.fetch(
             GRADE_HISTORY.format(after=after_sql, limit=limit + 1), *args

@@ -30,7 +30,17 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from api.auth import require_roles, require_staff
 from api.errors import ProblemException, field_error
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Page,
+    as_datetime,
+    as_int,
+    as_text,
+    as_uuid,
+    check_limit,
+    decode_cursor_as,
+    encode_cursor,
+)
 from models.db import transaction
 from models.lectures import EnrollmentSource, EnrollmentStatus, LectureStatus
 from models.lectures import Lecture as LectureRow
@@ -204,22 +214,9 @@ def _hhmm(value: dt.time | None) -> str | None:
 
 def _after(cursor: str | None, kind: Literal["text", "time", "int"]) -> tuple[Any, ...] | None:
     """Decode a keyset cursor: (sort value, id), or (seq,) for ``kind="int"``."""
-    values = decode_cursor(cursor, 1 if kind == "int" else 2)
-    if values is None:
-        return None
-    try:
-        if kind == "int":
-            if not isinstance(values[0], int):
-                raise ValueError
-            return (values[0],)
-        first: Any = values[0]
-        if kind == "time":
-            first = dt.datetime.fromisoformat(str(first))
-        elif not isinstance(first, str):
-            raise ValueError
-        return (first, uuid.UUID(str(values[1])))
-    except ValueError:
-        raise field_error("cursor", "not a cursor for this list and sort order") from None
+    if kind == "int":
+        return decode_cursor_as(cursor, as_int)
+    return decode_cursor_as(cursor, as_datetime if kind == "time" else as_text, as_uuid)
 
 
 def _clean_bounded(

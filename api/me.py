@@ -18,8 +18,16 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.auth import Principal, require_roles
-from api.errors import field_error
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Page,
+    as_date,
+    as_text,
+    as_uuid,
+    check_limit,
+    decode_cursor_as,
+    encode_cursor,
+)
 from api.students import Guardian, decode_guardians
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student as StudentRow
@@ -166,7 +174,7 @@ class MeController(Controller):
     ) -> Page[MyLecture]:
         key = await _check_visible(tenant_scope, principal, student_id)
         limit = check_limit(limit)
-        after = decode_cursor(cursor, 2)
+        after_title, after_id = decode_cursor_as(cursor, as_text, as_uuid) or (None, None)
         rows = await tenant_scope.fetch(
             """
             SELECT l.id, l.title, l.subject, u.name AS teacher_name, l.schedule::text AS schedule,
@@ -180,8 +188,8 @@ class MeController(Controller):
             LIMIT $5
             """,
             key,
-            after[0] if after else None,
-            _cursor_id(after[1]) if after else None,
+            after_title,
+            after_id,
             limit + 1,
         )
         items = [
@@ -207,12 +215,7 @@ class MeController(Controller):
         key = await _check_visible(tenant_scope, principal, student_id)
         start, end = _range(date_from, date_to)
         limit = check_limit(limit)
-        after = decode_cursor(cursor, 2)
-        try:
-            after_date = dt.date.fromisoformat(after[0]) if after else None
-        except ValueError:
-            raise field_error("cursor", "not a cursor this API issued") from None
-        after_id = _cursor_id(after[1]) if after else None
+        after_date, after_id = decode_cursor_as(cursor, as_date, as_uuid) or (None, None)
         rows = await tenant_scope.fetch(
             """
             SELECT ls.id, ls.lecture AS lecture_id, l.title AS lecture_title, ls.seq, ls.date,
@@ -252,11 +255,7 @@ class MeController(Controller):
     ) -> Page[MyScore]:
         key = await _check_visible(tenant_scope, principal, student_id)
         limit = check_limit(limit)
-        after = decode_cursor(cursor, 2)
-        try:
-            after_date = dt.date.fromisoformat(after[0]) if after else None
-        except ValueError:
-            raise field_error("cursor", "not a cursor this API issued") from None
+        after_date, after_id = decode_cursor_as(cursor, as_date, as_uuid) or (None, None)
         rows = await tenant_scope.fetch(
             """
             SELECT * FROM (
@@ -279,7 +278,7 @@ class MeController(Controller):
             """,
             key,
             after_date,
-            _cursor_id(after[1]) if after else None,
+            after_id,
             limit + 1,
         )
         items = [MyScore(**{f: r[f] for f in MyScore.__struct_fields__}) for r in rows[:limit]]
@@ -288,13 +287,6 @@ class MeController(Controller):
             last = rows[limit - 1]
             next_cursor = encode_cursor([str(last["sort_date"]), str(last["exam_id"])])
         return Page(items=items, limit=limit, next_cursor=next_cursor)
-
-
-def _cursor_id(raw: Any) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw))
-    except ValueError:
-        raise field_error("cursor", "not a cursor this API issued") from None
 
 
 CONTROLLERS: list[type[Controller]] = [MeController]

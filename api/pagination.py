@@ -7,7 +7,10 @@ client treats it as opaque; a tampered or stale cursor is a 422 field error, not
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
+import uuid
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -42,6 +45,42 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
     if not isinstance(values, list) or len(values) != arity:
         raise field_error("cursor", "not a cursor for this list and sort order")
     return values
+
+
+def as_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value
+
+
+def as_int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(value)
+    return value
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    return uuid.UUID(str(value))
+
+
+def as_date(value: Any) -> dt.date:
+    return dt.date.fromisoformat(str(value))
+
+
+def as_datetime(value: Any) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(value))
+
+
+def decode_cursor_as(cursor: str | None, *kinds: Callable[[Any], Any]) -> tuple[Any, ...] | None:
+    """``decode_cursor`` with each value converted (``as_text``, ``as_uuid``, ``as_date``...);
+    a value of the wrong kind is the same 422 field error as a garbled cursor."""
+    values = decode_cursor(cursor, len(kinds))
+    if values is None:
+        return None
+    try:
+        return tuple(kind(value) for kind, value in zip(kinds, values, strict=True))
+    except (ValueError, TypeError):
+        raise field_error("cursor", "not a cursor for this list and sort order") from None
 
 
 def check_limit(limit: int) -> int:

@@ -16,7 +16,17 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import Principal, require_admin, require_roles, require_staff
 from api.errors import ProblemException
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.lectures import ACTIVE_COUNT
+from api.pagination import (
+    DEFAULT_LIMIT,
+    Page,
+    as_datetime,
+    as_text,
+    as_uuid,
+    check_limit,
+    decode_cursor_as,
+    encode_cursor,
+)
 from models.db import transaction
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import GuardianRelation, StudentStatus
@@ -215,19 +225,10 @@ async def list_students(
             "EXISTS (SELECT 1 FROM enrollment e WHERE e.student = s.id "
             f"AND e.lecture = {arg(lecture_id)} AND e.status = 'active')"
         )
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor_as(cursor, as_text if column == "s.name" else as_datetime, as_uuid)
     if after is not None:
         op = ">" if direction == "ASC" else "<"
-        key: Any = after[0]
-        if column != "s.name":
-            try:
-                key = dt.datetime.fromisoformat(str(after[0]))
-            except ValueError:
-                raise ProblemException(422, "cursor: not a cursor for this sort order") from None
-        try:
-            last_id = uuid.UUID(str(after[1]))
-        except ValueError:
-            raise ProblemException(422, "cursor: not a cursor this API issued") from None
+        key, last_id = after
         where.append(f"({column}, s.id) {op} ({arg(key)}, {arg(last_id)})")
     field = column.split(".")[1]
     sql = (
@@ -494,14 +495,12 @@ class StudentController(Controller):
             # coming back must not overfill a lecture. Lecture rows are locked as enrolment
             # locks them, so the two cannot race.
             full = await tenant_scope.fetch(
-                """
+                f"""
                 SELECT l.id, l.title, l.capacity FROM lecture l
                 WHERE l.tenant = $1 AND l.capacity IS NOT NULL
                   AND l.id IN (SELECT lecture FROM enrollment
                                WHERE student = $2 AND status = 'active')
-                  AND l.capacity <= (
-                      SELECT count(*) FROM enrollment e JOIN student s ON s.id = e.student
-                      WHERE e.lecture = l.id AND e.status = 'active' AND s.deleted_at IS NULL)
+                  AND l.capacity <= {ACTIVE_COUNT}
                 ORDER BY l.title
                 FOR UPDATE OF l
                 """,
