@@ -26,8 +26,9 @@ from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
 from api.jobs import JobController
+from api.list_cache import invalidate_after_write, listening
 from api.students import StudentController
-from models.db import close_pool, configure_db, start_pool
+from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
 from ops.settings import get_settings
 
@@ -98,6 +99,18 @@ async def _sweep_forever(interval: float) -> None:
             log.exception("job sweeper failed")
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _invalidate_after_write(message: Message, scope: Scope) -> None:
+    # Before the response leaves: the handler has committed, and the client's next read
+    # must not be a page cached before its own write.
+    if message["type"] == "http.response.start" and scope.get("method") not in SAFE_METHODS:
+        principal = scope.get("state", {}).get("principal")
+        if principal is not None:
+            invalidate_after_write(principal.tenant_id)
+
+
 def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -111,6 +124,8 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             setup_broker(worker=False)
         if pool:
             await start_pool()
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(listening(DB.config["dsn"]))
         task = (
             asyncio.create_task(_sweep_forever(max(10.0, settings.job_sweep_after_seconds / 5)))
             if sweeper
@@ -123,6 +138,7 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await stack.aclose()
             if pool:
                 await close_pool()
 
@@ -169,6 +185,7 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         lifespan=[lifespan],
+        before_send=[_invalidate_after_write],
         # Our JSON logging (configure_logging) stays in charge of every logger.
         logging_config=None,
         debug=False,

@@ -17,6 +17,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from api.auth import Principal, require_admin, require_roles, require_staff
 from api.errors import ProblemException
 from api.lectures import ACTIVE_COUNT
+from api.list_cache import STUDENT_LIST
 from api.pagination import (
     DEFAULT_LIMIT,
     Page,
@@ -394,19 +395,26 @@ class StudentController(Controller):
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
     ) -> Response[bytes]:
-        page = await list_students(
-            tenant_scope,
-            q=q,
-            school=school,
-            grade=grade,
-            status=status.value if status else None,
-            lecture_id=lecture_id,
-            sort=sort,
-            limit=check_limit(limit),
-            cursor=cursor,
-            deleted=False,
-        )
-        return page.response()
+        limit = check_limit(limit)
+
+        async def load() -> bytes:
+            page = await list_students(
+                tenant_scope,
+                q=q,
+                school=school,
+                grade=grade,
+                status=status.value if status else None,
+                lecture_id=lecture_id,
+                sort=sort,
+                limit=limit,
+                cursor=cursor,
+                deleted=False,
+            )
+            return _encode(page)
+
+        key = (q, school, grade, status, lecture_id, sort, limit, cursor)
+        body = await STUDENT_LIST.fetch(tenant_scope.tenant_id, key, load)
+        return Response(body, media_type=MediaType.JSON)
 
     @get(
         "/deleted",

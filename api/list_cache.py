@@ -1,0 +1,202 @@
+"""An in-process cache of encoded list pages, per tenant, that Postgres keeps honest.
+
+The student list is the hottest read in the admin app and changes rarely compared with how
+often it is read. A page served from memory costs no database round trip; that is the only
+way one process on two cores answers it thousands of times a second.
+
+Correctness rests on three rules:
+
+- **Invalidation comes from the database.** Triggers on the tables behind the list
+  ``NOTIFY`` the channel with the tenant id (migration ``2026-11-22T02:50``). Postgres
+  delivers a notification only after its transaction commits, to every listening process:
+  API processes, and writes made by workers or scripts, all invalidate alike.
+- **A page read during a change is not kept.** A reader takes the tenant's stamp before it
+  queries and stores the page only if the stamp is unchanged afterwards, so a page that
+  may predate a commit notified meanwhile is never cached.
+- **One query per miss, not one per waiting request.** When a change drops a page that 64
+  connections are reading, the first miss loads it and the others wait for that load
+  (keyed by the stamp, so a reader never joins a load older than a change it has seen).
+- **No listener, no cache.** While the listening connection is down (or not yet up) every
+  request goes to the database. After a reconnect everything cached before is dropped,
+  since notifications may have been missed in between. Entries also expire after
+  ``max_age`` seconds as a last line of defence.
+
+Read-your-writes: a write request invalidates its tenant in this process before it
+answers (``invalidate_after_write``), so the writer's next read is fresh even before the
+notification arrives. Another API process sees the change when the notification reaches
+it, normally well under a millisecond after the commit on the same network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[int, int]
+
+
+class PageCache:
+    """Encoded pages keyed by (tenant, query); see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        channel: str,
+        *,
+        max_entries: int = 1024,
+        max_age: float = 30.0,
+        ping_every: float = 5.0,
+    ) -> None:
+        self.channel = channel
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self.ping_every = ping_every
+        self._entries: OrderedDict[Hashable, tuple[Stamp, float, bytes]] = OrderedDict()
+        self._generations: dict[uuid.UUID, int] = {}
+        self._loads: dict[tuple[uuid.UUID, Hashable, Stamp], asyncio.Future[bytes]] = {}
+        # Bumped on every (re)connect: stamps from before a gap in listening never match.
+        self._epoch = 0
+        self.listening = False
+        self.hits = 0
+        self.misses = 0
+
+    # --- reads and writes of the cache --------------------------------------------------
+
+    def stamp(self, tenant: uuid.UUID) -> Stamp | None:
+        """The tenant's current stamp, or None while the cache cannot be trusted."""
+        if not self.listening:
+            return None
+        return (self._epoch, self._generations.get(tenant, 0))
+
+    def get(self, tenant: uuid.UUID, key: Hashable) -> bytes | None:
+        stamp = self.stamp(tenant)
+        entry = self._entries.get((tenant, key)) if stamp is not None else None
+        if entry is None:
+            self.misses += 1
+            return None
+        entry_stamp, expires, body = entry
+        if entry_stamp != stamp or expires < time.monotonic():
+            del self._entries[(tenant, key)]
+            self.misses += 1
+            return None
+        self._entries.move_to_end((tenant, key))
+        self.hits += 1
+        return body
+
+    def put(self, tenant: uuid.UUID, key: Hashable, stamp: Stamp | None, body: bytes) -> None:
+        """Keep ``body`` if nothing changed for the tenant since ``stamp`` was taken."""
+        if stamp is None or stamp != self.stamp(tenant):
+            return
+        self._entries[(tenant, key)] = (stamp, time.monotonic() + self.max_age, body)
+        self._entries.move_to_end((tenant, key))
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def fetch(
+        self, tenant: uuid.UUID, key: Hashable, load: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """The cached page, or ``load()``'s, shared with concurrent misses of the same page."""
+        body = self.get(tenant, key)
+        if body is not None:
+            return body
+        stamp = self.stamp(tenant)
+        if stamp is None:
+            return await load()
+        flight = (tenant, key, stamp)
+        future = self._loads.get(flight)
+        if future is None:
+            future = asyncio.ensure_future(self._load(flight, load))
+            # A load whose waiters all went away must not log "exception never retrieved".
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._loads[flight] = future
+        # Shielded: a client that disconnects does not cancel the load the others await.
+        return await asyncio.shield(future)
+
+    async def _load(
+        self, flight: tuple[uuid.UUID, Hashable, Stamp], load: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        tenant, key, stamp = flight
+        try:
+            body = await load()
+            self.put(tenant, key, stamp, body)
+            return body
+        finally:
+            del self._loads[flight]
+
+    def invalidate(self, tenant: uuid.UUID) -> None:
+        # Entries of older generations are dropped lazily, when next looked up or evicted.
+        self._generations[tenant] = self._generations.get(tenant, 0) + 1
+
+    def reset(self) -> None:
+        self._epoch += 1
+        self._entries.clear()
+
+    # --- the listener ---------------------------------------------------------------------
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            self.invalidate(uuid.UUID(payload))
+        except ValueError:
+            log.warning("ignoring a malformed %s notification: %r", self.channel, payload)
+
+    async def listen(self, dsn: str) -> None:
+        """Keep a LISTEN connection open until cancelled, reconnecting with backoff."""
+        delay = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                await conn.add_listener(self.channel, self._notified)
+                self.reset()
+                self.listening = True
+                delay = 0.5
+                # A half-open socket would silently stop notifications: ping it.
+                while True:
+                    await asyncio.sleep(self.ping_every)
+                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self.ping_every)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s listener lost (%s); retrying in %.1fs", self.channel, exc, delay)
+            finally:
+                self.listening = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+# The student list's cache; api/students.py reads and fills it, api/app.py runs its listener.
+STUDENT_LIST = PageCache("student_list")
+
+CACHES = (STUDENT_LIST,)
+
+
+def invalidate_after_write(tenant: uuid.UUID) -> None:
+    """A write request in this process makes its own next read fresh (read-your-writes)."""
+    for cache in CACHES:
+        cache.invalidate(tenant)
+
+
+@contextlib.asynccontextmanager
+async def listening(dsn: str) -> Any:
+    """Run every cache's listener for the lifetime of the app."""
+    tasks = [asyncio.create_task(cache.listen(dsn)) for cache in CACHES]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
