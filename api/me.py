@@ -125,16 +125,27 @@ def _range(date_from: dt.date | None, date_to: dt.date | None) -> tuple[dt.date,
 
 
 async def _my_students(
-    scope: TenantScope, principal: Principal, only: uuid.UUID | None = None
+    scope: TenantScope,
+    principal: Principal,
+    only: uuid.UUID | None = None,
+    *,
+    after: tuple[str, uuid.UUID] | None = None,
+    limit: int | None = None,
 ) -> list[MyStudent]:
+    after_name, after_id = after or (None, None)
     rows = await scope.fetch(
         f"""
         SELECT s.id, s.name, s.school, s.grade, s.status, s.guardians_json::text AS guardians
         FROM student s WHERE {VISIBLE} AND ($4::uuid IS NULL OR s.id = $4)
+          AND ($5::text IS NULL OR (s.name, s.id) > ($5::text, $6::uuid))
         ORDER BY s.name, s.id
+        LIMIT $7
         """,
         *_who(principal),
         only,
+        after_name,
+        after_id,
+        limit,
     )
     return [MyStudent(**{**dict(r), "guardians": decode_guardians(r["guardians"])}) for r in rows]
 
@@ -146,9 +157,19 @@ class MeController(Controller):
 
     @get("/students", summary="The students this account may see")
     async def students(
-        self, principal: NamedDependency[Principal], tenant_scope: NamedDependency[TenantScope]
-    ) -> list[MyStudent]:
-        return await _my_students(tenant_scope, principal)
+        self,
+        principal: NamedDependency[Principal],
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[MyStudent]:
+        limit = check_limit(limit)
+        after = decode_cursor_as(cursor, as_text, as_uuid)
+        rows = await _my_students(tenant_scope, principal, after=after, limit=limit + 1)
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor([rows[limit - 1].name, str(rows[limit - 1].id)])
+        return Page(items=rows[:limit], limit=limit, next_cursor=next_cursor)
 
     @get("/students/{student_id:str}", summary="One of my students")
     async def student(

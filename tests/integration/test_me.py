@@ -46,12 +46,24 @@ async def family(tenant):
 async def test_parent_sees_both_children_and_no_one_else(tenant, family):
     r = await tenant.client.get("/api/v1/me/students", headers=family["parent"])
     assert r.status_code == 200, r.text
-    assert {s["id"] for s in r.json()} == {family["older"]["id"], family["younger"]["id"]}
+    ids = {s["id"] for s in r.json()["items"]}
+    assert ids == {family["older"]["id"], family["younger"]["id"]}
+    # Cursor pages like every list: one at a time, then the end.
+    first = (
+        await tenant.client.get("/api/v1/me/students?limit=1", headers=family["parent"])
+    ).json()
+    assert len(first["items"]) == 1 and first["next_cursor"]
+    r = await tenant.client.get(
+        f"/api/v1/me/students?limit=1&cursor={first['next_cursor']}", headers=family["parent"]
+    )
+    second = r.json()
+    assert len(second["items"]) == 1 and second["next_cursor"] is None
+    assert {first["items"][0]["id"], second["items"][0]["id"]} == ids
 
 
 async def test_student_sees_only_themself(tenant, family):
     r = await tenant.client.get("/api/v1/me/students", headers=family["student"])
-    assert [s["id"] for s in r.json()] == [family["older"]["id"]]
+    assert [s["id"] for s in r.json()["items"]] == [family["older"]["id"]]
 
 
 @pytest.mark.parametrize("route", ROUTES)

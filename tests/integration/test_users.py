@@ -25,7 +25,7 @@ async def test_owner_creates_a_parent_who_then_sees_the_child(tenant):
     created = r.json()
     assert created["account"]["email"] == "mom@example.com" and len(created["password"]) >= 12
     parent = await tenant.headers("mom@example.com", created["password"])
-    kids = (await tenant.client.get("/api/v1/me/students", headers=parent)).json()
+    kids = (await tenant.client.get("/api/v1/me/students", headers=parent)).json()["items"]
     assert [k["id"] for k in kids] == [child["id"]]
 
 
