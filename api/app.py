@@ -22,7 +22,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from api import attendance, grades, lectures, me, users
-from api.auth import AuthController, provide_principal, provide_scope
+from api.auth import AuthController, provide_principal, provide_scope, purge_expired
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
 from api.jobs import JobController
@@ -93,6 +93,7 @@ async def _sweep_forever(interval: float) -> None:
                 )
                 if got and got[0]["ok"]:
                     await sweep_unsent()
+                    await purge_expired()
         except asyncio.CancelledError:
             raise
         except Exception:

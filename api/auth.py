@@ -276,6 +276,24 @@ async def _check_rate_limit(email: str, client: str) -> None:
         )
 
 
+async def purge_expired() -> dict[str, int]:
+    """Drop login attempts older than the rate-limit window and refresh tokens expired a
+    day ago: neither can change an answer again, and both tables grow with every login."""
+    now = utcnow()
+    window = dt.timedelta(seconds=get_settings().login_window_seconds)
+    attempts = (
+        await LoginAttempt.delete()
+        .where(LoginAttempt.created_at < now - window)
+        .returning(LoginAttempt.id)
+    )
+    tokens = (
+        await RefreshToken.delete()
+        .where(RefreshToken.expires_at < now - dt.timedelta(days=1))
+        .returning(RefreshToken.id)
+    )
+    return {"login_attempts": len(attempts), "refresh_tokens": len(tokens)}
+
+
 # --- routes ----------------------------------------------------------------------------
 
 

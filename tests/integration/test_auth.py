@@ -295,6 +295,33 @@ async def test_expired_refresh_token_is_401(tenant: Any, client: Any) -> None:
     assert_problem(r, 401, UNAUTHENTICATED)
 
 
+async def test_stale_login_rows_are_purged(tenant: Any, client: Any) -> None:
+    from api.auth import purge_expired
+    from models.tables import LoginAttempt
+
+    tokens = await tenant.login()
+    family = await _family_of(tokens["refresh_token"])
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    await RefreshToken.update({RefreshToken.expires_at: long_ago}).where(
+        RefreshToken.id == family[0]["id"]
+    )
+    await LoginAttempt.update({LoginAttempt.created_at: long_ago}).where(
+        LoginAttempt.email == tenant.owner_email
+    )
+    fresh = await tenant.login()
+    purged = await purge_expired()
+    assert purged["refresh_tokens"] >= 1 and purged["login_attempts"] >= 1
+    assert not await RefreshToken.exists().where(RefreshToken.id == family[0]["id"])
+    assert not await LoginAttempt.exists().where(
+        (LoginAttempt.email == tenant.owner_email)
+        & (LoginAttempt.created_at < long_ago + dt.timedelta(hours=1))
+    )
+    # What still matters stays: the new login's token and its attempt.
+    r = await client.post(REFRESH, json={"refresh_token": fresh["refresh_token"]})
+    assert r.status_code == 200, r.text
+    assert await LoginAttempt.exists().where(LoginAttempt.email == tenant.owner_email)
+
+
 async def test_refresh_reuse_revokes_the_whole_family(tenant: Any, client: Any) -> None:
     r0 = (await tenant.login())["refresh_token"]
     r1 = (await client.post(REFRESH, json={"refresh_token": r0})).json()["refresh_token"]
