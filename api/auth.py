@@ -284,7 +284,7 @@ async def purge_expired() -> dict[str, int]:
     attempts = (
         await LoginAttempt.delete()
         .where(LoginAttempt.created_at < now - window)
-        .returning(LoginAttempt.id)
+        .returning(LoginAttempt._meta.primary_key)
     )
     tokens = (
         await RefreshToken.delete()
