@@ -19,6 +19,7 @@ from dramatiq.middleware import (
 from actors import ACTOR_MODULES
 from actors.middleware import DatabasePool, FailJobWhenExhausted, JobEvents, SafeRetries
 from actors.sqs import AcademySQSBroker
+from ops.idle import GracefulShutdown, IdleShutdown
 from ops.settings import Settings, get_settings
 
 # Longest retry back-off: SQS cannot delay a message longer than 15 minutes.
@@ -43,7 +44,36 @@ def build_middleware(*, worker: bool = True) -> list[dramatiq.Middleware]:
     if worker:
         # After AsyncIO so the loop exists when the pool is opened on it.
         stack.append(DatabasePool())
+        # Read the consumers' own counters; they add no receive call (ops.idle).
+        stack.append(GracefulShutdown())
+        stack.append(IdleShutdown.from_settings())
+        if get_settings().worker_metrics_port:
+            # Per process, gone when the worker is: the durable figures are the API's
+            # /metrics. Bound to WORKER_METRICS_HOST (127.0.0.1 unless told otherwise).
+            stack.append(_worker_prometheus())
     return stack
+
+
+def _worker_prometheus() -> dramatiq.Middleware:
+    from dramatiq.middleware.prometheus import Prometheus
+
+    class WorkerPrometheus(Prometheus):
+        @property
+        def forks(self) -> list[Any]:
+            return [serve_worker_metrics]
+
+    return WorkerPrometheus()
+
+
+def serve_worker_metrics() -> int:
+    """The exposition process (a fork of the dramatiq master), on our host and port rather
+    than Dramatiq's 0.0.0.0:9191 default."""
+    from dramatiq.middleware import prometheus
+
+    s = get_settings()
+    prometheus.HTTP_HOST = s.worker_metrics_host
+    prometheus.HTTP_PORT = s.worker_metrics_port
+    return int(prometheus._run_exposition_server())
 
 
 def build_broker(settings: Settings | None = None, *, worker: bool = True) -> AcademySQSBroker:

@@ -131,14 +131,22 @@ class FailJobWhenExhausted(Middleware):
 
 
 class DatabasePool(Middleware):
-    """Opens the asyncpg pool on the worker's event loop at boot and closes it at shutdown."""
+    """Opens the asyncpg pool on the worker's event loop at boot and closes it once the
+    worker has stopped."""
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    # Before the boot, not after: Dramatiq starts the worker threads between the two hooks,
+    # and a message taken in that gap would otherwise meet an unconfigured engine (which
+    # connects to libpq's default database). AsyncIO's before-hook, earlier in the list,
+    # has started the loop already.
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         from models.db import start_pool
 
         _run_on_worker_loop(start_pool(max_size=4))
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    # After the shutdown, not before: Dramatiq emits before_worker_shutdown ahead of letting
+    # running jobs finish, and they still need the database. (The "after" hooks run in
+    # reverse order, so this still runs before AsyncIO stops the loop.)
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         from models.db import close_pool
 
         try:

@@ -15,7 +15,14 @@ What we change, and why (each is a trap we verified in dramatiq-sqs 0.4.4):
   again after a short delay, so SQS redelivers it (and, past maxReceiveCount, dead-letters it).
 * Empty long polls do not add Dramatiq's extra back-off sleep on top of the 20 s wait, so a
   new message is picked up as soon as it arrives. Consecutive empty polls are counted for the
-  idle-shutdown middleware.
+  idle-shutdown middleware (``ops.idle``), which can also suspend receiving while it decides.
+* Tier weights (``AI_WORKER_BASIC_POLL_WEIGHT`` / ``AI_WORKER_LITE_POLL_WEIGHT``) scale how
+  many messages each queue's consumer may hold. Dramatiq's work queue is FIFO across queues,
+  so with every queue backed up each queue's share of the threads is its share of the held
+  messages: 3:1 by default. The library's cap of 10 held messages is lifted for that (a
+  receive call still asks for at most 10).
+* On close, messages received but not yet handed to the worker go back to the queue at once
+  (visibility 0) instead of staying invisible for a whole visibility timeout.
 """
 
 from __future__ import annotations
@@ -81,6 +88,14 @@ class AcademySQSBroker(SQSBroker):
             delay = MAX_DELAY_SECONDS * 1000
         return super().enqueue(message, delay=delay)
 
+    def poll_weight(self, tier: str | None) -> int:
+        """How many times Dramatiq's prefetch this tier's consumer may hold (at least 1)."""
+        weights = {
+            "ai-basic": self.settings.ai_worker_basic_poll_weight,
+            "ai-lite": self.settings.ai_worker_lite_poll_weight,
+        }
+        return max(1, weights.get(tier or "", 1))
+
     def consume(
         self, queue_name: str, prefetch: int = 1, timeout: int = 20_000
     ) -> dramatiq.Consumer:
@@ -89,7 +104,7 @@ class AcademySQSBroker(SQSBroker):
         visibility = self.settings.visibility_timeouts.get(tier or "", 120)
         return AcademySQSConsumer(
             self.queues[queue_name],
-            prefetch,
+            prefetch * self.poll_weight(tier),
             # Long polling is the cost rule: one receive call per 20 s per idle queue.
             self.settings.sqs_wait_time_seconds * 1000,
             dead_letter_queue=self.dead_letter_queues[queue_name],
@@ -100,11 +115,18 @@ class AcademySQSBroker(SQSBroker):
 class AcademySQSConsumer(SQSConsumer):
     def __init__(self, queue: Any, prefetch: int, timeout: int, **kwargs: Any) -> None:
         super().__init__(queue, prefetch, timeout, **kwargs)
+        # The library caps prefetch at 10; tier weights need more (see the module doc).
+        self.prefetch = max(1, prefetch)
         self.queue_name: str = queue.url.rsplit("/", 1)[-1]
         self.held: dict[str, _SQSMessage] = {}  # receipt handle -> message
         self.lock = threading.Lock()
         self.empty_polls = 0  # consecutive receive calls that returned nothing
         self.last_receive_at = time.monotonic()
+        self.receive_calls = 0
+        # Set: no new receive call starts. Held during a receive call, so that whoever
+        # suspends can wait for a long poll already under way to return.
+        self.suspended = threading.Event()
+        self._receiving = threading.Lock()
         self._closed = threading.Event()
         assert self.visibility_timeout is not None
         self.heartbeat_interval = max(1.0, self.visibility_timeout / 3)
@@ -124,8 +146,21 @@ class AcademySQSConsumer(SQSConsumer):
 
     @property
     def in_flight(self) -> int:
+        """Messages this consumer holds: prefetched, queued for a thread, or running."""
         with self.lock:
             return len(self.held)
+
+    def suspend(self, timeout: float) -> bool:
+        """Stop starting receive calls and wait (up to ``timeout`` s) for one under way to
+        return. True when no receive call is running any more."""
+        self.suspended.set()
+        if self._receiving.acquire(timeout=timeout):
+            self._receiving.release()
+            return True
+        return False
+
+    def resume(self) -> None:
+        self.suspended.clear()
 
     def _heartbeat_loop(self) -> None:
         while not self._closed.wait(self.heartbeat_interval):
@@ -190,6 +225,16 @@ class AcademySQSConsumer(SQSConsumer):
         super().requeue(messages)
 
     def close(self) -> None:
+        self.suspended.set()
+        leftover = list(self.messages)
+        self.messages.clear()
+        if leftover:
+            # Received in a batch but never handed to a worker thread: make them visible
+            # now rather than after the visibility timeout.
+            try:
+                self.requeue(leftover)
+            except Exception:
+                log.exception("requeue on close failed", extra={"queue": self.queue_name})
         super().close()
         self._closed.set()
 
@@ -202,14 +247,33 @@ class AcademySQSConsumer(SQSConsumer):
             # Every slot is taken by messages still being processed: don't poll.
             time.sleep(0.05)
             return None
+        if self.suspended.is_set():
+            time.sleep(0.05)
+            return None
         kw: dict[str, Any] = {
             "MaxNumberOfMessages": min(10, self.prefetch - self.message_refc),
             "WaitTimeSeconds": self.wait_time_seconds,
             "VisibilityTimeout": self.visibility_timeout,
             "AttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
         }
-        received = self.queue.receive_messages(**kw)
-        self.last_receive_at = time.monotonic()
+        with self._receiving:
+            if self.suspended.is_set():
+                return None
+            self.receive_calls += 1
+            received = self.queue.receive_messages(**kw)
+            self.last_receive_at = time.monotonic()
+            self._accept(received)
+        if not self.messages:
+            self.empty_polls += 1
+            if self.wait_time_seconds == 0:
+                time.sleep(0.2)  # short polling configured: don't spin
+            return None
+        self.empty_polls = 0
+        return self.messages.popleft()
+
+    def _accept(self, received: list[Any]) -> None:
+        # Inside the receive lock, so a message is held before the lock is released and an
+        # idle check that waited for the lock sees it.
         for sqs_message in received:
             try:
                 decoded = dramatiq.Message.decode(b64decode(sqs_message.body))
@@ -221,10 +285,3 @@ class AcademySQSConsumer(SQSConsumer):
             self.messages.append(proxy)
             self.message_refc += 1
             self._hold(proxy)
-        if not self.messages:
-            self.empty_polls += 1
-            if self.wait_time_seconds == 0:
-                time.sleep(0.2)  # short polling configured: don't spin
-            return None
-        self.empty_polls = 0
-        return self.messages.popleft()

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build the images in the seed's order: base, then the API, then one image per worker role.
+#
+#   IMAGE_TAG     tag for every image (default: the short git commit, "dev" outside git)
+#   IMAGE_PREFIX  image name prefix (default: academy) -> academy-base, academy-api, ...
+#   --dry-run     print the docker commands instead of running them
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DRY_RUN=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY_RUN=1 ;;
+    *) echo "usage: just build [--dry-run]" >&2; exit 2 ;;
+  esac
+done
+
+TAG="${IMAGE_TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}"
+PREFIX="${IMAGE_PREFIX:-academy}"
+ROLES=(video ai-cpu ai-gpu messaging)
+
+run() {
+  echo "+ $*"
+  if [ "$DRY_RUN" = 0 ]; then "$@"; fi
+}
+
+if [ "$DRY_RUN" = 0 ] && ! command -v docker >/dev/null; then
+  echo "docker is not installed; \`just build --dry-run\` shows what would run" >&2
+  exit 1
+fi
+
+export DOCKER_BUILDKIT=1
+run docker build -f ops/docker/base.Dockerfile -t "$PREFIX-base:$TAG" .
+run docker build -f ops/docker/api.Dockerfile --build-arg "BASE_IMAGE=$PREFIX-base:$TAG" \
+  -t "$PREFIX-api:$TAG" .
+for role in "${ROLES[@]}"; do
+  run docker build -f "ops/docker/worker-$role.Dockerfile" --build-arg "BASE_IMAGE=$PREFIX-base:$TAG" \
+    -t "$PREFIX-worker-$role:$TAG" .
+done
+echo "built tag $TAG: $PREFIX-base $PREFIX-api ${ROLES[*]/#/$PREFIX-worker-}"

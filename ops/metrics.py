@@ -1,0 +1,325 @@
+"""Metrics that survive scale-to-zero, served by the API at ``GET /metrics``.
+
+Dramatiq's Prometheus middleware serves per worker process and vanishes with an idle
+worker, so the numbers an operator alerts on come from places that outlive workers:
+
+* **SQS queue attributes** (per tier queue and its DLQ): visible, in flight, delayed.
+* **The job table**: per actor, jobs done / failed, retries, jobs pending / running, and
+  histograms of processing time and queue wait, plus the age of the oldest pending job
+  per tier (SQS publishes the age of the oldest message only to CloudWatch, as
+  ``ApproximateAgeOfOldestMessage``; the CloudWatch alarms in ``ops/dashboards`` use that).
+
+Counters come from rows, so they only grow while job rows are kept. One scrape costs one
+GetQueueAttributes call per queue and four aggregate queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ops.settings import Settings, get_settings
+
+# Seconds. Covers a 100 ms probe up to an hour-long transcode.
+BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+_clients: dict[str, Any] = {}
+_urls: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    tier: str
+    queue: str
+    kind: str  # "queue" or "dlq"
+    visible: int
+    in_flight: int
+    delayed: int
+    up: bool
+    error: str = ""
+
+
+def _sqs(settings: Settings) -> Any:
+    if "sqs" not in _clients:
+        from ops.provision import sqs_client
+
+        _clients["sqs"] = sqs_client(settings)
+    return _clients["sqs"]
+
+
+def queue_stats(settings: Settings | None = None) -> list[QueueStats]:
+    """Attributes of every tier queue and DLQ (blocking: boto3)."""
+    s = settings or get_settings()
+    client = _sqs(s)
+    out: list[QueueStats] = []
+    for tier, name in s.queues.items():
+        for kind, queue in (("queue", name), ("dlq", f"{name}-dlq")):
+            try:
+                if queue not in _urls:
+                    _urls[queue] = client.get_queue_url(QueueName=queue)["QueueUrl"]
+                attrs = client.get_queue_attributes(
+                    QueueUrl=_urls[queue],
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "ApproximateNumberOfMessagesDelayed",
+                    ],
+                )["Attributes"]
+                out.append(
+                    QueueStats(
+                        tier,
+                        queue,
+                        kind,
+                        int(attrs.get("ApproximateNumberOfMessages", 0)),
+                        int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                        int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+                        True,
+                    )
+                )
+            except Exception as exc:
+                _urls.pop(queue, None)
+                out.append(
+                    QueueStats(tier, queue, kind, 0, 0, 0, False, f"{type(exc).__name__}: {exc}")
+                )
+    return out
+
+
+@dataclass
+class Histogram:
+    buckets: list[int]  # cumulative counts, one per BUCKETS entry
+    count: int
+    total: float
+
+
+@dataclass
+class ActorStats:
+    actor: str
+    tier: str
+    by_status: dict[str, int]
+    retries: int
+    processing: Histogram
+    queue_wait: Histogram
+
+
+JOB_COUNTS_SQL = """
+SELECT actor_name, tier, status, count(*) AS n,
+       coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries
+FROM job GROUP BY actor_name, tier, status
+"""
+
+FINISHED_CTE = """
+WITH d AS (
+    SELECT actor_name, tier,
+           greatest(extract(epoch FROM finished_at - started_at)::float8, 0) AS processing,
+           greatest(extract(epoch FROM started_at - coalesce(sent_at, created_at))::float8, 0)
+               AS wait
+    FROM job
+    WHERE status IN ('DONE', 'FAILED') AND started_at IS NOT NULL AND finished_at IS NOT NULL
+)
+"""
+
+JOB_SUMS_SQL = (
+    FINISHED_CTE
+    + """
+SELECT actor_name, tier, count(*) AS n, sum(processing) AS processing_sum, sum(wait) AS wait_sum
+FROM d GROUP BY actor_name, tier
+"""
+)
+
+# Cumulative bucket counts: every finished job against every bound, in one pass.
+JOB_BUCKETS_SQL = (
+    FINISHED_CTE
+    + """
+SELECT actor_name, tier, b.i,
+       count(*) FILTER (WHERE processing <= b.le) AS processing_le,
+       count(*) FILTER (WHERE wait <= b.le) AS wait_le
+FROM d CROSS JOIN unnest($1::float8[]) WITH ORDINALITY AS b(le, i)
+GROUP BY actor_name, tier, b.i
+"""
+)
+
+OLDEST_PENDING_SQL = """
+SELECT tier, extract(epoch FROM now() - min(coalesce(sent_at, created_at)))::float8 AS age
+FROM job WHERE status = 'PENDING' GROUP BY tier
+"""
+
+
+async def job_stats() -> tuple[list[ActorStats], dict[str, float]]:
+    from models.db import connection
+
+    async with connection() as conn:
+        counts = await conn.fetch(JOB_COUNTS_SQL)
+        sums = await conn.fetch(JOB_SUMS_SQL)
+        buckets = await conn.fetch(JOB_BUCKETS_SQL, list(BUCKETS))
+        oldest = await conn.fetch(OLDEST_PENDING_SQL)
+    empty = [0] * len(BUCKETS)
+    actors: dict[tuple[str, str], ActorStats] = {}
+
+    def actor(name: str, tier: str) -> ActorStats:
+        key = (name or "unknown", tier)
+        if key not in actors:
+            actors[key] = ActorStats(
+                key[0], tier, {}, 0, Histogram(list(empty), 0, 0.0), Histogram(list(empty), 0, 0.0)
+            )
+        return actors[key]
+
+    for row in counts:
+        a = actor(row["actor_name"], row["tier"])
+        a.by_status[row["status"]] = int(row["n"])
+        a.retries += int(row["retries"])
+    for row in sums:
+        a = actor(row["actor_name"], row["tier"])
+        a.processing.count = a.queue_wait.count = int(row["n"])
+        a.processing.total = float(row["processing_sum"])
+        a.queue_wait.total = float(row["wait_sum"])
+    for row in buckets:
+        a = actor(row["actor_name"], row["tier"])
+        a.processing.buckets[row["i"] - 1] = int(row["processing_le"])
+        a.queue_wait.buckets[row["i"] - 1] = int(row["wait_le"])
+    return sorted(actors.values(), key=lambda a: (a.tier, a.actor)), {
+        row["tier"]: float(row["age"]) for row in oldest
+    }
+
+
+# --- Prometheus text exposition (version 0.0.4) -------------------------------------------
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: str) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+class Exposition:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value: float, **labels: str) -> None:
+        self.lines.append(f"{name}{_labels(**labels)} {_number(value)}")
+
+    def histogram(self, name: str, h: Histogram, **labels: str) -> None:
+        for bound, count in zip(BUCKETS, h.buckets, strict=True):
+            self.sample(f"{name}_bucket", count, **labels, le=_number(bound))
+        self.sample(f"{name}_bucket", h.count, **labels, le="+Inf")
+        self.sample(f"{name}_sum", h.total, **labels)
+        self.sample(f"{name}_count", h.count, **labels)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render(
+    queues: Sequence[QueueStats],
+    actors: Iterable[ActorStats],
+    oldest: dict[str, float],
+    tiers: Iterable[str],
+    scrape_seconds: float,
+) -> str:
+    out = Exposition()
+    for attr, name, help_text in (
+        ("visible", "academy_sqs_messages_visible", "Messages waiting in the queue."),
+        ("in_flight", "academy_sqs_messages_in_flight", "Messages received, not yet deleted."),
+        ("delayed", "academy_sqs_messages_delayed", "Messages delayed (retry back-off)."),
+    ):
+        out.family(name, "gauge", help_text)
+        for q in queues:
+            if q.up:
+                out.sample(name, getattr(q, attr), queue=q.queue, tier=q.tier, kind=q.kind)
+    out.family("academy_sqs_up", "gauge", "1 when the queue's attributes could be read.")
+    for q in queues:
+        out.sample("academy_sqs_up", 1 if q.up else 0, queue=q.queue, tier=q.tier, kind=q.kind)
+
+    out.family(
+        "academy_queue_oldest_pending_job_age_seconds",
+        "gauge",
+        "Age of the oldest job not yet started, per tier (0 when none waits).",
+    )
+    for tier in tiers:
+        out.sample("academy_queue_oldest_pending_job_age_seconds", oldest.get(tier, 0.0), tier=tier)
+
+    actors = list(actors)
+    out.family("academy_jobs_finished_total", "counter", "Jobs finished, by actor and outcome.")
+    for a in actors:
+        for status, outcome in (("DONE", "done"), ("FAILED", "failed")):
+            out.sample(
+                "academy_jobs_finished_total",
+                a.by_status.get(status, 0),
+                actor=a.actor,
+                tier=a.tier,
+                outcome=outcome,
+            )
+    out.family("academy_jobs_current", "gauge", "Jobs pending or running now, by actor.")
+    for a in actors:
+        for status in ("PENDING", "RUNNING"):
+            out.sample(
+                "academy_jobs_current",
+                a.by_status.get(status, 0),
+                actor=a.actor,
+                tier=a.tier,
+                status=status.lower(),
+            )
+    out.family("academy_job_retries_total", "counter", "Attempts beyond the first, by actor.")
+    for a in actors:
+        out.sample("academy_job_retries_total", a.retries, actor=a.actor, tier=a.tier)
+    out.family(
+        "academy_job_processing_seconds", "histogram", "From a job's start to its end, by actor."
+    )
+    for a in actors:
+        out.histogram("academy_job_processing_seconds", a.processing, actor=a.actor, tier=a.tier)
+    out.family(
+        "academy_job_queue_wait_seconds",
+        "histogram",
+        "From a job's message being sent to its first start, by actor.",
+    )
+    for a in actors:
+        out.histogram("academy_job_queue_wait_seconds", a.queue_wait, actor=a.actor, tier=a.tier)
+    out.family("academy_metrics_scrape_seconds", "gauge", "Time taken to collect these metrics.")
+    out.sample("academy_metrics_scrape_seconds", round(scrape_seconds, 4))
+    return out.text()
+
+
+async def collect(settings: Settings | None = None) -> str:
+    s = settings or get_settings()
+    started = time.perf_counter()
+    queues, (actors, oldest) = await asyncio.gather(asyncio.to_thread(queue_stats, s), job_stats())
+    return render(queues, actors, oldest, s.queues, time.perf_counter() - started)
+
+
+def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Read an exposition back: {(name, labels): value}. Strict: raises on a bad line."""
+    import re
+
+    sample = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
+    label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = sample.match(line)
+        if m is None:
+            raise ValueError(f"not a Prometheus sample: {line!r}")
+        labels = frozenset(label.findall(m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
