@@ -1,0 +1,50 @@
+"""What an uploaded file is, decided by its first bytes."""
+
+from __future__ import annotations
+
+import codecs
+from typing import Literal
+
+from pipelines.excel.common import ImportFailure
+
+FileType = Literal["xlsx", "xls", "csv"]
+
+ZIP_MAGIC = b"PK\x03\x04"
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# A password-protected .xlsx is an OLE2 container holding this stream (MS-OFFCRYPTO).
+ENCRYPTED_STREAM = "EncryptedPackage".encode("utf-16-le")
+
+
+class UnsupportedFile(ImportFailure):
+    """Not an Excel workbook or a CSV file."""
+
+
+def detect_type(head: bytes, *, refuse_encrypted: bool = True) -> FileType:
+    """``xlsx`` (a ZIP package), ``xls`` (an OLE2 compound file) or ``csv`` (text).
+
+    ``head`` is the start of the file, or all of it: a password-protected workbook is only
+    recognised when its directory (often near the end) is included. Raises ``UnsupportedFile`` for
+    anything else, and ``ImportFailure`` for a password-protected workbook, which cannot
+    be read without its password (unless ``refuse_encrypted`` is false: the API only sorts
+    files by type, and the worker says why a workbook cannot be read).
+    """
+    if head.startswith(ZIP_MAGIC):
+        return "xlsx"
+    if head.startswith(OLE2_MAGIC):
+        if refuse_encrypted and ENCRYPTED_STREAM in head:
+            raise ImportFailure(
+                "the workbook is protected with a password: save it without one and upload again"
+            )
+        return "xls"
+    if not head:
+        raise UnsupportedFile("the file is empty")
+    if b"\x00" in head:
+        raise UnsupportedFile("not an Excel workbook (.xlsx, .xls) or a CSV file")
+    for encoding in ("utf-8", "cp949"):
+        try:
+            # Not final: the head may end inside a multibyte character.
+            codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+            return "csv"
+        except UnicodeDecodeError:
+            continue
+    raise UnsupportedFile("not an Excel workbook (.xlsx, .xls) or a CSV file (UTF-8 or CP949)")
