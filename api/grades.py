@@ -39,6 +39,7 @@ from api.pagination import (
     encode_cursor,
 )
 from models.db import transaction
+from models.exams import WRITE_SCORES
 from models.exams import Exam as ExamRow
 from models.lectures import Lecture as LectureRow
 from models.scope import NotFoundInTenant, TenantScope, parse_id
@@ -68,7 +69,8 @@ UNDATED = dt.date(9999, 12, 31)
 class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
     """``answer_key``: question number -> accepted answers, ``{"1": ["3"], "2": ["1", "4"]}``.
     Answers are normalised (``"⑤"`` is ``"5"``); it needs ``question_count``. Per-question
-    weights are not part of it (they will come with OMR grading as a separate mapping)."""
+    weights are not part of it: they are the exam's OMR ``marking`` (``PUT
+    /exams/{id}/omr``)."""
 
     title: str
     date: dt.date
@@ -382,58 +384,6 @@ CHECK_STUDENTS = """
           AND en.status = 'active'
 """
 
-# One statement for any number of scores: upsert the changed ones, then an audit row and an
-# outbox event for each row that changed (a score equal to the stored one changes nothing).
-# ``before`` reads the snapshot taken when the statement starts; the exam row lock taken
-# earlier in the transaction (``_lock_exam``) keeps other writers of this exam out, so that
-# snapshot is the latest state. The outbox and audit rows have the shape that
-# ``models.events.emit_event`` / ``record_audit`` write, set-based instead of one per row.
-WRITE_SCORES = """
-    WITH input AS (
-        SELECT * FROM unnest($3::uuid[], $4::numeric[]) AS t(student, score)
-    ),
-    before AS (
-        SELECT s.id, s.student, s.score FROM score s
-        WHERE s.tenant = $1 AND s.exam = $2::uuid AND s.student = ANY($3::uuid[])
-    ),
-    written AS (
-        INSERT INTO score AS s
-            (id, tenant, exam, student, score, source, updated_by, created_at, updated_at)
-        SELECT gen_random_uuid(), $1, $2::uuid, i.student, i.score, $6::text, $5::uuid,
-               now(), now()
-        FROM input i
-        ON CONFLICT (exam, student) DO UPDATE
-            SET score = EXCLUDED.score, source = EXCLUDED.source,
-                updated_by = EXCLUDED.updated_by, updated_at = now()
-            WHERE s.score IS DISTINCT FROM EXCLUDED.score
-        RETURNING s.id, s.student, s.score
-    ),
-    audit AS (
-        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-        SELECT $1, $5::uuid, 'score', w.id,
-               CASE WHEN b.id IS NULL THEN 'create' ELSE 'update' END,
-               CASE WHEN b.id IS NULL THEN NULL ELSE jsonb_build_object(
-                   'exam_id', $2::uuid, 'student_id', w.student, 'score', b.score) END,
-               jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student, 'score', w.score),
-               now()
-        FROM written w LEFT JOIN before b ON b.student = w.student
-    ),
-    events AS (
-        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-        SELECT gen_random_uuid(), $1, 'score.recorded',
-               'score.recorded:' || $2::uuid::text || ':' || w.student::text || ':'
-                   || w.score::text,
-               jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student,
-                                  'lecture_id', $7::uuid, 'score', w.score,
-                                  'max_score', $8::numeric),
-               now(), 0
-        FROM written w
-        ON CONFLICT (dedupe_key) DO NOTHING
-    )
-    SELECT i.student, (w.id IS NOT NULL) AS changed
-    FROM input i LEFT JOIN written w ON w.student = i.student
-"""
-
 
 async def _check_students(
     scope: TenantScope, exam: dict[str, Any], students: list[uuid.UUID]
@@ -649,6 +599,20 @@ class ExamController(Controller):
         trail ends with a ``delete`` row (one statement) before the exam and its scores go."""
         async with transaction():
             current = await _lock_exam(tenant_scope, exam_id)
+            # Pages still being read would vanish under their worker (the batch cascades)
+            # and leave its job RUNNING for ever: wait for the batch to finish first.
+            reading = await tenant_scope.fetchrow(
+                "SELECT count(*) AS n FROM omr_batch WHERE tenant = $1 AND exam = $2 "
+                "AND finished_at IS NULL",
+                current["id"],
+            )
+            if reading and reading["n"]:
+                raise ProblemException(
+                    HTTP_409_CONFLICT,
+                    f"{reading['n']} OMR batch(es) of this exam are still being read; "
+                    "delete the exam once they finish",
+                    type_="/problems/exam-is-being-graded",
+                )
             if current["score_total"] and not force:
                 raise ProblemException(
                     HTTP_409_CONFLICT,

@@ -20,8 +20,9 @@ digits they show, and whitespace is collapsed. Case is kept (``"CO"`` and ``"Co"
 chemistry short answer).
 
 Per-question weights (배점) are deliberately not part of the key: the key stays
-``question -> answers`` so the OMR pipeline can add a separate ``points`` mapping (question ->
-weight, default equal) without changing the key's shape or this normalisation.
+``question -> answers``, and weights, sections and negative marking live in the exam's
+separate ``marking`` (``pipelines.omr.score``; default: equal weights), set with
+``PUT /api/v1/exams/{id}/omr``.
 """
 
 from __future__ import annotations

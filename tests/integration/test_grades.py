@@ -739,3 +739,24 @@ async def test_grade_history_is_a_constant_number_of_queries(tenant, count_queri
     dates = [i["date"] for i in items]
     assert dates == sorted(dates)
     assert all(i["count"] == 4 and 1 <= i["rank"] <= 4 for i in items)
+
+
+async def test_an_exam_being_read_by_omr_cannot_be_deleted(tenant):
+    from models.db import connection
+
+    h = await tenant.headers()
+    exam = await create_exam(tenant, await create_lecture(tenant), h, question_count=5)
+    async with connection() as conn:
+        batch = await conn.fetchval(
+            "INSERT INTO omr_batch (id, tenant, exam, template_spec) "
+            "VALUES ($1, $2, $3, '{}') RETURNING id",
+            uuid.uuid4(),
+            tenant.id,
+            uuid.UUID(exam["id"]),
+        )
+    r = await tenant.client.delete(f"{API}/exams/{exam['id']}", headers=h)
+    assert r.status_code == 409 and r.json()["type"].endswith("/exam-is-being-graded")
+    async with connection() as conn:
+        await conn.execute("UPDATE omr_batch SET finished_at = now() WHERE id = $1", batch)
+    r = await tenant.client.delete(f"{API}/exams/{exam['id']}", headers=h)
+    assert r.status_code == 204
