@@ -1,0 +1,128 @@
+"""Video figures (`just bench video`): a 60 s 1080p generated source through the full
+ladder (360p/720p/1080p, H.264 + AAC, 6 s HLS segments) by our PyAV transcode, and the
+same ladder in the same run by the ffmpeg CLI with identical encoder settings (one
+decode, split to three scalers, the same x264 preset/profile/GOP/VBV, AAC 128 kb/s, the
+same HLS muxer options).
+
+Printed: both wall times, their ratio (target <= 1.10), each one's realtime factor
+(source seconds per wall second) and the peak RSS of the process running our transcode
+(target <= 600 MB). Nothing is asserted about speed. Without Debian's ``ffmpeg`` the
+comparison is skipped with a message (``apt-get install ffmpeg``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.video.ladder import plan_ladder
+from pipelines.video.probe import probe
+from pipelines.video.transcode import (
+    AUDIO_RATE,
+    X264_PRESET,
+    X264_PROFILE,
+    gop_frames,
+    hls_muxer_options,
+    x264_params,
+)
+from tests.factories.videos import make_video
+
+ROOT = Path(__file__).resolve().parents[2]
+SECONDS = int(os.environ.get("VIDEO_BENCH_SECONDS", "60"))  # 60 unless trying a change
+FPS = 30
+
+# Our transcode, as the worker's transcode step runs it, in a process of its own so its
+# peak RSS is its alone.
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, shutil, sys, time
+    from pathlib import Path
+    from pipelines.video.ladder import plan_ladder
+    from pipelines.video.probe import probe
+    from pipelines.video.transcode import ensure_transcoded
+    from pipelines.video.workdir import Workdir
+    src, base = Path(sys.argv[1]), Path(sys.argv[2])
+    info = probe(src)
+    wd = Workdir(base, "bench"); wd.remove(); wd.ensure()
+    shutil.copyfile(src, wd.source)
+    started = time.perf_counter()
+    ensure_transcoded(wd, info, plan_ladder(*info.display_size), segment_seconds=6, poster_at=5)
+    wall = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"wall": wall, "rss_kb": rss}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench-video") / "source-1080p.mp4"
+    started = time.perf_counter()
+    make_video(path, width=1920, height=1080, seconds=SECONDS, fps=FPS, bitrate=8_000_000)
+    print(f"\nvideo: generated a {SECONDS} s 1920x1080 {FPS} fps source in "
+          f"{time.perf_counter() - started:.1f} s ({path.stat().st_size / 1e6:.1f} MB)")  # fmt: skip
+    return path
+
+
+def ffmpeg_command(src: Path, out: Path) -> list[str]:
+    """The ladder by the ffmpeg CLI, with our encoder settings, one decode for all rungs."""
+    info = probe(src)
+    rungs = plan_ladder(*info.display_size)
+    gop = gop_frames(info.fps, 6)
+    labels = "".join(f"[v{i}]" for i in range(len(rungs)))
+    graph = f"[0:v]split={len(rungs)}{labels};" + ";".join(
+        f"[v{i}]scale={r.width}:{r.height}:flags=bilinear[o{i}]" for i, r in enumerate(rungs)
+    )
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src)]
+    cmd += ["-filter_complex", graph]
+    for i, r in enumerate(rungs):
+        folder = out / r.name
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd += ["-map", f"[o{i}]", "-map", "0:a?"]
+        cmd += ["-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", X264_PROFILE]
+        cmd += ["-x264-params", x264_params(gop), "-pix_fmt", "yuv420p"]
+        cmd += ["-b:v", str(r.video_bitrate), "-maxrate", str(r.maxrate)]
+        cmd += ["-bufsize", str(r.maxrate * 2), "-r", f"{info.fps_num}/{info.fps_den}"]
+        cmd += ["-c:a", "aac", "-b:a", str(r.audio_bitrate), "-ar", str(AUDIO_RATE), "-ac", "2"]
+        cmd += ["-f", "hls"]
+        for key, value in hls_muxer_options(str(folder / "seg_%05d.ts"), 6).items():
+            cmd += [f"-{key}", value]
+        cmd.append(str(folder / "index.m3u8"))
+    return cmd
+
+
+def test_bench_video_ladder_pyav_vs_ffmpeg(source: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKER_SCRIPT, str(source), str(tmp_path / "pyav")],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    ours = json.loads(proc.stdout.strip().splitlines()[-1])
+    rungs = plan_ladder(1920, 1080)
+    print(f"video: ladder {', '.join(f'{r.name} {r.video_bitrate // 1000} kb/s' for r in rungs)}")
+    print(
+        f"video: PyAV  wall {ours['wall']:.1f} s, realtime x{SECONDS / ours['wall']:.2f}, "
+        f"worker peak RSS {ours['rss_kb'] / 1024:.0f} MB (target <= 600 MB)"
+    )
+    if shutil.which("ffmpeg") is None:
+        print("video: ffmpeg CLI not installed (apt-get install ffmpeg): comparison skipped")
+        return
+    cmd = ffmpeg_command(source, tmp_path / "ffmpeg")
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    theirs = time.perf_counter() - started
+    version = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
+    print(
+        f"video: ffmpeg wall {theirs:.1f} s, realtime x{SECONDS / theirs:.2f} "
+        f"({version.splitlines()[0]})"
+    )
+    print(f"video: ratio PyAV / ffmpeg = {ours['wall'] / theirs:.2f} (target <= 1.10)")
+    print(f"video: {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end")
