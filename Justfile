@@ -50,11 +50,29 @@ lint:
     ruff format --check .
     mypy
 
-# Deploy: migrate, provision and check readiness against the configured (production) environment
-deploy:
-    python -m ops.migrate
-    python -m ops.provision
-    python -m ops.readiness
+# Build the images in order: base, api, then one per worker role (tag: $IMAGE_TAG, default the git commit)
+build *ARGS:
+    bash ops/docker/build.sh "$@"
+
+# Deploy: build, push to $DEPLOY_REGISTRY, migrate once, provision, rolling restart of $DEPLOY_API_HOSTS and $DEPLOY_WORKER_HOSTS, readiness
+deploy *ARGS:
+    bash ops/docker/deploy.sh "$@"
+
+# List a tier's dead letters with their job's status and error (jobs SQS dead-lettered natively are marked FAILED)
+dlq-list TIER:
+    python -m ops.runtime run -- python -m ops.dlq list "$@"
+
+# Send a tier's dead letters back to its queue: all, or --id <SQS message id | message id | job id> (repeatable)
+dlq-redrive TIER *ARGS:
+    python -m ops.runtime run -- python -m ops.dlq redrive "$@"
+
+# Delete a tier's dead letters for good (asks you to type the queue name; --yes skips the question)
+dlq-purge TIER *ARGS:
+    python -m ops.runtime run -- python -m ops.dlq purge "$@"
+
+# Print the `aws cloudwatch put-metric-alarm` commands matching ops/dashboards/alerts.yaml (--apply runs them)
+cloudwatch-alarms *ARGS:
+    bash ops/dashboards/cloudwatch-alarms.sh "$@"
 
 # Deleted duplicate students (same name + guardian phone): a dry run, or --fix to keep the oldest
 students-duplicates *ARGS:
@@ -63,3 +81,11 @@ students-duplicates *ARGS:
 # Delete for good the students soft-deleted over 30 days ago (--dry-run to count); run it daily
 students-purge *ARGS:
     python -m ops.runtime run -- python -m ops.students purge "$@"
+
+# Delete Excel exports older than 24 h, abandoned import files and video sources N days after READY (--dry-run to count); run hourly
+storage-cleanup *ARGS:
+    python -m ops.runtime run -- python -m ops.storage_cleanup "$@"
+
+# Play our HLS in headless Chromium with hls.js through the signing edge (needs Debian's chromium: apt-get install chromium; npm installs hls.js)
+check-playback:
+    python -m ops.runtime run -- python -m tests.playback.check_playback

@@ -4,4 +4,10 @@ Importing this package builds nothing; ``actors.broker.setup_broker()`` does, ex
 """
 
 # Modules whose @job actors are bound when the broker is set up. Later pipelines add theirs.
-ACTOR_MODULES: tuple[str, ...] = ("actors.system",)
+ACTOR_MODULES: tuple[str, ...] = (
+    "actors.system",
+    "actors.messaging",
+    "actors.excel",
+    "actors.omr",
+    "actors.video",
+)

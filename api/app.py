@@ -22,6 +22,11 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from api import attendance, grades, lectures, me, users
+from api import excel as excel_api
+from api import messaging as messaging_api
+from api import omr as omr_api
+from api import ops as ops_api
+from api import videos as videos_api
 from api.auth import AuthController, provide_principal, provide_scope, purge_expired
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
@@ -132,9 +137,19 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             if sweeper
             else None
         )
+        # Outbox events (absences, scores...) to the messaging workers.
+        pump = (
+            asyncio.create_task(messaging_api.pump_forever(settings.messaging_outbox_poll_seconds))
+            if sweeper
+            else None
+        )
         try:
             yield
         finally:
+            if pump is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -154,6 +169,11 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             *grades.CONTROLLERS,
             *me.CONTROLLERS,
             *users.CONTROLLERS,
+            *messaging_api.CONTROLLERS,
+            *ops_api.CONTROLLERS,
+            *excel_api.CONTROLLERS,
+            *omr_api.CONTROLLERS,
+            *videos_api.CONTROLLERS,
         ],
         dependencies={
             "principal": Provide(provide_principal),
@@ -178,6 +198,7 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             health,
+            ops_api.metrics,
             api_v1,
             create_static_files_router(
                 path=SWAGGER_STATIC, directories=[swagger_ui_path], include_in_schema=False

@@ -7,9 +7,19 @@ from piccolo.conf.apps import AppConfig
 from models.attendance import Attendance
 from models.events import AuditLog, OutboxEvent
 from models.exams import Exam, Score
+from models.imports import ExcelImport, ImportLock
 from models.lectures import Enrollment, Lecture, LectureSession
+from models.messaging import (
+    Message,
+    MessageRateBucket,
+    MessageTemplate,
+    MessagingConfig,
+    SenderNumber,
+)
+from models.omr import OmrBatch, OmrPage, OmrTemplate
 from models.students import Guardian, Student, StudentGuardian
 from models.tables import Job, LoginAttempt, RefreshToken, Tenant, User
+from models.videos import Video, VideoWatch
 
 CURRENT_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
@@ -33,6 +43,18 @@ APP_CONFIG = AppConfig(
         Score,
         OutboxEvent,
         AuditLog,
+        OmrTemplate,
+        OmrBatch,
+        OmrPage,
+        MessagingConfig,
+        SenderNumber,
+        MessageTemplate,
+        Message,
+        MessageRateBucket,
+        ExcelImport,
+        ImportLock,
+        Video,
+        VideoWatch,
     ],
     migration_dependencies=[],
     commands=[],

@@ -130,6 +130,12 @@ def _run(procs: list[tuple[str, subprocess.Popen[bytes]]], started: float) -> in
         "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
     ]  # fmt: skip
+    if not os.environ.get("CDN_HLS_BASE_URL"):
+        # The local HLS edge: serves the renditions through the playback-token verifier.
+        hls_port = free_port()
+        os.environ["CDN_HLS_BASE_URL"] = f"http://127.0.0.1:{hls_port}/hls"
+        hls_cmd = [sys.executable, "-m", "ops.hls_server", "--port", str(hls_port)]
+        procs.append(("hls edge", _spawn(hls_cmd, "hls edge")))
     procs.append(("api", _spawn(api_cmd, "api")))
     for group in WORKER_GROUPS:
         procs.append((f"worker {group}", _spawn(command(group, 1, 2), f"worker {group}")))
@@ -149,7 +155,9 @@ academy is up: /health answered 200 {healthy_after:.1f}s after start
   OpenAPI UI     {api_url}/schema
   OpenAPI JSON   {api_url}/schema/openapi.json
   SQS + S3       {settings.sqs_endpoint_url}
+  HLS (signed)   {os.environ.get("CDN_HLS_BASE_URL", "")}
   database       {settings.database_url}
+  messages       {settings.messaging_provider or "none"} provider (console: logged and appended to .data/messages-outbox.jsonl)
   demo login     {DEMO_EMAIL} / {DEMO_PASSWORD} (academy slug "{DEMO_SLUG}")
 Ctrl-C stops everything."""
     )

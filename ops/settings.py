@@ -140,6 +140,50 @@ class Settings:
     log_level: str
     # Extra modules whose @job actors the broker binds (the test suite's own actors).
     extra_actor_modules: tuple[str, ...] = ()
+    # Excel import: the largest upload accepted (413 above it) and the most data rows a
+    # sheet may have (a bigger one ends FAILED before anything is applied).
+    excel_max_upload_bytes: int = 20 * 1024 * 1024
+    excel_max_rows: int = 200_000
+    # Idle shutdown (ops.idle): ec2 = stop this instance, exit = exit 0, off = never.
+    idle_stop_mode: str = "off"
+    ec2_metadata_endpoint: str = "http://169.254.169.254"
+    ec2_endpoint_url: str = ""
+    # Bearer token for GET /metrics; unset = only loopback/private networks may scrape.
+    metrics_token: str = ""
+    # Dramatiq's own per-process Prometheus exposition on worker hosts; 0 = off.
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
+    # Messaging (SMS/LMS/Alimtalk). The provider a tenant without its own credentials uses:
+    # "console" writes messages to the log and an outbox file; "" (production default)
+    # sends nothing until the academy stores its provider credentials.
+    messaging_provider: str = "console"
+    # Fernet keys (comma-separated, newest first) for provider credentials at rest; when
+    # unset, one is derived from SECRET_KEY.
+    messaging_credentials_keys: tuple[str, ...] = ()
+    solapi_base_url: str = "https://api.solapi.com"
+    messaging_http_timeout_seconds: float = 10.0
+    # A row claimed for sending longer ago than this, and still unresolved, is reconciled
+    # with the provider (its sender died or timed out). Must exceed the HTTP timeout.
+    messaging_send_lease_seconds: int = 60
+    messaging_batch_size: int = 100
+    messaging_rate_per_second: float = 50.0
+    messaging_poll_delay_seconds: int = 60
+    messaging_outbox_poll_seconds: float = 5.0
+    messaging_console_outbox: str = ""
+    # OMR: the tier that reads scans ("" = ai-lite for small rescans of at most
+    # omr_lite_max_pages pages, ai-basic otherwise; "ai-premium" on a GPU host), and the
+    # largest upload accepted.
+    omr_tier: str = ""
+    omr_lite_max_pages: int = 3
+    omr_max_upload_bytes: int = 100 * 1024 * 1024
+    # Video: the largest source accepted, the size above which uploads go multipart (and
+    # its part size), the watched share that completes a video, and how long a source is
+    # kept after its video is READY (`just storage-cleanup` deletes it then).
+    video_max_upload_bytes: int = 20 * 1024**3
+    video_multipart_threshold_bytes: int = 256 * 1024**2
+    video_multipart_part_bytes: int = 64 * 1024**2
+    video_completion_percent: float = 90.0
+    video_raw_retention_days: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -185,6 +229,17 @@ PRODUCTION_REQUIRED = (
 )
 
 DEV_SECRET = "dev-insecure-secret-key-change-me-0123456789"
+
+
+IDLE_STOP_MODES = ("ec2", "exit", "off")
+
+
+def _idle_stop_mode() -> str:
+    # Off unless asked: "ec2" on a container host would stop the whole instance.
+    mode = _env("IDLE_STOP_MODE", "off").lower()
+    if mode not in IDLE_STOP_MODES:
+        raise SettingsError(f"IDLE_STOP_MODE must be one of {IDLE_STOP_MODES}, got {mode!r}")
+    return mode
 
 
 def load_settings() -> Settings:
@@ -265,6 +320,36 @@ def load_settings() -> Settings:
         extra_actor_modules=tuple(
             m.strip() for m in _env("ACADEMY_EXTRA_ACTOR_MODULES").split(",") if m.strip()
         ),
+        excel_max_upload_bytes=_int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        excel_max_rows=_int("EXCEL_MAX_ROWS", 200_000),
+        idle_stop_mode=_idle_stop_mode(),
+        ec2_metadata_endpoint=_env("EC2_METADATA_ENDPOINT", "http://169.254.169.254").rstrip("/"),
+        ec2_endpoint_url=_env("EC2_ENDPOINT_URL"),
+        metrics_token=_env("METRICS_TOKEN"),
+        worker_metrics_port=_int("WORKER_METRICS_PORT", 0),
+        worker_metrics_host=_env("WORKER_METRICS_HOST", "127.0.0.1"),
+        messaging_provider=_env(
+            "MESSAGING_PROVIDER", "" if environment == "production" else "console"
+        ).lower(),
+        messaging_credentials_keys=tuple(
+            k.strip() for k in _env("MESSAGING_CREDENTIALS_KEYS").split(",") if k.strip()
+        ),
+        solapi_base_url=_env("SOLAPI_BASE_URL", "https://api.solapi.com").rstrip("/"),
+        messaging_http_timeout_seconds=_float("MESSAGING_HTTP_TIMEOUT_SECONDS", 10.0),
+        messaging_send_lease_seconds=_int("MESSAGING_SEND_LEASE_SECONDS", 60),
+        messaging_batch_size=_int("MESSAGING_BATCH_SIZE", 100),
+        messaging_rate_per_second=_float("MESSAGING_RATE_PER_SECOND", 50.0),
+        messaging_poll_delay_seconds=_int("MESSAGING_POLL_DELAY_SECONDS", 60),
+        messaging_outbox_poll_seconds=_float("MESSAGING_OUTBOX_POLL_SECONDS", 5.0),
+        messaging_console_outbox=_env("MESSAGING_CONSOLE_OUTBOX"),
+        omr_tier=_env("OMR_TIER"),
+        omr_lite_max_pages=_int("OMR_LITE_MAX_PAGES", 3),
+        omr_max_upload_bytes=_int("OMR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
+        video_max_upload_bytes=_int("VIDEO_MAX_UPLOAD_BYTES", 20 * 1024**3),
+        video_multipart_threshold_bytes=_int("VIDEO_MULTIPART_THRESHOLD_BYTES", 256 * 1024**2),
+        video_multipart_part_bytes=_int("VIDEO_MULTIPART_PART_BYTES", 64 * 1024**2),
+        video_completion_percent=_float("VIDEO_COMPLETION_PERCENT", 90.0),
+        video_raw_retention_days=_int("VIDEO_RAW_RETENTION_DAYS", 30),
     )
 
 

@@ -40,6 +40,8 @@ TEST_ENV = {
     "LOGIN_MAX_ATTEMPTS_PER_CLIENT": "100000",
     "LOG_LEVEL": "INFO",
     "ACADEMY_EXTRA_ACTOR_MODULES": "tests.actors",
+    # Playback URLs point here; tests serving HLS swap in their own server's port.
+    "CDN_HLS_BASE_URL": "http://127.0.0.1:8089/hls",
 }
 for _k, _v in TEST_ENV.items():
     os.environ.setdefault(_k, _v)
