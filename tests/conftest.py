@@ -24,6 +24,11 @@ import pytest
 import pytest_asyncio
 
 ROOT = Path(__file__).resolve().parent.parent
+# Real OMRChecker scans with their templates, keys and reference reading; they live beside
+# the project (never copied into it). Tests that need them skip when they are absent.
+OMRCHECKER_FIXTURES = Path(
+    os.environ.get("OMRCHECKER_FIXTURES", ROOT.parent / "shared" / "fixtures" / "omrchecker")
+)
 
 # Fast feedback in tests: short long-polls and visibility timeouts. Set before anything
 # reads the settings.

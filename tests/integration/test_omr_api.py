@@ -10,7 +10,6 @@ import json
 import random
 import uuid
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,13 +21,14 @@ from models.db import connection
 from ops import storage
 from ops.settings import get_settings
 from pipelines.omr.card import korean_card
+from tests.conftest import OMRCHECKER_FIXTURES
 from tests.factories.grades import create_exam, create_lecture, enrolled_student
 from tests.factories.omr_sheets import make_sheet
 from tests.sqs_helpers import purge
 
 pytestmark = pytest.mark.usefixtures("broker")
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "omrchecker"
+FIXTURES = OMRCHECKER_FIXTURES
 
 
 @pytest.fixture

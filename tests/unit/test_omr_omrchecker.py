@@ -24,8 +24,9 @@ import pytest
 from pipelines.omr.score import import_omrchecker_evaluation, score_sheet
 from pipelines.omr.sheet import read_sheet
 from pipelines.omr.template import Template, TemplateError, import_omrchecker
+from tests.conftest import OMRCHECKER_FIXTURES
 
-ROOT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "omrchecker"
+ROOT = OMRCHECKER_FIXTURES
 SAMPLES = ROOT / "samples"
 
 pytestmark = pytest.mark.skipif(not ROOT.exists(), reason="OMRChecker fixtures not present")

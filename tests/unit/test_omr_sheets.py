@@ -8,7 +8,6 @@ the one kind of error a teacher would never see. Bad pages must fail with a reas
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,9 +16,10 @@ import pytest
 from pipelines.omr.align import SheetError
 from pipelines.omr.card import card_pdf, card_png, korean_card, render_card
 from pipelines.omr.sheet import read_sheet
+from tests.conftest import OMRCHECKER_FIXTURES
 from tests.factories.omr_sheets import Sheet, make_sheet
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "omrchecker"
+FIXTURES = OMRCHECKER_FIXTURES
 
 
 def _grade(template, sheets: list[Sheet]) -> dict[str, float]:
