@@ -43,6 +43,7 @@ from api.pagination import (
     DEFAULT_LIMIT,
     Page,
     as_datetime,
+    as_text,
     as_uuid,
     check_limit,
     decode_cursor_as,
@@ -213,7 +214,11 @@ class WatchReport(msgspec.Struct):
     video_id: uuid.UUID
     duration_seconds: float | None
     completion_percent: float
-    students: list[WatchReportRow]
+    student_count: int  # on every page: the whole report's size
+    completed_count: int
+    students: list[WatchReportRow]  # a page, by name
+    limit: int
+    next_cursor: str | None
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -752,28 +757,49 @@ class VideoController(Controller):
         summary="Every enrolled student's watch progress on this video",
     )
     async def watch_report(
-        self, video_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
+        self,
+        video_id: FromPath[str],
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
     ) -> WatchReport:
         s = get_settings()
+        limit = check_limit(limit)
+        after_name, after_id = decode_cursor_as(cursor, as_text, as_uuid) or (None, None)
         video = await tenant_scope.get(VideoRow, video_id)
-        # Active enrollments (a bounded roster), plus anyone who watched and has left since.
+        # Active enrollments, plus anyone who watched and has left since.
+        audience = """
+            FROM student s
+            LEFT JOIN video_watch w ON w.student = s.id AND w.video = $2
+            WHERE s.tenant = $1 AND s.deleted_at IS NULL AND (
+                w.id IS NOT NULL OR EXISTS (
+                    SELECT 1 FROM enrollment e WHERE e.student = s.id AND e.lecture = $3
+                                                 AND e.status = 'active'))
+        """
         rows = await tenant_scope.fetch(
-            """SELECT s.id, s.name, w.watched_seconds, w.coverage, w.completed,
-                      w.completed_at, w.updated_at, w.heartbeats, w.rejected_heartbeats
-               FROM student s
-               LEFT JOIN video_watch w ON w.student = s.id AND w.video = $2
-               WHERE s.tenant = $1 AND s.deleted_at IS NULL AND (
-                   w.id IS NOT NULL OR EXISTS (
-                       SELECT 1 FROM enrollment e WHERE e.student = s.id AND e.lecture = $3
-                                                    AND e.status = 'active'))
-               ORDER BY s.name, s.id""",
+            f"""SELECT s.id, s.name, w.watched_seconds, w.coverage, w.completed,
+                       w.completed_at, w.updated_at, w.heartbeats, w.rejected_heartbeats
+                {audience}
+                  AND ($4::text IS NULL OR (s.name, s.id) > ($4::text, $5::uuid))
+                ORDER BY s.name, s.id LIMIT $6""",
+            video["id"],
+            video["lecture"],
+            after_name,
+            after_id,
+            limit + 1,
+        )
+        totals = await tenant_scope.fetchrow(
+            f"SELECT count(*) AS n, count(*) FILTER (WHERE w.completed) AS done {audience}",
             video["id"],
             video["lecture"],
         )
+        page = rows[:limit]
         return WatchReport(
             video_id=video["id"],
             duration_seconds=video["duration_seconds"],
             completion_percent=s.video_completion_percent,
+            student_count=totals["n"] if totals else 0,
+            completed_count=totals["done"] if totals else 0,
             students=[
                 WatchReportRow(
                     student_id=r["id"],
@@ -786,8 +812,14 @@ class VideoController(Controller):
                     heartbeats=r["heartbeats"] or 0,
                     rejected_heartbeats=r["rejected_heartbeats"] or 0,
                 )
-                for r in rows
+                for r in page
             ],
+            limit=limit,
+            next_cursor=(
+                encode_cursor([page[-1]["name"], str(page[-1]["id"])])
+                if len(rows) > limit
+                else None
+            ),
         )
 
 

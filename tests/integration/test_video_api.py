@@ -244,6 +244,17 @@ async def test_progress_is_the_union_and_completion_is_coverage(tenant):
     rows = {row["student_id"]: row for row in report.json()["students"]}
     assert rows[student["id"]]["completed"] and rows[student["id"]]["coverage_percent"] == 95.0
     assert rows[other["id"]]["watched_seconds"] == 0 and not rows[other["id"]]["completed"]
+    body = report.json()
+    assert body["student_count"] == len(rows) == 2 and body["completed_count"] == 1
+    # Paged by name like every list: one at a time, the totals on each page.
+    base = f"/api/v1/videos/{vid}/watch-report?limit=1"
+    first = (await tenant.client.get(base, headers=headers)).json()
+    assert len(first["students"]) == 1 and first["next_cursor"] and first["student_count"] == 2
+    second = (
+        await tenant.client.get(f"{base}&cursor={first['next_cursor']}", headers=headers)
+    ).json()
+    assert len(second["students"]) == 1 and second["next_cursor"] is None
+    assert {first["students"][0]["student_id"], second["students"][0]["student_id"]} == set(rows)
     r = await tenant.client.get(f"/api/v1/videos/{vid}/watch-report", headers=sh)
     assert r.status_code == 403
 
