@@ -15,6 +15,7 @@ Roles: owner, admin, teacher and staff read; owner, admin and teacher write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -42,6 +43,7 @@ from api.pagination import (
     DEFAULT_LIMIT,
     Page,
     as_datetime,
+    as_int,
     as_uuid,
     check_limit,
     decode_cursor_as,
@@ -499,6 +501,12 @@ def _printable(row: Any) -> Any:
     return template
 
 
+def _delete_quietly(bucket: str, keys: list[str]) -> None:
+    for key in keys:
+        with contextlib.suppress(Exception):
+            storage.delete(bucket, key)
+
+
 # --- an exam's OMR settings ------------------------------------------------------------
 
 
@@ -680,49 +688,51 @@ class ExamOmrController(Controller):
         template_row = await load_template(tenant_scope, row["omr_template"])
         files = await _uploaded_files(request)
         batch_id = uuid.uuid4()
-        total = 0
+        if sum(len(data) for _, _, data in files) > limit:
+            raise ProblemException(413, f"the upload is larger than {limit // (1024 * 1024)} MiB")
         inputs: list[dict[str, Any]] = []
         estimate = 0
         digest = hashlib.sha256()
-        for i, (name, content_type, data) in enumerate(files, start=1):
-            total += len(data)
-            if total > limit:
-                raise ProblemException(
-                    413, f"the upload is larger than {limit // (1024 * 1024)} MiB"
+        try:
+            for i, (name, content_type, data) in enumerate(files, start=1):
+                digest.update(data)
+                key = omr_actors.page_key(
+                    principal.tenant_id, batch_id, f"input/{i}-{omr_actors.safe_name(name)}"
                 )
-            digest.update(data)
-            key = omr_actors.page_key(
-                principal.tenant_id, batch_id, f"input/{i}-{omr_actors.safe_name(name)}"
-            )
-            # Anything is stored: a file that is not a scan becomes a FAILED page with
-            # that reason, and the rest of the stack is still graded.
-            await asyncio.to_thread(
-                storage.put_bytes, settings.r2_ai_bucket, key, data, content_type
-            )
-            inputs.append({"key": key, "filename": name[:200], "content_type": content_type})
-            estimate += 2 * settings.omr_lite_max_pages if data.startswith(b"%PDF-") else 1
-        tier = omr_actors.tier_for(estimate)
-        async with transaction():
-            job = await submit(
-                omr_actors.SPLIT_BATCH[tier],
-                tenant_id=principal.tenant_id,
-                kind="omr.batch",
-                request_id=request.scope.get("state", {}).get("request_id", ""),
-                input_key=inputs[0]["key"],
-                sha256=digest.hexdigest(),
-                batch_id=str(batch_id),
-            )
-            await tenant_scope.new(
-                OmrBatch,
-                id=batch_id,
-                exam=row["id"],
-                template=template_row["id"],
-                template_spec=template_row["spec"],
-                job=job.id,
-                tier=tier,
-                input_keys=json.dumps(inputs),
-                created_by=principal.user_id,
-            ).save()
+                # Anything is stored: a file that is not a scan becomes a FAILED page with
+                # that reason, and the rest of the stack is still graded.
+                await asyncio.to_thread(
+                    storage.put_bytes, settings.r2_ai_bucket, key, data, content_type
+                )
+                inputs.append({"key": key, "filename": name[:200], "content_type": content_type})
+                estimate += 2 * settings.omr_lite_max_pages if data.startswith(b"%PDF-") else 1
+            tier = omr_actors.tier_for(estimate)
+            async with transaction():
+                job = await submit(
+                    omr_actors.SPLIT_BATCH[tier],
+                    tenant_id=principal.tenant_id,
+                    kind="omr.batch",
+                    request_id=request.scope.get("state", {}).get("request_id", ""),
+                    input_key=inputs[0]["key"],
+                    sha256=digest.hexdigest(),
+                    batch_id=str(batch_id),
+                )
+                await tenant_scope.new(
+                    OmrBatch,
+                    id=batch_id,
+                    exam=row["id"],
+                    template=template_row["id"],
+                    template_spec=template_row["spec"],
+                    job=job.id,
+                    tier=tier,
+                    input_keys=json.dumps(inputs),
+                    created_by=principal.user_id,
+                ).save()
+        except BaseException:
+            # No batch refers to what was stored: it must not stay behind as an orphan.
+            keys = [item["key"] for item in inputs]
+            await asyncio.shield(asyncio.to_thread(_delete_quietly, settings.r2_ai_bucket, keys))
+            raise
         return ScanAccepted(
             job_id=job.id,
             batch_id=batch_id,
@@ -733,15 +743,32 @@ class ExamOmrController(Controller):
 
     @get("/scans", summary="The exam's scan batches, newest first")
     async def list_batches(
-        self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
-    ) -> list[BatchOut]:
+        self,
+        exam_id: FromPath[str],
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[BatchOut]:
+        limit = check_limit(limit)
         row = await _exam_omr(tenant_scope, exam_id)
+        args: list[Any] = [row["id"]]
+        where = ""
+        after = decode_cursor_as(cursor, as_datetime, as_uuid)
+        if after is not None:
+            args += list(after)
+            where = "AND (b.created_at, b.id) < ($3, $4)"
         rows = await tenant_scope.fetch(
-            f"{BATCH_SELECT} AND b.exam = $2 {BATCH_GROUP} "
-            "ORDER BY b.created_at DESC, b.id DESC LIMIT 200",
-            row["id"],
+            f"{BATCH_SELECT} AND b.exam = $2 {where} {BATCH_GROUP} "
+            f"ORDER BY b.created_at DESC, b.id DESC LIMIT {limit + 1}",
+            *args,
         )
-        return [_to_batch(r) for r in rows]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
+        return Page(
+            items=[_to_batch(r) for r in rows[:limit]], limit=limit, next_cursor=next_cursor
+        )
 
     @get("/omr/review", summary="The review queue: pages of this exam a teacher must look at")
     async def review_queue(
@@ -870,18 +897,29 @@ class BatchController(Controller):
 
     @get("/batches/{batch_id:str}/pages", summary="The batch's pages, in upload order")
     async def list_pages(
-        self, batch_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
-    ) -> list[PageOut]:
+        self,
+        batch_id: FromPath[str],
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[PageOut]:
+        limit = check_limit(limit)
         key = parse_id(OmrBatch, batch_id)
         exists = await tenant_scope.fetchrow(
             "SELECT 1 FROM omr_batch WHERE tenant = $1 AND id = $2", key
         )
         if exists is None:
             raise NotFoundInTenant(OmrBatch, batch_id)
+        after = decode_cursor_as(cursor, as_int)
         rows = await tenant_scope.fetch(
-            f"{PAGE_SELECT} WHERE p.tenant = $1 AND p.batch = $2 ORDER BY p.page_no", key
+            f"{PAGE_SELECT} WHERE p.tenant = $1 AND p.batch = $2 AND p.page_no > $3 "
+            f"ORDER BY p.page_no LIMIT {limit + 1}",
+            key,
+            after[0] if after is not None else 0,
         )
-        return [await _to_page(r) for r in rows]
+        items = [await _to_page(r) for r in rows[:limit]]
+        next_cursor = encode_cursor([items[-1].page_no]) if len(rows) > limit else None
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @post(
         "/batches/{batch_id:str}/regrade",

@@ -206,7 +206,13 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
     assert job["status"] == "DONE", job
     assert job["result"]["pages"] == 6 and job["result"]["failed"] == 3
     assert job["result"]["scored"] == 2 and job["result"]["unmatched"] == 1
-    pages = (await c.get(f"/api/v1/omr/batches/{accepted['batch_id']}/pages", headers=h)).json()
+    pages_url = f"/api/v1/omr/batches/{accepted['batch_id']}/pages"
+    pages = (await c.get(pages_url, headers=h)).json()["items"]
+    # Cursor pages in upload order, like every list.
+    first = (await c.get(f"{pages_url}?limit=4", headers=h)).json()
+    rest = (await c.get(f"{pages_url}?cursor={first['next_cursor']}", headers=h)).json()
+    assert [p["page_no"] for p in first["items"] + rest["items"]] == [1, 2, 3, 4, 5, 6]
+    assert rest["next_cursor"] is None
     by_source = {p["source"]: p for p in pages}
     failed = by_source["notes.txt"]
     assert failed["status"] == "FAILED" and failed["error_code"] == "not_an_image"
@@ -311,7 +317,7 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
 
     r = await c.post(f"/api/v1/omr/pages/{failed['id']}/review", json={}, headers=h)
     assert r.status_code == 409 and r.json()["type"] == "/problems/page-not-read"
-    batches = (await c.get(f"/api/v1/exams/{exam['id']}/scans", headers=h)).json()
+    batches = (await c.get(f"/api/v1/exams/{exam['id']}/scans", headers=h)).json()["items"]
     assert batches[0]["status"] == "DONE" and batches[0]["pages_failed"] == 3
 
 
@@ -389,7 +395,9 @@ async def test_omrchecker_template_key_and_sheets_through_the_api(
     r = await c.post(f"/api/v1/exams/{exam['id']}/scans", files=files, headers=h)
     assert r.status_code == 202, r.text
     await _run_batch(str(r.json()["job_id"]), str(r.json()["batch_id"]))
-    pages = (await c.get(f"/api/v1/omr/batches/{r.json()['batch_id']}/pages", headers=h)).json()
+    pages = (await c.get(f"/api/v1/omr/batches/{r.json()['batch_id']}/pages", headers=h)).json()[
+        "items"
+    ]
     points = {p["source"]: sum(Fraction(q["points"]) for q in p["results"]) for p in pages}
     assert points == {"adrian_omr.png": Fraction(11, 2), "adrian_omr_2.png": 10}
     # No student number on these sheets: they wait for a teacher, unscored.
@@ -439,3 +447,35 @@ async def test_a_page_failing_on_its_last_attempt_ends_failed_and_the_batch_fini
     await omr_actors._finish(job_id, batch_id)
     job = (await tenant.client.get(f"/api/v1/jobs/{job_id}", headers=h)).json()
     assert job["status"] == "FAILED" and "every page failed" in job["error"]
+
+
+async def test_a_failed_upload_leaves_no_stored_scans(
+    tenant: Any, ai_queues: Any, monkeypatch: Any
+) -> None:
+    import api.omr
+
+    h = await tenant.headers()
+    lecture = await create_lecture(tenant)
+    exam = await create_exam(tenant, lecture, question_count=5, answer_key={"1": ["1"]})
+    card = await _builtin(tenant, h, name="orphans", questions=5)
+    await tenant.client.put(
+        f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card["id"]}, headers=h
+    )
+
+    async def broken_submit(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(api.omr, "submit", broken_submit)
+    sheet = make_sheet(korean_card(questions=5), random.Random(3), distortion="clean")
+    r = await tenant.client.post(
+        f"/api/v1/exams/{exam['id']}/scans",
+        files=[
+            ("files", ("a.jpg", sheet.data, "image/jpeg")),
+            ("files", ("b.jpg", sheet.data, "image/jpeg")),
+        ],
+        headers=h,
+    )
+    assert r.status_code == 500
+    prefix = storage.object_key("omr", str(tenant.id))
+    listed = storage.client().list_objects_v2(Bucket=get_settings().r2_ai_bucket, Prefix=prefix)
+    assert listed.get("KeyCount", 0) == 0
