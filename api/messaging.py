@@ -33,6 +33,7 @@ from api.pagination import (
     DEFAULT_LIMIT,
     Page,
     as_datetime,
+    as_text,
     as_uuid,
     check_limit,
     decode_cursor_as,
@@ -567,12 +568,33 @@ class MessagingController(Controller):
 
     # --- sender numbers ---
 
-    @get("/senders", summary="Registered sender numbers (발신번호)")
-    async def list_senders(self, tenant_scope: NamedDependency[TenantScope]) -> list[Sender]:
-        rows = await tenant_scope.select(SenderNumber).order_by(SenderNumber.created_at)
-        return [
-            Sender(r["id"], r["phone"], r["label"], r["is_default"], r["created_at"]) for r in rows
+    @get("/senders", summary="Registered sender numbers (발신번호), oldest first")
+    async def list_senders(
+        self,
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[Sender]:
+        limit = check_limit(limit)
+        after_at, after_id = decode_cursor_as(cursor, as_datetime, as_uuid) or (None, None)
+        rows = await tenant_scope.fetch(
+            "SELECT id, phone, label, is_default, created_at FROM sender_number "
+            "WHERE tenant = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::uuid)) "
+            "ORDER BY created_at, id LIMIT $4",
+            after_at,
+            after_id,
+            limit + 1,
+        )
+        items = [
+            Sender(r["id"], r["phone"], r["label"], r["is_default"], r["created_at"])
+            for r in rows[:limit]
         ]
+        next_cursor = (
+            encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
+            if len(rows) > limit
+            else None
+        )
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @post("/senders", status_code=HTTP_201_CREATED, guards=[require_admin],
           summary="Register a sender number (as registered with the provider)")  # fmt: skip
@@ -607,10 +629,22 @@ class MessagingController(Controller):
 
     # --- templates ---
 
-    @get("/templates", summary="The academy's templates")
-    async def list_templates(self, tenant_scope: NamedDependency[TenantScope]) -> list[Template]:
-        rows = await tenant_scope.select(MessageTemplate).order_by(MessageTemplate.code)
-        return [_template_out(r) for r in rows]
+    @get("/templates", summary="The academy's templates, by code")
+    async def list_templates(
+        self,
+        tenant_scope: NamedDependency[TenantScope],
+        limit: FromQuery[int] = DEFAULT_LIMIT,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page[Template]:
+        limit = check_limit(limit)
+        after = decode_cursor_as(cursor, as_text)
+        query = tenant_scope.select(MessageTemplate).order_by(MessageTemplate.code)
+        if after is not None:
+            query = query.where(MessageTemplate.code > after[0])
+        rows = await query.limit(limit + 1)
+        items = [_template_out(r) for r in rows[:limit]]
+        next_cursor = encode_cursor([items[-1].code]) if len(rows) > limit else None
+        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @post("/templates", status_code=HTTP_201_CREATED, guards=[require_admin],
           summary="Create a template")  # fmt: skip

@@ -153,8 +153,16 @@ async def test_sender_numbers(tenant, client):
         headers=headers,
     )  # fmt: skip
     assert second.status_code == 201
-    listed = (await client.get("/api/v1/messaging/senders", headers=headers)).json()
+    listed = (await client.get("/api/v1/messaging/senders", headers=headers)).json()["items"]
     assert [s["is_default"] for s in listed] == [False, True]
+    first = (await client.get("/api/v1/messaging/senders?limit=1", headers=headers)).json()
+    rest = await client.get(
+        f"/api/v1/messaging/senders?limit=1&cursor={first['next_cursor']}", headers=headers
+    )
+    assert [s["phone"] for s in first["items"] + rest.json()["items"]] == [
+        s["phone"] for s in listed
+    ]
+    assert rest.json()["next_cursor"] is None
     assert await pipeline.default_sender(tenant.id) == "02-555-1234"
 
 
@@ -179,6 +187,16 @@ async def test_template_validation(tenant, client):
         "/api/v1/messaging/templates", json={"code": "notice", "body": "x"}, headers=headers
     )
     assert taken.status_code == 409
+    more = await client.post(
+        "/api/v1/messaging/templates", json={"code": "a-first", "body": "x"}, headers=headers
+    )
+    assert more.status_code == 201, more.text
+    first = (await client.get("/api/v1/messaging/templates?limit=1", headers=headers)).json()
+    assert [t["code"] for t in first["items"]] == ["a-first"] and first["next_cursor"]
+    rest = await client.get(
+        f"/api/v1/messaging/templates?cursor={first['next_cursor']}", headers=headers
+    )
+    assert [t["code"] for t in rest.json()["items"]] == ["notice"]
 
 
 async def test_templates_are_isolated(make_tenant, client):
@@ -188,7 +206,8 @@ async def test_templates_are_isolated(make_tenant, client):
         headers=await a.headers(),
     )  # fmt: skip
     assert r.status_code == 201
-    assert (await client.get("/api/v1/messaging/templates", headers=await b.headers())).json() == []
+    listed = await client.get("/api/v1/messaging/templates", headers=await b.headers())
+    assert listed.json()["items"] == []
     # B's sends cannot use A's template.
     await _setup(b)
     s = await client.post(
