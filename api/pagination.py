@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -18,6 +18,7 @@ import msgspec
 from api.errors import field_error
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -27,6 +28,21 @@ class Page(msgspec.Struct, Generic[T]):
     items: list[T]
     limit: int
     next_cursor: str | None = None
+
+
+def page_of(
+    rows: Sequence[R],
+    limit: int,
+    cursor_of: Callable[[R], list[Any]],
+    convert: Callable[[R], Any] | None = None,
+) -> Page[Any]:
+    """The page of ``rows`` fetched with ``LIMIT limit + 1``: the first ``limit`` (through
+    ``convert``), and a cursor made by ``cursor_of`` from the last kept row when the extra
+    one shows there is more."""
+    kept = rows[:limit]
+    next_cursor = encode_cursor(cursor_of(kept[-1])) if len(rows) > limit else None
+    items = [convert(r) for r in kept] if convert is not None else list(kept)
+    return Page(items=items, limit=limit, next_cursor=next_cursor)
 
 
 def encode_cursor(values: list[Any]) -> str:
