@@ -119,16 +119,7 @@ async def _get_frame(key: str) -> pl.DataFrame:
 
 async def _delete_work_files(imp: dict[str, Any]) -> None:
     """The upload and every work file of the import (a missing one is no error)."""
-
-    def delete_all() -> None:
-        client = storage.client()
-        prefix = work_prefix(imp) + "/"
-        listed = client.list_objects_v2(Bucket=_bucket(), Prefix=prefix)
-        keys = [{"Key": o["Key"]} for o in listed.get("Contents", [])]
-        if keys:
-            client.delete_objects(Bucket=_bucket(), Delete={"Objects": keys, "Quiet": True})
-
-    await asyncio.to_thread(delete_all)
+    await asyncio.to_thread(storage.delete_under, _bucket(), work_prefix(imp) + "/")
 
 
 def presigned_download(key: str, filename: str, expires: int = EXPORT_TTL_SECONDS) -> str:

@@ -42,12 +42,12 @@ from typing import Any
 import asyncpg
 import dramatiq
 
-from actors.jobs import finish_job, job, set_progress, start_job
+from actors.jobs import finish_job, job, set_progress, start_job, utcnow
 from models.db import connection, on_commit, transaction
 from models.videos import emit_due_reminders
 from ops.logging import log_event
 from ops.settings import get_settings
-from pipelines.korean import InvalidPhone, normalize_phone, today_kst
+from pipelines.korean import InvalidPhone, normalize_phone, phone_digits, today_kst
 from pipelines.messaging import policy
 from pipelines.messaging.compose import Composed, Recipient, Spec, compose, family, values_for
 from pipelines.messaging.credentials import Credentials, decrypt
@@ -87,10 +87,6 @@ DEFAULT_NOTICES = {
     "video.unwatched": "[#{학원}] #{학생} 학생이 '#{영상}' 영상을 아직 시청하지 않았습니다. "
     "시청 기한: #{기한}",
 }
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def lease_seconds() -> float:
@@ -202,7 +198,7 @@ async def resolve_recipients(tenant_id: Any, target: dict[str, Any]) -> list[Rec
         # One message per phone, however often the list names it.
         by_phone: dict[str, Recipient] = {}
         for r in target["recipients"]:
-            key = "".join(ch for ch in r["phone"] if ch.isdigit())
+            key = phone_digits(r["phone"])
             by_phone.setdefault(key, Recipient(phone=r["phone"], guardian_name=r.get("name") or ""))
         return list(by_phone.values())
     if target.get("lecture_id"):
@@ -815,9 +811,9 @@ async def fallback_for(failed: Sequence[asyncpg.Record | dict[str, Any]]) -> lis
             )
         )
     new_ids: list[uuid.UUID] = []
+    parent_job = {r["id"]: r["job"] for r in failed}
     async with transaction():
         for tenant_id, tenant_rows in rows.items():
-            parent_job = {r["id"]: r["job"] for r in failed}
             job_id = parent_job.get(tenant_rows[0].parent)
             ids = await insert_messages(tenant_id, tenant_rows, job_id=job_id)
             new_ids += ids

@@ -452,13 +452,11 @@ ACTORS: dict[str, JobActor] = {
 
 async def delete_video_objects(video: dict[str, Any]) -> int:
     """Delete a video's HLS prefix and its source. Returns how many objects went."""
-    from pipelines.video.upload import delete_prefix
-
     s = get_settings()
-    client = storage.client()
-    deleted = 0
     prefix = video.get("hls_prefix") or hls_prefix(video["tenant"], video["id"])
-    deleted += await asyncio.to_thread(delete_prefix, client, s.r2_video_bucket, prefix)
+    deleted = await asyncio.to_thread(
+        storage.delete_under, s.r2_video_bucket, prefix.rstrip("/") + "/"
+    )
     if video.get("raw_deleted_at") is None:
         await asyncio.to_thread(storage.delete, s.r2_video_bucket, video["raw_key"])
         deleted += 1

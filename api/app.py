@@ -21,6 +21,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from actors.messaging import pump
 from api import attendance, grades, lectures, me, users
 from api import excel as excel_api
 from api import messaging as messaging_api
@@ -33,7 +34,7 @@ from api.health import health
 from api.jobs import JobController
 from api.list_cache import invalidate_after_write, listening
 from api.students import StudentController
-from models.db import DB, close_pool, configure_db, start_pool
+from models.db import DB, close_pool, configure_db, run_exclusively_forever, start_pool
 from ops.logging import bound, configure_logging, log_event
 from ops.settings import get_settings
 
@@ -83,26 +84,11 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-async def _sweep_forever(interval: float) -> None:
+async def _sweep() -> None:
     from actors.jobs import sweep_unsent
-    from models.db import transaction
-    from models.tables import Job
 
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            # One API process sweeps at a time (a transaction-scoped advisory lock).
-            async with transaction():
-                got = await Job.raw(
-                    "SELECT pg_try_advisory_xact_lock(hashtext('academy.job_sweeper')) AS ok"
-                )
-                if got and got[0]["ok"]:
-                    await sweep_unsent()
-                    await purge_expired()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job sweeper failed")
+    await sweep_unsent()
+    await purge_expired()
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -132,26 +118,23 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             await start_pool()
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(listening(DB.config["dsn"]))
-        task = (
-            asyncio.create_task(_sweep_forever(max(10.0, settings.job_sweep_after_seconds / 5)))
+        # Background rounds, each in one API process at a time: committed-but-unsent jobs
+        # and stale login rows; outbox events (absences, scores...) to the messaging workers.
+        rounds = (
+            [
+                ("academy.job_sweeper", max(10.0, settings.job_sweep_after_seconds / 5), _sweep),
+                ("academy.messaging_pump", settings.messaging_outbox_poll_seconds, pump),
+            ]
             if sweeper
-            else None
+            else []
         )
-        # Outbox events (absences, scores...) to the messaging workers.
-        pump = (
-            asyncio.create_task(messaging_api.pump_forever(settings.messaging_outbox_poll_seconds))
-            if sweeper
-            else None
-        )
+        tasks = [asyncio.create_task(run_exclusively_forever(*r)) for r in rounds]
         try:
             yield
         finally:
-            if pump is not None:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-            if task is not None:
+            for task in tasks:
                 task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await stack.aclose()

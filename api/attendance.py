@@ -50,7 +50,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.attendance import AttendanceStatus
 from models.db import transaction
@@ -555,8 +555,11 @@ async def student_report(
         after_id,
         limit + 1,
     )
-    items = [
-        StudentReportRow(
+    return page_of(
+        rows,
+        limit,
+        lambda r: [r["name"], str(r["id"])],
+        lambda r: StudentReportRow(
             student_id=r["id"],
             name=r["name"],
             sessions=r["sessions"],
@@ -566,14 +569,8 @@ async def student_report(
             excused=r["excused"],
             unchecked=r["unchecked"],
             rate=_rate(r["present"], r["late"], r["sessions"] - r["unchecked"]),
-        )
-        for r in rows[:limit]
-    ]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last["name"], str(last["id"])])
-    return Page(items=items, limit=limit, next_cursor=next_cursor)
+        ),
+    )
 
 
 async def lecture_report(

@@ -29,6 +29,7 @@ from litestar.utils.scope.state import ScopeState
 
 from api.auth import Principal, require_roles, require_staff
 from api.errors import ProblemException, field_error, handle_http, problem
+from api.lectures import lecture_exists
 from api.pagination import (
     DEFAULT_LIMIT,
     Page,
@@ -36,12 +37,11 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.db import transaction
 from models.exams import WRITE_SCORES
 from models.exams import Exam as ExamRow
-from models.lectures import Lecture as LectureRow
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.students import Student as StudentRow
 from models.tables import Role
@@ -225,15 +225,6 @@ async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
     return _to_exam(row)
 
 
-async def _lecture(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
-    row = await scope.fetchrow(
-        "SELECT id FROM lecture WHERE tenant = $1 AND id = $2", parse_id(LectureRow, lecture_id)
-    )
-    if row is None:
-        raise NotFoundInTenant(LectureRow, lecture_id)
-    return uuid.UUID(str(row["id"]))
-
-
 async def _lock_exam(scope: TenantScope, exam_id: Any) -> dict[str, Any]:
     """The exam, locked for the rest of the transaction (FOR NO KEY UPDATE: it serialises
     score writers and exam edits of one exam, but not the FK checks of other tables), with
@@ -264,7 +255,7 @@ SORTS: dict[str, str] = {"date": "ASC", "-date": "DESC"}
 async def list_exams(
     scope: TenantScope, lecture_id: Any, *, sort: str, limit: int, cursor: str | None
 ) -> Page[Exam]:
-    lecture = await _lecture(scope, lecture_id)
+    lecture = await lecture_exists(scope, lecture_id)
     direction = SORTS[sort]
     args: list[Any] = [lecture]
     where = ["e.tenant = $1", "e.lecture = $2"]
@@ -285,12 +276,11 @@ async def list_exams(
         f"ORDER BY sort_date {direction}, e.id {direction} LIMIT {arg(limit + 1)}",
         *args,
     )
-    items = [_to_exam(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last["sort_date"].isoformat(), str(last["id"])])
-    return Page(items=items, limit=limit, next_cursor=next_cursor)
+    return page_of(rows, limit, _exam_cursor, _to_exam)
+
+
+def _exam_cursor(row: Any) -> list[Any]:
+    return [row["sort_date"].isoformat(), str(row["id"])]
 
 
 # --- exam writes -----------------------------------------------------------------------
@@ -550,7 +540,7 @@ class LectureExamController(Controller):
         data: JSONBody[ExamCreate],
         tenant_scope: NamedDependency[TenantScope],
     ) -> Exam:
-        lecture = await _lecture(tenant_scope, lecture_id)
+        lecture = await lecture_exists(tenant_scope, lecture_id)
         values = _validate_exam(data, None)
         row = tenant_scope.new(ExamRow, lecture=lecture, **values)
         await row.save()
@@ -811,8 +801,11 @@ class StudentScoreController(Controller):
         rows = await tenant_scope.fetch(
             GRADE_HISTORY.format(after=after_sql, limit=limit + 1), *args
         )
-        items = [
-            GradeEntry(
+        return page_of(
+            rows,
+            limit,
+            _exam_cursor,
+            lambda r: GradeEntry(
                 exam_id=r["id"],
                 exam_title=r["title"],
                 date=r["date"],
@@ -823,14 +816,8 @@ class StudentScoreController(Controller):
                 rank=r["rank"],
                 percentile=percentile(r["below"], r["n"]),
                 count=r["n"],
-            )
-            for r in rows[:limit]
-        ]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["sort_date"].isoformat(), str(last["id"])])
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+            ),
+        )
 
 
 CONTROLLERS: list[type[Controller]] = [

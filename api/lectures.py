@@ -39,7 +39,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.db import transaction
 from models.lectures import EnrollmentSource, EnrollmentStatus, LectureStatus
@@ -250,7 +250,8 @@ async def _lock_lecture(scope: TenantScope, lecture_id: Any) -> asyncpg.Record:
     return row
 
 
-async def _lecture_exists(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
+async def lecture_exists(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
+    """The lecture's id, or a 404 when it is not one of this academy's."""
     key = parse_id(LectureRow, lecture_id)
     if await scope.fetchrow("SELECT 1 FROM lecture WHERE tenant = $1 AND id = $2", key) is None:
         raise NotFoundInTenant(LectureRow, lecture_id)
@@ -350,11 +351,7 @@ async def list_lectures(
         f"ORDER BY l.{column} {direction}, l.id {direction} LIMIT {arg(limit + 1)}",
         *args,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last[column], str(last["id"])])
-    return Page(items=[_to_lecture(r) for r in rows[:limit]], limit=limit, next_cursor=next_cursor)
+    return page_of(rows, limit, lambda r: [r[column], str(r["id"])], _to_lecture)
 
 
 # --- lectures: writes ------------------------------------------------------------------
@@ -764,10 +761,7 @@ class SessionController(Controller):
         if not rows:
             raise NotFoundInTenant(LectureRow, lecture_id)
         rows = [r for r in rows if r["id"] is not None]
-        next_cursor = encode_cursor([rows[limit - 1]["seq"]]) if len(rows) > limit else None
-        return Page(
-            items=[_to_session(r) for r in rows[:limit]], limit=limit, next_cursor=next_cursor
-        )
+        return page_of(rows, limit, lambda r: [r["seq"]], _to_session)
 
     @post("/lectures/{lecture_id:str}/sessions", status_code=HTTP_201_CREATED,
           guards=[require_office], summary="Add one session by hand (the next number)")  # fmt: skip
@@ -941,7 +935,7 @@ class EnrollmentController(Controller):
         """Marks the enrollment dropped (``dropped_at`` set); the row stays, as history and
         for a later re-enrolment. Dropping an already dropped student changes nothing; a
         student never enrolled in the lecture is a 404."""
-        lecture_key = await _lecture_exists(tenant_scope, lecture_id)
+        lecture_key = await lecture_exists(tenant_scope, lecture_id)
         student_key = parse_id(StudentRow, student_id)
         rows = await tenant_scope.fetch(
             """
@@ -998,12 +992,11 @@ class EnrollmentController(Controller):
         if not rows:
             raise NotFoundInTenant(LectureRow, lecture_id)
         rows = [r for r in rows if r["student_id"] is not None]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["name"], str(last["student_id"])])
-        items = [
-            RosterEntry(
+        return page_of(
+            rows,
+            limit,
+            lambda r: [r["name"], str(r["student_id"])],
+            lambda r: RosterEntry(
                 student_id=r["student_id"],
                 name=r["name"],
                 phone=r["phone"],
@@ -1013,10 +1006,8 @@ class EnrollmentController(Controller):
                 enrollment_id=r["enrollment_id"],
                 source=r["source"],
                 enrolled_at=r["enrolled_at"],
-            )
-            for r in rows[:limit]
-        ]
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+            ),
+        )
 
     @get("/students/{student_id:str}/lectures",
          summary="A student's lectures with the enrollment's status")  # fmt: skip
@@ -1061,12 +1052,11 @@ class EnrollmentController(Controller):
         if not rows:
             raise NotFoundInTenant(StudentRow, student_id)
         rows = [r for r in rows if r["lecture_id"] is not None]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["title"], str(last["lecture_id"])])
-        items = [
-            StudentLecture(
+        return page_of(
+            rows,
+            limit,
+            lambda r: [r["title"], str(r["lecture_id"])],
+            lambda r: StudentLecture(
                 lecture_id=r["lecture_id"],
                 title=r["title"],
                 subject=r["subject"],
@@ -1077,10 +1067,8 @@ class EnrollmentController(Controller):
                 source=r["source"],
                 enrolled_at=r["enrolled_at"],
                 dropped_at=r["dropped_at"],
-            )
-            for r in rows[:limit]
-        ]
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+            ),
+        )
 
 
 CONTROLLERS: list[type[Controller]] = [LectureController, SessionController, EnrollmentController]

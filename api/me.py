@@ -26,7 +26,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from api.students import Guardian, decode_guardians
 from models.scope import NotFoundInTenant, TenantScope, parse_id
@@ -166,10 +166,7 @@ class MeController(Controller):
         limit = check_limit(limit)
         after = decode_cursor_as(cursor, as_text, as_uuid)
         rows = await _my_students(tenant_scope, principal, after=after, limit=limit + 1)
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor([rows[limit - 1].name, str(rows[limit - 1].id)])
-        return Page(items=rows[:limit], limit=limit, next_cursor=next_cursor)
+        return page_of(rows, limit, lambda s: [s.name, str(s.id)])
 
     @get("/students/{student_id:str}", summary="One of my students")
     async def student(
@@ -213,14 +210,14 @@ class MeController(Controller):
             after_id,
             limit + 1,
         )
-        items = [
-            MyLecture(**{**dict(r), "schedule": msgspec.json.decode(r["schedule"] or "[]")})
-            for r in rows[:limit]
-        ]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor([items[-1].title, str(items[-1].id)])
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(
+            rows,
+            limit,
+            lambda r: [r["title"], str(r["id"])],
+            lambda r: MyLecture(
+                **{**dict(r), "schedule": msgspec.json.decode(r["schedule"] or "[]")}
+            ),
+        )
 
     @get("/students/{student_id:str}/sessions", summary="Sessions in a date range, with attendance")
     async def sessions(
@@ -258,12 +255,9 @@ class MeController(Controller):
             after_id,
             limit + 1,
         )
-        items = [MySession(**dict(r)) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([str(last["date"]), str(last["id"])])
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(
+            rows, limit, lambda r: [str(r["date"]), str(r["id"])], lambda r: MySession(**dict(r))
+        )
 
     @get("/students/{student_id:str}/scores", summary="Exam scores, newest first (undated last)")
     async def scores(
@@ -302,12 +296,12 @@ class MeController(Controller):
             after_id,
             limit + 1,
         )
-        items = [MyScore(**{f: r[f] for f in MyScore.__struct_fields__}) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([str(last["sort_date"]), str(last["exam_id"])])
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(
+            rows,
+            limit,
+            lambda r: [str(r["sort_date"]), str(r["exam_id"])],
+            lambda r: MyScore(**{f: r[f] for f in MyScore.__struct_fields__}),
+        )
 
 
 CONTROLLERS: list[type[Controller]] = [MeController]

@@ -9,7 +9,6 @@ workers expand, send, poll and fall back (see ``actors/messaging.py``).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import logging
@@ -37,7 +36,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.db import connection, transaction
 from models.lectures import Lecture as LectureRow
@@ -585,16 +584,12 @@ class MessagingController(Controller):
             after_id,
             limit + 1,
         )
-        items = [
-            Sender(r["id"], r["phone"], r["label"], r["is_default"], r["created_at"])
-            for r in rows[:limit]
-        ]
-        next_cursor = (
-            encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
-            if len(rows) > limit
-            else None
+        return page_of(
+            rows,
+            limit,
+            lambda r: [r["created_at"].isoformat(), str(r["id"])],
+            lambda r: Sender(r["id"], r["phone"], r["label"], r["is_default"], r["created_at"]),
         )
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @post("/senders", status_code=HTTP_201_CREATED, guards=[require_admin],
           summary="Register a sender number (as registered with the provider)")  # fmt: skip
@@ -642,9 +637,7 @@ class MessagingController(Controller):
         if after is not None:
             query = query.where(MessageTemplate.code > after[0])
         rows = await query.limit(limit + 1)
-        items = [_template_out(r) for r in rows[:limit]]
-        next_cursor = encode_cursor([items[-1].code]) if len(rows) > limit else None
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(rows, limit, lambda r: [r["code"]], _template_out)
 
     @post("/templates", status_code=HTTP_201_CREATED, guards=[require_admin],
           summary="Create a template")  # fmt: skip
@@ -807,13 +800,9 @@ class MessagingController(Controller):
             f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}",
             *args,
         )
-        items = [_message_out(r) for r in rows[:limit]]
-        next_cursor = (
-            encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
-            if len(rows) > limit
-            else None
+        return page_of(
+            rows, limit, lambda r: [r["created_at"].isoformat(), str(r["id"])], _message_out
         )
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @get("/messages/{message_id:str}", summary="One message")
     async def get_message(
@@ -865,26 +854,6 @@ async def _webhook(request: Request[Any, Any, Any], slug: str, provider: str) ->
         delivered=counts.get("delivered", 0),
         failed=counts.get("failed", 0),
     )
-
-
-async def pump_forever(interval: float) -> None:
-    """The API's background loop: outbox events to ``dispatch_events``, and stale message
-    rows to ``send_batch`` (``actors.messaging.pump``). One API process pumps at a time."""
-    from models.tables import Job
-
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            async with transaction():
-                got = await Job.raw(
-                    "SELECT pg_try_advisory_xact_lock(hashtext('academy.messaging_pump')) AS ok"
-                )
-                if got and got[0]["ok"]:
-                    await pipeline.pump()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("messaging pump failed")
 
 
 CONTROLLERS: list[type[Controller]] = [MessagingController, MessagingWebhookController]

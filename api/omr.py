@@ -47,7 +47,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.db import connection, transaction
 from models.events import record_audit
@@ -60,7 +60,13 @@ from ops.settings import get_settings
 from pipelines.grading import InvalidAnswerKey, normalize_answer, normalize_answer_key
 from pipelines.omr.card import card_pdf, card_png, korean_card
 from pipelines.omr.score import InvalidMarking, import_omrchecker_evaluation, parse_marking
-from pipelines.omr.template import TemplateError, import_omrchecker, parse_template, template_json
+from pipelines.omr.template import (
+    Template,
+    TemplateError,
+    import_omrchecker,
+    parse_template,
+    template_json,
+)
 
 require_grader = require_roles(Role.owner, Role.admin, Role.teacher)
 
@@ -210,7 +216,7 @@ TEMPLATE_SELECT = "SELECT * FROM omr_template WHERE tenant = $1"
 
 
 def _to_template(row: Any) -> TemplateOut:
-    spec = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
+    spec = _loads(row["spec"])
     return TemplateOut(
         id=row["id"],
         name=row["name"],
@@ -228,6 +234,11 @@ def _template_problem(exc: TemplateError, prefix: str = "spec") -> ProblemExcept
     return ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
 
 
+def _newest_cursor(row: Any) -> list[Any]:
+    """The cursor of a list ordered by ``(created_at, id)``."""
+    return [row["created_at"].isoformat(), str(row["id"])]
+
+
 async def load_template(scope: TenantScope, template_id: Any) -> Any:
     row = await scope.fetchrow(f"{TEMPLATE_SELECT} AND id = $2", parse_id(OmrTemplate, template_id))
     if row is None:
@@ -235,13 +246,18 @@ async def load_template(scope: TenantScope, template_id: Any) -> Any:
     return row
 
 
-async def _insert_template(
-    scope: TenantScope, name: str, source: str, spec: dict[str, Any]
-) -> TemplateOut:
+def _template_name(name: str) -> str:
+    """The name with its whitespace collapsed; 1..200 characters or a field error."""
     name = " ".join(name.split())
     if not name or len(name) > 200:
         raise field_error("name", "must be 1..200 characters")
-    spec = {**spec, "name": name}
+    return name
+
+
+async def _insert_template(scope: TenantScope, source: str, template: Template) -> TemplateOut:
+    """Store a parsed template under its (whitespace-collapsed) name; a name taken is 409."""
+    name = _template_name(template.name)
+    spec = {**template_json(template), "name": name}
     async with connection() as conn:
         row = await conn.fetchrow(
             """
@@ -287,12 +303,7 @@ class TemplateController(Controller):
             f"{TEMPLATE_SELECT} {where} ORDER BY created_at DESC, id DESC LIMIT {limit + 1}",
             *args,
         )
-        items = [_to_template(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(rows, limit, _newest_cursor, _to_template)
 
     @post(
         "/",
@@ -307,9 +318,7 @@ class TemplateController(Controller):
             template = parse_template(data.spec)
         except TemplateError as exc:
             raise _template_problem(exc) from None
-        return await _insert_template(
-            tenant_scope, template.name, "custom", template_json(template)
-        )
+        return await _insert_template(tenant_scope, "custom", template)
 
     @post(
         "/builtin",
@@ -324,9 +333,7 @@ class TemplateController(Controller):
             template = korean_card(data.questions, data.choices, data.id_digits, name=data.name)
         except ValueError as exc:
             raise field_error("body", str(exc)) from None
-        return await _insert_template(
-            tenant_scope, template.name, "builtin", template_json(template)
-        )
+        return await _insert_template(tenant_scope, "builtin", template)
 
     @post(
         "/omrchecker",
@@ -355,9 +362,7 @@ class TemplateController(Controller):
             )
         except TemplateError as exc:
             raise _template_problem(exc, "template") from None
-        return await _insert_template(
-            tenant_scope, data.name, "omrchecker", template_json(template)
-        )
+        return await _insert_template(tenant_scope, "omrchecker", template)
 
     @get("/{template_id:str}", summary="One template")
     async def get_one(
@@ -374,14 +379,12 @@ class TemplateController(Controller):
     ) -> TemplateOut:
         """Batches already read keep the template they were read with."""
         row = await load_template(tenant_scope, template_id)
-        spec = json.loads(row["spec"]) if isinstance(row["spec"], str) else row["spec"]
+        spec = _loads(row["spec"])
         if not isinstance(data.spec, msgspec.UnsetType):
             spec = data.spec
-        name = (
-            row["name"] if isinstance(data.name, msgspec.UnsetType) else " ".join(data.name.split())
+        name = _template_name(
+            row["name"] if isinstance(data.name, msgspec.UnsetType) else data.name
         )
-        if not name or len(name) > 200:
-            raise field_error("name", "must be 1..200 characters")
         try:
             template = parse_template({**spec, "name": name})
         except TemplateError as exc:
@@ -502,9 +505,13 @@ def _printable(row: Any) -> Any:
 
 
 def _delete_quietly(bucket: str, keys: list[str]) -> None:
-    for key in keys:
-        with contextlib.suppress(Exception):
-            storage.delete(bucket, key)
+    """One DeleteObjects request (an upload holds at most ``MAX_FILES`` < 1,000 keys); it
+    runs while another error is on its way out, so its own failure is not raised."""
+    if not keys:
+        return
+    objects = [{"Key": key} for key in keys]
+    with contextlib.suppress(Exception):
+        storage.client().delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
 
 
 # --- an exam's OMR settings ------------------------------------------------------------
@@ -519,6 +526,17 @@ async def _exam_omr(scope: TenantScope, exam_id: Any) -> Any:
     if row is None:
         raise NotFoundInTenant(ExamRow, exam_id)
     return row
+
+
+async def _exam_template(scope: TenantScope, exam: Any) -> Any:
+    """The template row of an exam (from ``_exam_omr``); none set is a 409."""
+    if exam["omr_template"] is None:
+        raise ProblemException(
+            409,
+            "the exam has no answer card template: PUT /exams/{id}/omr first",
+            type_="/problems/no-omr-template",
+        )
+    return await load_template(scope, exam["omr_template"])
 
 
 def _loads(value: Any) -> Any:
@@ -621,13 +639,7 @@ class ExamOmrController(Controller):
         stay as they are until the sheets are graded again."""
         async with transaction():
             row = await _exam_omr(tenant_scope, exam_id)
-            if row["omr_template"] is None:
-                raise ProblemException(
-                    409,
-                    "the exam has no answer card template: PUT /exams/{id}/omr first",
-                    type_="/problems/no-omr-template",
-                )
-            spec = (await load_template(tenant_scope, row["omr_template"]))["spec"]
+            spec = (await _exam_template(tenant_scope, row))["spec"]
             questions = parse_template(spec).questions
             try:
                 imported = import_omrchecker_evaluation(
@@ -679,13 +691,7 @@ class ExamOmrController(Controller):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
             raise ProblemException(413, f"the upload is larger than {limit // (1024 * 1024)} MiB")
-        if row["omr_template"] is None:
-            raise ProblemException(
-                409,
-                "the exam has no answer card template: PUT /exams/{id}/omr first",
-                type_="/problems/no-omr-template",
-            )
-        template_row = await load_template(tenant_scope, row["omr_template"])
+        template_row = await _exam_template(tenant_scope, row)
         files = await _uploaded_files(request)
         batch_id = uuid.uuid4()
         if sum(len(data) for _, _, data in files) > limit:
@@ -762,13 +768,7 @@ class ExamOmrController(Controller):
             f"ORDER BY b.created_at DESC, b.id DESC LIMIT {limit + 1}",
             *args,
         )
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
-        return Page(
-            items=[_to_batch(r) for r in rows[:limit]], limit=limit, next_cursor=next_cursor
-        )
+        return page_of(rows, limit, _newest_cursor, _to_batch)
 
     @get("/omr/review", summary="The review queue: pages of this exam a teacher must look at")
     async def review_queue(
@@ -794,12 +794,7 @@ class ExamOmrController(Controller):
             f"ORDER BY p.created_at, p.id LIMIT {limit + 1}",
             *args,
         )
-        items = [await _to_page(r) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor([last["created_at"].isoformat(), str(last["id"])])
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(rows, limit, _newest_cursor, _to_page)
 
 
 # --- batches and pages -------------------------------------------------------------------
@@ -840,12 +835,11 @@ def _to_batch(r: Any) -> BatchOut:
     )
 
 
-async def _to_page(r: Any, *, with_reading: bool = False) -> PageOut:
+def _to_page(r: Any, *, with_reading: bool = False) -> PageOut:
+    # Presigning is local signing, no request: not worth a thread per row.
     url = None
     if r["annotated_key"]:
-        url = await asyncio.to_thread(
-            storage.presigned_get, get_settings().r2_ai_bucket, r["annotated_key"], 3600
-        )
+        url = storage.presigned_get(get_settings().r2_ai_bucket, r["annotated_key"], 3600)
     return PageOut(
         id=r["id"],
         batch_id=r["batch"],
@@ -917,9 +911,7 @@ class BatchController(Controller):
             key,
             after[0] if after is not None else 0,
         )
-        items = [await _to_page(r) for r in rows[:limit]]
-        next_cursor = encode_cursor([items[-1].page_no]) if len(rows) > limit else None
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(rows, limit, lambda r: [r["page_no"]], _to_page)
 
     @post(
         "/batches/{batch_id:str}/regrade",
@@ -979,7 +971,7 @@ class BatchController(Controller):
     async def get_page(
         self, page_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> PageOut:
-        return await _to_page(await _load_page(tenant_scope, page_id), with_reading=True)
+        return _to_page(await _load_page(tenant_scope, page_id), with_reading=True)
 
     @post(
         "/pages/{page_id:str}/review",
@@ -1115,7 +1107,7 @@ class BatchController(Controller):
                 before=before,
                 after=after,
             )
-        return await _to_page(await _load_page(tenant_scope, row["id"]), with_reading=True)
+        return _to_page(await _load_page(tenant_scope, row["id"]), with_reading=True)
 
 
 def _str(value: Any) -> str | None:

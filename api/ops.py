@@ -109,8 +109,8 @@ class OpsController(Controller):
     @get("/queues", summary="Queue and DLQ depths, and this academy's recent failures by actor")
     async def queues(self, tenant_scope: NamedDependency[TenantScope]) -> OpsQueues:
         settings = get_settings()
-        stats, (_, oldest) = await asyncio.gather(
-            asyncio.to_thread(ops_metrics.queue_stats, settings), ops_metrics.job_stats()
+        stats, oldest = await asyncio.gather(
+            asyncio.to_thread(ops_metrics.queue_stats, settings), ops_metrics.oldest_pending()
         )
         by_queue = {(q.tier, q.kind): q for q in stats}
 

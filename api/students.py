@@ -26,7 +26,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.db import transaction
 from models.scope import NotFoundInTenant, TenantScope, parse_id
@@ -237,14 +237,12 @@ async def list_students(
         f"ORDER BY {column} {direction}, s.id {direction} LIMIT {arg(limit + 1)}"
     )
     rows = await scope.fetch(sql, *args)
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        key = last[field]
-        next_cursor = encode_cursor(
-            [key.isoformat() if hasattr(key, "isoformat") else key, str(last["id"])]
-        )
-    return RawPage([_listed(r) for r in rows[:limit]], limit, next_cursor)
+    page = page_of(rows, limit, lambda r: [_cursor_key(r[field]), str(r["id"])], _listed)
+    return RawPage(page.items, page.limit, page.next_cursor)
+
+
+def _cursor_key(key: Any) -> Any:
+    return key.isoformat() if hasattr(key, "isoformat") else key
 
 
 class ListedStudent(msgspec.Struct):

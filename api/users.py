@@ -20,7 +20,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Principal, require_admin
 from api.errors import ProblemException
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
 from models.db import transaction
 from models.scope import TenantScope
 from models.students import Guardian, Student
@@ -126,9 +126,7 @@ class UserController(Controller):
         if after is not None:
             query = query.where(User.email > str(after[0]))
         rows = await query
-        items = [_account(r) for r in rows[:limit]]
-        next_cursor = encode_cursor([items[-1].email]) if len(rows) > limit else None
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
+        return page_of(rows, limit, lambda r: [r["email"]], _account)
 
     @post("/", status_code=HTTP_201_CREATED, summary="Create an account")
     async def create(

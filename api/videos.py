@@ -47,7 +47,7 @@ from api.pagination import (
     as_uuid,
     check_limit,
     decode_cursor_as,
-    encode_cursor,
+    page_of,
 )
 from models.db import transaction
 from models.lectures import Lecture as LectureRow
@@ -445,8 +445,7 @@ class VideoController(Controller):
             .limit(limit + 1)
             .output(load_json=True)
         )
-        page = rows[:limit]
-        job_ids = [r["job"] for r in page if r["job"]]
+        job_ids = [r["job"] for r in rows[:limit] if r["job"]]
         jobs = (
             {
                 j["id"]: j
@@ -457,13 +456,12 @@ class VideoController(Controller):
             if job_ids
             else {}
         )
-        items = [_to_video(r, jobs.get(r["job"])) for r in page]
-        next_cursor = (
-            encode_cursor([page[-1]["created_at"].isoformat(), str(page[-1]["id"])])
-            if len(rows) > limit
-            else None
+        return page_of(
+            rows,
+            limit,
+            lambda r: [r["created_at"].isoformat(), str(r["id"])],
+            lambda r: _to_video(r, jobs.get(r["job"])),
         )
-        return Page(items=items, limit=limit, next_cursor=next_cursor)
 
     @get("/{video_id:str}", guards=[require_staff], summary="A video, with its pipeline progress")
     async def get_video(
@@ -793,34 +791,31 @@ class VideoController(Controller):
             video["id"],
             video["lecture"],
         )
-        page = rows[:limit]
+        page = page_of(rows, limit, lambda r: [r["name"], str(r["id"])], _watch_row)
         return WatchReport(
             video_id=video["id"],
             duration_seconds=video["duration_seconds"],
             completion_percent=s.video_completion_percent,
             student_count=totals["n"] if totals else 0,
             completed_count=totals["done"] if totals else 0,
-            students=[
-                WatchReportRow(
-                    student_id=r["id"],
-                    student_name=r["name"],
-                    watched_seconds=r["watched_seconds"] or 0.0,
-                    coverage_percent=round((r["coverage"] or 0.0) * 100, 2),
-                    completed=bool(r["completed"]),
-                    completed_at=r["completed_at"],
-                    last_watched_at=r["updated_at"] if r["heartbeats"] else None,
-                    heartbeats=r["heartbeats"] or 0,
-                    rejected_heartbeats=r["rejected_heartbeats"] or 0,
-                )
-                for r in page
-            ],
+            students=page.items,
             limit=limit,
-            next_cursor=(
-                encode_cursor([page[-1]["name"], str(page[-1]["id"])])
-                if len(rows) > limit
-                else None
-            ),
+            next_cursor=page.next_cursor,
         )
+
+
+def _watch_row(r: Any) -> WatchReportRow:
+    return WatchReportRow(
+        student_id=r["id"],
+        student_name=r["name"],
+        watched_seconds=r["watched_seconds"] or 0.0,
+        coverage_percent=round((r["coverage"] or 0.0) * 100, 2),
+        completed=bool(r["completed"]),
+        completed_at=r["completed_at"],
+        last_watched_at=r["updated_at"] if r["heartbeats"] else None,
+        heartbeats=r["heartbeats"] or 0,
+        rejected_heartbeats=r["rejected_heartbeats"] or 0,
+    )
 
 
 def _check_heartbeat(data: Heartbeat) -> None:

@@ -7,6 +7,7 @@ COMMIT succeeded, and is dropped on rollback -- the "enqueue after commit" rule.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -120,6 +121,28 @@ async def connection() -> AsyncIterator[asyncpg.Connection]:
             yield conn
         finally:
             await conn.close()
+
+
+async def run_exclusively_forever(
+    name: str, interval: float, work: Callable[[], Awaitable[Any]]
+) -> None:
+    """Every ``interval`` seconds, ``work()`` in a transaction that holds the advisory lock
+    ``name``: with several API processes, one does the round and the others skip it. A
+    failing round is logged and the next one comes anyway."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with transaction():
+                async with connection() as conn:
+                    got = await conn.fetchval(
+                        "SELECT pg_try_advisory_xact_lock(hashtext($1))", name
+                    )
+                if got:
+                    await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", name)
 
 
 def in_transaction() -> bool:

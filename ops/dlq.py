@@ -24,7 +24,7 @@ import base64
 import json
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,16 +104,27 @@ def _read_all(client: Any, url: str) -> list[dict[str, Any]]:
             seen[m["MessageId"]] = m
 
 
-def _release(client: Any, url: str, letters: Iterable[DeadLetter]) -> None:
+def _batches(letters: Iterable[DeadLetter], **extra: Any) -> Iterator[list[dict[str, Any]]]:
+    """Batch-call entries for the letters, 10 at a time (the SQS limit)."""
     batch = list(letters)
     for start in range(0, len(batch), 10):
-        client.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
-                for i, d in enumerate(batch[start : start + 10])
-            ],
-        )
+        yield [
+            {"Id": str(i), "ReceiptHandle": d.receipt_handle, **extra}
+            for i, d in enumerate(batch[start : start + 10])
+        ]
+
+
+def _release(client: Any, url: str, letters: Iterable[DeadLetter]) -> None:
+    for entries in _batches(letters, VisibilityTimeout=0):
+        client.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+
+
+def _delete(client: Any, url: str, letters: Iterable[DeadLetter]) -> None:
+    for entries in _batches(letters):
+        failed = client.delete_message_batch(QueueUrl=url, Entries=entries).get("Failed")
+        if failed:
+            # A batch call reports per-entry failures instead of raising; keep them loud.
+            raise RuntimeError(f"could not delete {len(failed)} dead letters: {failed[0]}")
 
 
 def _parse(raw: dict[str, Any]) -> DeadLetter:
@@ -225,7 +236,8 @@ async def redrive(tier: str, ids: set[str] | None = None) -> tuple[int, list[str
             keep.append(d)
             continue
         previous = None
-        if _uuid(d.job_id) is not None:
+        job_id = _uuid(d.job_id)
+        if job_id is not None:
             async with connection() as conn:
                 previous = await conn.fetchrow(
                     """
@@ -236,7 +248,7 @@ async def redrive(tier: str, ids: set[str] | None = None) -> tuple[int, list[str
                     WHERE job.id = old.id AND job.status <> 'DONE'
                     RETURNING old.status, old.stage, old.error, old.finished_at
                     """,
-                    _uuid(d.job_id),
+                    job_id,
                 )
         try:
             await asyncio.to_thread(
@@ -248,7 +260,7 @@ async def redrive(tier: str, ids: set[str] | None = None) -> tuple[int, list[str
                     await conn.execute(
                         "UPDATE job SET status = $2, stage = $3, error = $4, finished_at = $5 "
                         "WHERE id = $1",
-                        _uuid(d.job_id),
+                        job_id,
                         *previous,
                     )
             problems.append(f"{d.sqs_message_id}: not sent ({type(exc).__name__}: {exc})")
@@ -264,8 +276,7 @@ async def purge(tier: str) -> int:
     """Delete every dead letter of the tier; jobs still looking alive are marked FAILED."""
     letters, client, url = await read(tier)
     await reconcile(letters)
-    for d in letters:
-        await asyncio.to_thread(client.delete_message, QueueUrl=url, ReceiptHandle=d.receipt_handle)
+    await asyncio.to_thread(_delete, client, url, letters)
     return len(letters)
 
 

@@ -49,6 +49,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from ops.logging import log_event
+from ops.runtime import pid_alive
 from ops.settings import Settings, get_settings
 
 log = logging.getLogger("ops.idle")
@@ -129,16 +130,6 @@ def _process_start(pid: int) -> str:
         return "0"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class HostCoordinator:
     """Shared state of the worker processes under one ``dramatiq`` master.
 
@@ -176,7 +167,7 @@ class HostCoordinator:
         pids = []
         for path in self.dir.glob("*.alive"):
             pid = int(path.stem)
-            if _alive(pid):
+            if pid_alive(pid):
                 pids.append(pid)
             else:  # died without unregistering
                 with contextlib.suppress(FileNotFoundError):

@@ -148,6 +148,21 @@ FROM job WHERE status = 'PENDING' GROUP BY tier
 """
 
 
+def _oldest(rows: Iterable[Any]) -> dict[str, float]:
+    return {row["tier"]: float(row["age"]) for row in rows}
+
+
+async def oldest_pending() -> dict[str, float]:
+    """Age of the oldest job not yet started, per tier (tiers with none waiting are absent).
+
+    Its own query so a caller that needs only this skips the histogram scans of job_stats.
+    """
+    from models.db import connection
+
+    async with connection() as conn:
+        return _oldest(await conn.fetch(OLDEST_PENDING_SQL))
+
+
 async def job_stats() -> tuple[list[ActorStats], dict[str, float]]:
     from models.db import connection
 
@@ -180,9 +195,7 @@ async def job_stats() -> tuple[list[ActorStats], dict[str, float]]:
         a = actor(row["actor_name"], row["tier"])
         a.processing.buckets[row["i"] - 1] = int(row["processing_le"])
         a.queue_wait.buckets[row["i"] - 1] = int(row["wait_le"])
-    return sorted(actors.values(), key=lambda a: (a.tier, a.actor)), {
-        row["tier"]: float(row["age"]) for row in oldest
-    }
+    return sorted(actors.values(), key=lambda a: (a.tier, a.actor)), _oldest(oldest)
 
 
 # --- Prometheus text exposition (version 0.0.4) -------------------------------------------

@@ -49,12 +49,9 @@ async def _database() -> str:
     return str(rows[0]["v"]).split(" on ")[0]
 
 
-def _queue(name: str) -> Callable[[], Awaitable[str]]:
+def _queue(client: Any, name: str) -> Callable[[], Awaitable[str]]:
     async def check() -> str:
-        from ops.provision import sqs_client
-
         def run() -> str:
-            client = sqs_client(get_settings())
             url = client.get_queue_url(QueueName=name)["QueueUrl"]
             attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
             client.get_queue_url(QueueName=f"{name}-dlq")
@@ -142,9 +139,14 @@ async def run_checks(tiers: list[str] | None = None, probe_timeout: float = 60.0
 
     if dramatiq.broker.global_broker is None:
         setup_broker(worker=False)
+    from ops.provision import sqs_client
+
+    # One client shared by the queue checks: boto3 clients are thread-safe, but creating them
+    # from several threads at once on the default session is not.
+    sqs = sqs_client(settings)
     checks = [await _timed("database", _database)]
     checks += await asyncio.gather(
-        *[_timed(f"queue {name}", _queue(name)) for name in settings.queues.values()],
+        *[_timed(f"queue {name}", _queue(sqs, name)) for name in settings.queues.values()],
         *[_timed(f"bucket {b}", _bucket(b)) for b in settings.buckets.values()],
     )
     if not checks[0].ok:

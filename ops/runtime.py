@@ -167,7 +167,7 @@ def attached_dev_env() -> dict[str, str]:
         state = json.loads(DEV_STATE.read_text())
     except (OSError, ValueError):
         return {}
-    return dict(state["env"]) if _pid_alive(int(state.get("pid", 0))) else {}
+    return dict(state["env"]) if pid_alive(int(state.get("pid", 0))) else {}
 
 
 def _postmaster_running(pgdata: Path) -> bool:
@@ -175,7 +175,7 @@ def _postmaster_running(pgdata: Path) -> bool:
         pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
     except (OSError, ValueError, IndexError):
         return False
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 @contextlib.contextmanager
@@ -237,7 +237,8 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
         rt.stop()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists (also when it belongs to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -256,9 +257,9 @@ def _stop_postmaster(pgdata: Path) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)  # "fast" shutdown
     deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -274,7 +275,7 @@ def watchdog(parent: int, pgdata: str | None, delete: bool, kill: list[int]) -> 
 
     # SIGTERM means the owner cleaned up by itself: nothing left to do.
     signal.signal(signal.SIGTERM, _on_term)
-    while not stop and _pid_alive(parent):
+    while not stop and pid_alive(parent):
         time.sleep(0.5)
     if stop:
         return

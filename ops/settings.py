@@ -72,6 +72,11 @@ def _float(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _csv(name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks around and between commas are dropped."""
+    return tuple(part.strip() for part in _env(name).split(",") if part.strip())
+
+
 def _database_url() -> str:
     url = _env("DATABASE_URL")
     if url:
@@ -317,9 +322,7 @@ def load_settings() -> Settings:
         login_window_seconds=_int("LOGIN_WINDOW_SECONDS", 900),
         job_sweep_after_seconds=_int("JOB_SWEEP_AFTER_SECONDS", 300),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
-        extra_actor_modules=tuple(
-            m.strip() for m in _env("ACADEMY_EXTRA_ACTOR_MODULES").split(",") if m.strip()
-        ),
+        extra_actor_modules=_csv("ACADEMY_EXTRA_ACTOR_MODULES"),
         excel_max_upload_bytes=_int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
         excel_max_rows=_int("EXCEL_MAX_ROWS", 200_000),
         idle_stop_mode=_idle_stop_mode(),
@@ -331,9 +334,7 @@ def load_settings() -> Settings:
         messaging_provider=_env(
             "MESSAGING_PROVIDER", "" if environment == "production" else "console"
         ).lower(),
-        messaging_credentials_keys=tuple(
-            k.strip() for k in _env("MESSAGING_CREDENTIALS_KEYS").split(",") if k.strip()
-        ),
+        messaging_credentials_keys=_csv("MESSAGING_CREDENTIALS_KEYS"),
         solapi_base_url=_env("SOLAPI_BASE_URL", "https://api.solapi.com").rstrip("/"),
         messaging_http_timeout_seconds=_float("MESSAGING_HTTP_TIMEOUT_SECONDS", 10.0),
         messaging_send_lease_seconds=_int("MESSAGING_SEND_LEASE_SECONDS", 60),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from typing import Any
 
@@ -94,3 +95,32 @@ def get_bytes(bucket: str, key: str) -> bytes:
 
 def delete(bucket: str, key: str) -> None:
     client().delete_object(Bucket=bucket, Key=key)
+
+
+def delete_under(
+    bucket: str,
+    prefix: str,
+    *,
+    older_than: dt.datetime | None = None,
+    dry_run: bool = False,
+    s3: Any = None,
+) -> int:
+    """Delete every object under ``prefix`` (last modified before ``older_than``, if given).
+
+    Returns how many matched; ``dry_run`` only counts. Blocking: call it from a thread in
+    async code. A prefix with nothing under it is no error.
+    """
+    s3 = s3 or client()
+    doomed: list[dict[str, str]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        doomed += [
+            {"Key": o["Key"]}
+            for o in page.get("Contents", [])
+            if older_than is None or o["LastModified"] < older_than
+        ]
+    if not dry_run:
+        for start in range(0, len(doomed), 1000):  # DeleteObjects takes 1,000 keys
+            s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+            )
+    return len(doomed)

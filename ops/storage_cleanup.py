@@ -34,24 +34,17 @@ def cleanup(
 ) -> dict[str, int]:
     """Delete the expired objects of the Excel bucket. Returns how many per prefix."""
     settings = get_settings()
-    client = client or storage.client()
     now = now or dt.datetime.now(dt.UTC)
-    bucket = settings.r2_excel_bucket
-    report: dict[str, int] = {}
-    for prefix, ttl in expiring(settings):
-        cutoff = now - ttl
-        doomed: list[dict[str, str]] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            doomed += [
-                {"Key": o["Key"]} for o in page.get("Contents", []) if o["LastModified"] < cutoff
-            ]
-        if not dry_run:
-            for start in range(0, len(doomed), 1000):  # DeleteObjects takes 1,000 keys
-                client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
-                )
-        report[prefix] = len(doomed)
-    return report
+    return {
+        prefix: storage.delete_under(
+            settings.r2_excel_bucket,
+            prefix,
+            older_than=now - ttl,
+            dry_run=dry_run,
+            s3=client,
+        )
+        for prefix, ttl in expiring(settings)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

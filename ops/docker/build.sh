@@ -7,22 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    *) echo "usage: just build [--dry-run]" >&2; exit 2 ;;
-  esac
-done
-
-TAG="${IMAGE_TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}"
-PREFIX="${IMAGE_PREFIX:-academy}"
-ROLES=(video ai-cpu ai-gpu messaging)
-
-run() {
-  echo "+ $*"
-  if [ "$DRY_RUN" = 0 ]; then "$@"; fi
-}
+USAGE="just build"
+# shellcheck source=ops/docker/common.sh
+source ops/docker/common.sh
 
 if [ "$DRY_RUN" = 0 ] && ! command -v docker >/dev/null; then
   echo "docker is not installed; \`just build --dry-run\` shows what would run" >&2

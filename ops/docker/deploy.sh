@@ -17,31 +17,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-DRY_RUN=0
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    *) echo "usage: just deploy [--dry-run]" >&2; exit 2 ;;
-  esac
-done
+USAGE="just deploy"
+# shellcheck source=ops/docker/common.sh
+source ops/docker/common.sh
 
 need() { [ -n "${!1:-}" ] || { echo "deploy: set $1 ($2)" >&2; exit 2; }; }
 need DEPLOY_REGISTRY "the registry images are pushed to"
 need DEPLOY_API_HOSTS "the API hosts"
 need DEPLOY_WORKER_HOSTS "worker hosts as host=role"
 
-TAG="${IMAGE_TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}"
-PREFIX="${IMAGE_PREFIX:-academy}"
 REG="${DEPLOY_REGISTRY%/}"
 SSH_USER="${DEPLOY_SSH_USER:-ec2-user}"
 ENV_FILE="${DEPLOY_ENV_FILE:-/etc/academy/academy.env}"
 read -r -a API_HOSTS <<<"${DEPLOY_API_HOSTS//,/ }"
 read -r -a WORKERS <<<"${DEPLOY_WORKER_HOSTS//,/ }"
 
-run() {
-  echo "+ $*"
-  if [ "$DRY_RUN" = 0 ]; then "$@"; fi
-}
 on() {  # on HOST COMMAND...
   local host="$1"; shift
   run ssh -o BatchMode=yes -o ConnectTimeout=10 "$SSH_USER@$host" "$*"
@@ -52,7 +42,7 @@ echo "== build $TAG"
 if [ "$DRY_RUN" = 1 ]; then bash ops/docker/build.sh --dry-run; else bash ops/docker/build.sh; fi
 
 echo "== push to $REG"
-for name in api worker-video worker-ai-cpu worker-ai-gpu worker-messaging; do
+for name in api "${ROLES[@]/#/worker-}"; do
   run docker tag "$PREFIX-$name:$TAG" "$(image "$name")"
   run docker push "$(image "$name")"
   run docker tag "$PREFIX-$name:$TAG" "$REG/$PREFIX-$name:current"
@@ -79,7 +69,7 @@ echo "== rolling restart: workers"
 skipped=()
 for entry in "${WORKERS[@]}"; do
   host="${entry%%=*}"; role="${entry#*=}"
-  case "$role" in video|ai-cpu|ai-gpu|messaging) ;; *) echo "unknown role in $entry" >&2; exit 2 ;; esac
+  [[ " ${ROLES[*]} " == *" $role "* ]] || { echo "unknown role in $entry" >&2; exit 2; }
   if [ "$DRY_RUN" = 0 ] && ! ssh -o BatchMode=yes -o ConnectTimeout=10 "$SSH_USER@$host" true 2>/dev/null; then
     skipped+=("$entry"); continue
   fi

@@ -74,13 +74,3 @@ def header_key(text: str) -> str:
 ALIAS_TO_FIELD: dict[str, str] = {
     header_key(alias): field for field, aliases in ALIASES.items() for alias in aliases
 }
-
-
-def column_letter(index: int) -> str:
-    """0 -> A, 25 -> Z, 26 -> AA (as Excel names columns)."""
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters

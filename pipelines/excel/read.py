@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import fastexcel
 import polars as pl
+from xlsxwriter.utility import xl_col_to_name
 
 from pipelines.excel.common import (
     ALIAS_TO_FIELD,
     ALIASES,
     ImportFailure,
-    column_letter,
     header_key,
 )
 from pipelines.excel.detect import FileType
@@ -104,7 +104,7 @@ def _excel_grids(data: bytes, max_rows: int) -> list[tuple[str, tuple[pl.DataFra
             if sheet.visible != "visible" and len(names) > 1:
                 continue
             frame = sheet.to_polars()
-            letters = [column_letter(c.absolute_index) for c in sheet.available_columns()]
+            letters = [xl_col_to_name(c.absolute_index) for c in sheet.available_columns()]
         except fastexcel.FastExcelError as exc:
             raise ImportFailure(
                 f"sheet {name!r} could not be read: the file is damaged ({_first_line(exc)})"
@@ -141,7 +141,7 @@ def _csv_grid(data: bytes, max_rows: int) -> tuple[pl.DataFrame, list[str]]:
         for j in range(width)
     }
     frame = pl.DataFrame(columns, schema=dict.fromkeys(columns, pl.String))
-    return frame, [column_letter(j) for j in range(width)]
+    return frame, [xl_col_to_name(j) for j in range(width)]
 
 
 def _locate(grid: pl.DataFrame, letters: list[str], sheet_name: str, max_rows: int) -> RawSheet:

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.korean import phone_digits
 from pipelines.messaging.policy import with_advertising_marks
 from pipelines.messaging.templates import TemplateError, render
 from pipelines.messaging.text import Channel, MessageTextError, prepare_sms
@@ -47,7 +48,7 @@ class Recipient:
         """Who this is, for the idempotency key: a guardian about one student, or a phone."""
         if self.guardian_id is not None:
             return f"{self.guardian_id}:{self.student_id or '-'}"
-        return "".join(ch for ch in self.phone if ch.isdigit())
+        return phone_digits(self.phone)
 
 
 @dataclass

@@ -115,21 +115,3 @@ def ensure_uploaded(
         if progress is not None:
             progress(done, len(files))
     return counts
-
-
-def delete_prefix(client: Any, bucket: str, prefix: str) -> int:
-    """Delete every object under ``prefix`` (1,000 per request). Returns how many."""
-    deleted = 0
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix.rstrip("/") + "/"}
-        if token:
-            kwargs["ContinuationToken"] = token
-        page = client.list_objects_v2(**kwargs)
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-            deleted += len(keys)
-        if not page.get("IsTruncated"):
-            return deleted
-        token = page.get("NextContinuationToken")

@@ -4,7 +4,6 @@ worker goes idle in seconds; production runs 20 s x 5."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -21,32 +20,12 @@ from ops.settings import get_settings
 from ops.worker import queues_for
 from tests import actors as test_actors
 from tests.conftest import ROOT, wait_for
+from tests.idle_helpers import FakeAws, assert_stopped_exactly_once, events, exited, names
 from tests.sqs_helpers import counts, purge
-from tests.unit.test_idle_ec2 import FakeAws, assert_stopped_exactly_once
 
 pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]
 
 EXIT_ENV = {"IDLE_STOP_MODE": "exit", "EC2_IDLE_STOP_THRESHOLD": "3"}
-
-
-def events(output: str) -> list[dict[str, Any]]:
-    """The structured log records of a worker's output, in order."""
-    out = []
-    for line in output.splitlines():
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            record = json.loads(line[start:])
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "event" in record:
-            out.append(record)
-    return out
-
-
-def names(output: str) -> list[str]:
-    return [e["event"] for e in events(output)]
 
 
 @pytest.fixture
@@ -55,13 +34,6 @@ def lite_queue(broker: Any) -> Iterator[str]:
     purge(q, f"{q}-dlq")
     yield q
     purge(q, f"{q}-dlq")
-
-
-def exited(proc: subprocess.Popen[bytes]) -> Any:
-    async def check() -> int | None:
-        return proc.poll() is not None
-
-    return check
 
 
 def _done(job_id: Any) -> Any:

@@ -15,7 +15,7 @@ from ops.settings import get_settings
 from ops.worker import command
 from tests import actors as test_actors
 from tests.conftest import wait_for
-from tests.e2e.test_idle import events, exited, names
+from tests.idle_helpers import events, exited, names
 from tests.sqs_helpers import counts, purge
 
 pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]

@@ -171,7 +171,6 @@ def main() -> int:
     from ops.hls_server import serve_in_thread
     from ops.settings import get_settings
     from pipelines.video.signing import sign_url
-    from pipelines.video.upload import delete_prefix
 
     s = get_settings()
     with tempfile.TemporaryDirectory(prefix="academy-playback-") as tmp:
@@ -190,9 +189,7 @@ def main() -> int:
             ok, events = play(browser, page)
         finally:
             server.shutdown()
-            delete_prefix(
-                storage.client(), s.r2_video_bucket, storage.object_key("hls", tenant, video)
-            )
+            storage.delete_under(s.r2_video_bucket, storage.object_key("hls", tenant, video) + "/")
     ticks = [e for e in events if e["kind"] == "tick"]
     last = ticks[-1] if ticks else {}
     for e in events:

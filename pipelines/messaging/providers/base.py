@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from pipelines.korean import phone_digits
 from pipelines.messaging.text import Channel
 
 
@@ -98,10 +99,6 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
-def digits(phone: str) -> str:
-    return "".join(ch for ch in phone if ch.isdigit())
-
-
 def mask_phone(phone: str) -> str:
-    d = digits(phone)
+    d = phone_digits(phone)
     return f"{d[:3]}-****-{d[-4:]}" if len(d) >= 8 else "****"

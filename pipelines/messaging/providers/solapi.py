@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from pipelines.korean import phone_digits
 from pipelines.messaging.credentials import Credentials
 from pipelines.messaging.providers.base import (
     DeliveryState,
@@ -29,7 +30,6 @@ from pipelines.messaging.providers.base import (
     ProviderUncertain,
     Report,
     SendOutcome,
-    digits,
 )
 from pipelines.messaging.signing import solapi_authorization
 from pipelines.messaging.text import Channel
@@ -96,8 +96,8 @@ class SolapiProvider:
 
     def _body(self, m: OutgoingMessage) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "to": digits(m.to),
-            "from": digits(m.sender),
+            "to": phone_digits(m.to),
+            "from": phone_digits(m.sender),
             "type": TYPES[m.channel],
             "text": m.text,
             "customFields": {"idempotencyKey": m.key},
@@ -152,7 +152,7 @@ class SolapiProvider:
         wanted = set(keys)
         found: dict[str, Report] = {}
         for item in await self._list(
-            {"from": digits(sender), "startDate": since.astimezone(dt.UTC).isoformat()}
+            {"from": phone_digits(sender), "startDate": since.astimezone(dt.UTC).isoformat()}
         ):
             key = (item.get("customFields") or {}).get("idempotencyKey", "")
             if key in wanted:
