@@ -379,14 +379,16 @@ async def _check_target(scope: TenantScope, target: Target) -> dict[str, Any]:
                 "target.recipients", f"between 1 and {MAX_EXPLICIT_RECIPIENTS} recipients"
             )
         errors = []
+        explicit = []
         for i, r in enumerate(target.recipients):
             try:
-                normalize_phone(r.phone)
+                # Canonical here, so "+82 10-…" and "010-…" are one recipient downstream.
+                explicit.append({"phone": normalize_phone(r.phone), "name": r.name})
             except InvalidPhone as exc:
                 errors.append({"field": f"target.recipients[{i}].phone", "message": str(exc)})
         if errors:
             raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
-        return {"recipients": [{"phone": r.phone, "name": r.name} for r in target.recipients]}
+        return {"recipients": explicit}
     name, table = (
         ("student_ids", "student")
         if target.student_ids is not None

@@ -504,6 +504,7 @@ async def test_an_explicit_list_sends_once_per_phone(tenant, client):
         "/api/v1/messaging/send",
         json={"text": "안내", "dry_run": True,
               "target": {"recipients": [{"phone": "010-2000-4444"}, {"phone": "01020004444"},
+                                        {"phone": "+82 10-2000-4444"}, {"phone": "010.2000.4444"},
                                         {"phone": "010-2000-5555"}]}},
         headers=headers,
     )  # fmt: skip
