@@ -37,13 +37,15 @@ import polars as pl
 
 from actors.jobs import JobActor, fail_job, finish_job, job, set_progress, start_job
 from models.db import connection, on_commit, transaction
+from models.enrollments import ENROLLED, Outcome, enrol_many
+from models.jobs import JobRecord
 from models.scope import TenantScope
 from ops import storage
 from ops.logging import log_event
 from ops.settings import get_settings
 from pipelines.excel.common import LABELS, ImportFailure
 from pipelines.excel.detect import detect_type
-from pipelines.excel.plan import PLAN_SCHEMA, allocate_seats, build_plan, full_errors
+from pipelines.excel.plan import PLAN_SCHEMA, build_plan
 from pipelines.excel.read import RawSheet, read_sheet
 from pipelines.excel.validate import ERROR_SCHEMA, ROW_SCHEMA, empty_errors, validate
 from pipelines.excel.workbook import XLSX_CONTENT_TYPE, Column, error_workbook, write_sheet
@@ -191,7 +193,7 @@ async def _send(actor: JobActor, job_id: str, request_id: str, delay_ms: int | N
     await asyncio.to_thread(send)
 
 
-StepBody = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
+StepBody = Callable[[JobRecord, dict[str, Any]], Awaitable[None]]
 
 
 async def _run_step(job_id: str, stage: str, progress: int, body: StepBody) -> None:
@@ -257,9 +259,9 @@ async def release_lock(tenant_id: Any, job_id: str) -> None:
 
 @job("excel.parse_upload", tier=TIER, max_retries=3)
 async def parse_upload(job_id: str) -> None:
-    async def body(job_row: dict[str, Any], imp: dict[str, Any]) -> None:
+    async def body(job_row: JobRecord, imp: dict[str, Any]) -> None:
         if _past(imp, "parsed"):
-            await _send(validate_rows, job_id, job_row["request_id"])
+            await _send(validate_rows, job_id, job_row.request_id)
             return
         started = time.perf_counter()
         data = await asyncio.to_thread(storage.get_bytes, _bucket(), imp["input_key"])
@@ -282,7 +284,7 @@ async def parse_upload(job_id: str) -> None:
                 },
                 total_rows=raw.frame.height,
             )
-            await _send_next(validate_rows, job_id, job_row["request_id"])
+            await _send_next(validate_rows, job_id, job_row.request_id)
 
     await _run_step(job_id, "parsing", 5, body)
 
@@ -304,9 +306,9 @@ def _raw_sheet(imp: dict[str, Any], frame: pl.DataFrame) -> RawSheet:
 
 @job("excel.validate_rows", tier=TIER, max_retries=3)
 async def validate_rows(job_id: str) -> None:
-    async def body(job_row: dict[str, Any], imp: dict[str, Any]) -> None:
+    async def body(job_row: JobRecord, imp: dict[str, Any]) -> None:
         if _past(imp, "validated"):
-            await _send(match_rows, job_id, job_row["request_id"])
+            await _send(match_rows, job_id, job_row.request_id)
             return
         if not _past(imp, "parsed"):
             return  # out of order: the chain sends this step again when parsing is done
@@ -320,7 +322,7 @@ async def validate_rows(job_id: str) -> None:
             await _record_step(
                 job_id, "validated", time.perf_counter() - started, merged=checked.merged
             )
-            await _send_next(match_rows, job_id, job_row["request_id"])
+            await _send_next(match_rows, job_id, job_row.request_id)
 
     await _run_step(job_id, "validating", 25, body)
 
@@ -330,8 +332,8 @@ async def validate_rows(job_id: str) -> None:
 
 @job("excel.match_rows", tier=TIER, max_retries=3)
 async def match_rows(job_id: str) -> None:
-    async def body(job_row: dict[str, Any], imp: dict[str, Any]) -> None:
-        request_id = job_row["request_id"]
+    async def body(job_row: JobRecord, imp: dict[str, Any]) -> None:
+        request_id = job_row.request_id
         if _past(imp, "matched"):
             await _send(finish_import if imp["dry_run"] else apply_rows, job_id, request_id)
             return
@@ -481,8 +483,8 @@ async def _match_inputs(
 
 @job("excel.apply_rows", tier=TIER, max_retries=5)
 async def apply_rows(job_id: str) -> None:
-    async def body(job_row: dict[str, Any], imp: dict[str, Any]) -> None:
-        request_id = job_row["request_id"]
+    async def body(job_row: JobRecord, imp: dict[str, Any]) -> None:
+        request_id = job_row.request_id
         if _past(imp, "applied") or imp["dry_run"]:
             # A dry run never writes, whatever message arrives.
             await _send(finish_import, job_id, request_id)
@@ -665,74 +667,37 @@ async def apply_chunk(imp: dict[str, Any], index: int, chunk: pl.DataFrame) -> b
 async def _enrol(
     scope: TenantScope, rows: list[dict[str, Any]], created_ids: set[str]
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Enrol the chunk's students, with the capacity rule of the API: the lectures are
-    locked (``FOR UPDATE``, in id order) before counting, as a manual enrolment locks them."""
+    """Enrol the chunk's students under the one capacity and lock rule
+    (``models.enrollments.enrol_many``); what did not fit becomes row errors."""
     pairs = [
         (r["row"], r["student_id"], lecture_id)
         for r in rows
         if r["verdict"] != "create" or r["student_id"] in created_ids
         for lecture_id in r["lecture_ids"] or []
     ]
-    if not pairs:
-        return 0, []
-    lecture_ids = sorted({uuid.UUID(p[2]) for p in pairs})
-    await scope.fetch(
-        "SELECT id FROM lecture WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE",
-        lecture_ids,
+    outcomes = await enrol_many(
+        scope,
+        [(uuid.UUID(student), uuid.UUID(lecture)) for _, student, lecture in pairs],
+        source="import",
     )
-    lectures = await scope.fetch(
-        f"SELECT l.id::text AS id, l.title, l.status, l.capacity, {ACTIVE_COUNT} AS active "
-        "FROM lecture l WHERE l.tenant = $1 AND l.id = ANY($2::uuid[])",
-        lecture_ids,
-    )
-    info = {r["id"]: r for r in lectures}
-    already = await scope.fetch(
-        "SELECT student::text AS s, lecture::text AS l FROM enrollment "
-        "WHERE tenant = $1 AND status = 'active' AND student = ANY($2::uuid[])",
-        list({uuid.UUID(p[1]) for p in pairs}),
-    )
-    active = {(r["s"], r["l"]) for r in already}
     errors: list[dict[str, Any]] = []
-    todo = []
-    for row, student_id, lecture_id in pairs:
-        lecture = info.get(lecture_id)
-        if (student_id, lecture_id) in active:
-            continue
-        if lecture is None or lecture["status"] == "closed":
-            title = lecture["title"] if lecture else lecture_id
-            errors.append({"row": row, "column": LABELS["lecture"],
-                           "message": f"lecture {title} was closed or deleted while importing"})  # fmt: skip
-            continue
-        todo.append((row, student_id, lecture_id))
-    frame = pl.DataFrame(
-        todo, schema={"row": pl.Int32, "student_id": pl.String, "lecture_id": pl.String},
-        orient="row",
-    )  # fmt: skip
-    remaining = {
-        lid: (None if r["capacity"] is None else max(0, r["capacity"] - r["active"]))
-        for lid, r in info.items()
-    }
-    allowed, full = allocate_seats(frame, remaining)
-    full_list = full_errors(
-        full,
-        {lid: r["title"] for lid, r in info.items()},
-        {lid: r["capacity"] for lid, r in info.items()},
-        LABELS["lecture"],
-    ).to_dicts()
-    done = await scope.fetch(
-        """
-        INSERT INTO enrollment (id, tenant, student, lecture, status, source, enrolled_at)
-        SELECT gen_random_uuid(), $1, t.s, t.l, 'active', 'import', now()
-        FROM unnest($2::uuid[], $3::uuid[]) AS t(s, l)
-        ON CONFLICT (student, lecture) DO UPDATE
-            SET status = 'active', source = 'import', enrolled_at = now(), dropped_at = NULL
-            WHERE enrollment.status <> 'active'
-        RETURNING id
-        """,
-        [uuid.UUID(s) for s in allowed["student_id"].to_list()],
-        [uuid.UUID(x) for x in allowed["lecture_id"].to_list()],
-    )
-    return len(done), errors + full_list
+    for (row, _, lecture_id), o in zip(pairs, outcomes, strict=True):
+        message = _enrol_error(o, lecture_id)
+        if message:
+            errors.append({"row": row, "column": LABELS["lecture"], "message": message})
+    return sum(1 for o in outcomes if o.result in ENROLLED), errors
+
+
+def _enrol_error(o: Outcome, lecture_id: str) -> str | None:
+    title = o.lecture.title if o.lecture else lecture_id
+    if o.result in ("no_lecture", "closed"):
+        return f"lecture {title} was closed or deleted while importing"
+    if o.result == "full":
+        capacity = o.lecture.capacity if o.lecture else None
+        return f"lecture {title} is full ({capacity} seats): not enrolled"
+    if o.result == "no_student":
+        return "the student was deleted while importing: not enrolled"
+    return None
 
 
 # --- step 5: finish ------------------------------------------------------------------------
@@ -740,7 +705,7 @@ async def _enrol(
 
 @job("excel.finish_import", tier=TIER, max_retries=5)
 async def finish_import(job_id: str) -> None:
-    async def body(job_row: dict[str, Any], imp: dict[str, Any]) -> None:
+    async def body(job_row: JobRecord, imp: dict[str, Any]) -> None:
         if not _past(imp, "matched" if imp["dry_run"] else "applied"):
             return  # out of order: the chain sends this step again when its turn comes
         started = time.perf_counter()
@@ -987,10 +952,10 @@ async def export(job_id: str, sheet: str, filename: str, params: dict[str, Any])
         await fail_job(job_id, f"unknown export {sheet!r}")
         return
     started = time.perf_counter()
-    sheet_name, columns, rows = await build(TenantScope(job_row["tenant"]), params)
+    sheet_name, columns, rows = await build(TenantScope(job_row.tenant), params)
     await set_progress(job_id, 50, "writing")
     data = await asyncio.to_thread(write_sheet, sheet_name, columns, rows)
-    key = export_key(job_row["tenant"], job_id, filename)
+    key = export_key(job_row.tenant, job_id, filename)
     await asyncio.to_thread(storage.put_bytes, _bucket(), key, data, XLSX_CONTENT_TYPE)
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=EXPORT_TTL_SECONDS)
     await finish_job(

@@ -1,4 +1,8 @@
-"""The ``@job`` actor decorator, job submission after commit, job state, and the sweeper."""
+"""The ``@job`` actor decorator, job submission after commit, the sweeper, and the step
+chain every pipeline runs on.
+
+Job state itself (start, progress, finish, fail) is ``models.jobs``; it is re-exported
+here because every actor module uses it."""
 
 from __future__ import annotations
 
@@ -7,23 +11,30 @@ import datetime as dt
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
 
 from models.db import on_commit, transaction
-from models.tables import Job, JobStatus
-from ops.logging import bound, log_event
+from models.jobs import (
+    fail_job,
+    finish_job,
+    insert_job,
+    mark_sent,
+    set_progress,
+    start_job,
+    unsent_jobs,
+    utcnow,
+)
+from models.tables import Job
+from ops.logging import bound, current_context, log_event
 from ops.settings import get_settings
 
 log = logging.getLogger("actors.jobs")
 
 _REGISTRY: dict[str, JobActor] = {}
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class JobActor:
@@ -144,18 +155,23 @@ async def submit(
     *,
     tenant_id: uuid.UUID | str,
     kind: str,
-    request_id: str = "",
+    request_id: str | None = None,
     input_key: str | None = None,
     sha256: str | None = None,
     **kwargs: Any,
 ) -> Job:
     """Insert a PENDING Job and send ``actor(job_id=..., **kwargs)`` once the transaction
     commits. Inside an outer ``transaction()`` the send waits for that commit; on rollback
-    nothing is sent. If the process dies between COMMIT and the send, the sweeper sends it."""
+    nothing is sent. If the process dies between COMMIT and the send, the sweeper sends it.
+
+    ``request_id`` defaults to the one bound in the logging context (the HTTP request's, or
+    the running actor's), so a job started by a request carries its id into the worker."""
+    if request_id is None:
+        request_id = str(current_context().get("request_id") or "")
     payload = {**kwargs, "request_id": request_id}
     async with transaction():
-        row = Job(
-            tenant=tenant_id,
+        row = await insert_job(
+            tenant_id=tenant_id,
             kind=kind,
             tier=actor.tier,
             request_id=request_id,
@@ -164,7 +180,6 @@ async def submit(
             actor_name=actor.name,
             message=payload,
         )
-        await row.save()
         job_id = str(row.id)
         await on_commit(functools.partial(_send_job, actor, job_id, payload))
     return row
@@ -177,7 +192,7 @@ async def _send_job(actor: JobActor, job_id: str, payload: dict[str, Any]) -> No
         # Committed but not sent: the sweeper will send it. The client still gets its id.
         log.exception("send after commit failed; the sweeper will retry", extra={"job_id": job_id})
         return
-    await Job.update({Job.sent_at: utcnow()}).where(Job.id == job_id)
+    await mark_sent(job_id)
 
 
 async def sweep_unsent(older_than_seconds: int | None = None, limit: int = 100) -> int:
@@ -188,81 +203,155 @@ async def sweep_unsent(older_than_seconds: int | None = None, limit: int = 100) 
         if older_than_seconds is not None
         else get_settings().job_sweep_after_seconds
     )
-    cutoff = utcnow() - dt.timedelta(seconds=age)
-    rows = (
-        await Job.select(Job.id, Job.actor_name, Job.message)
-        .where(
-            (Job.status == JobStatus.pending.value)
-            & Job.sent_at.is_null()
-            & (Job.created_at < cutoff)
-        )
-        .order_by(Job.created_at)
-        .limit(limit)
-        .output(load_json=True)
-    )
     sent = 0
-    for row in rows:
-        actor = _REGISTRY.get(row["actor_name"])
+    for row in await unsent_jobs(dt.timedelta(seconds=age), limit):
+        job_id = str(row.id)
+        actor = _REGISTRY.get(row.actor_name)
         if actor is None:
-            await fail_job(str(row["id"]), f"unknown actor {row['actor_name']!r}")
+            await fail_job(job_id, f"unknown actor {row.actor_name!r}")
             continue
-        payload = dict(row["message"] or {})
+        payload = dict(row.message or {})
         payload.pop("job_id", None)
-        await _send_job(actor, str(row["id"]), payload)
-        log_event(log, "JOB_RESENT_BY_SWEEPER", job_id=str(row["id"]), actor=actor.name)
+        await _send_job(actor, job_id, payload)
+        log_event(log, "JOB_RESENT_BY_SWEEPER", job_id=job_id, actor=actor.name)
         sent += 1
     return sent
 
 
-# --- state, as the actors report it ------------------------------------------------------
+# --- the step chain ----------------------------------------------------------------------
 
 
-async def start_job(job_id: str, stage: str = "running") -> dict[str, Any] | None:
-    """Mark the job RUNNING (counting the attempt). Returns the row, or None if it is
-    already finished -- a redelivered message must then do nothing."""
-    rows = await Job.raw(
-        """
-        UPDATE job SET status = 'RUNNING', stage = {}, attempts = attempts + 1,
-               started_at = COALESCE(started_at, now()), updated_at = now(),
-               sent_at = COALESCE(sent_at, now())
-        WHERE id = {} AND status IN ('PENDING', 'RUNNING')
-        RETURNING *
-        """,
-        stage,
-        job_id,
-    )
-    return rows[0] if rows else None
+class StepFailed(Exception):
+    """A failure no retry can fix (a corrupt file, a rejected source): the chain's
+    ``on_failure`` ends the work with this reason at once."""
 
 
-async def set_progress(job_id: str, progress: int, stage: str) -> None:
-    await Job.update(
-        {Job.progress: max(0, min(100, progress)), Job.stage: stage, Job.updated_at: utcnow()}
-    ).where((Job.id == job_id) & (Job.status == JobStatus.running.value))
+@dataclass
+class Claim:
+    """What a step found when it claimed its work: the row, and the last step done."""
+
+    row: Any
+    done: str
 
 
-async def finish_job(job_id: str, result: dict[str, Any] | None = None) -> None:
-    now = utcnow()
-    await Job.update(
-        {
-            Job.status: JobStatus.done.value,
-            Job.progress: 100,
-            Job.stage: "done",
-            Job.result: result,
-            Job.error: None,
-            Job.finished_at: now,
-            Job.updated_at: now,
-        }
-    ).where(Job.id == job_id)
+@dataclass
+class Chain:
+    """The steps of one pipeline, in order, recorded on one row (``video.step_done``,
+    ``excel_import.step``): each step's actor sends the next one only after its own result
+    is committed, and a redelivered step that finds itself done only re-sends the next.
+
+    ``send`` builds the next step's message arguments from the step's own; ``strict``
+    chains (the import) run a step only once the previous one is recorded, others (the
+    video, whose steps can rebuild what they need) run it whenever it comes.
+    """
+
+    steps: Sequence[str]
+    strict: bool = False
+    actors: dict[str, JobActor] = field(default_factory=dict)
+
+    def bind(self, **actors: JobActor) -> None:
+        """Name the actor of each step (after the actors are declared)."""
+        self.actors.update(actors)
+
+    def index(self, step: str) -> int:
+        return list(self.steps).index(step) if step else -1
+
+    def past(self, done: str, step: str) -> bool:
+        """True when ``step`` (or a later one) has completed."""
+        return self.index(done) >= self.index(step)
+
+    async def send(
+        self, step: str, *, delay_ms: int | None = None, **kwargs: Any
+    ) -> dramatiq.Message[Any]:
+        """Send ``step``'s actor now (``delay_ms`` later: SQS caps it at 15 minutes)."""
+        actor = self.actors[step]
+        return await asyncio.to_thread(actor.actor.send_with_options, kwargs=kwargs, delay=delay_ms)
+
+    async def send_after(self, step: str, **kwargs: Any) -> None:
+        """Send the step that follows ``step`` once the current transaction commits."""
+        following = self.following(step)
+        if following is not None:
+            await on_commit(functools.partial(self.send, following, **kwargs))
+
+    def following(self, step: str) -> str | None:
+        index = self.index(step) + 1
+        return self.steps[index] if index < len(self.steps) else None
 
 
-async def fail_job(job_id: str, reason: str) -> None:
-    now = utcnow()
-    await Job.update(
-        {
-            Job.status: JobStatus.failed.value,
-            Job.stage: "failed",
-            Job.error: reason[:2000],
-            Job.finished_at: now,
-            Job.updated_at: now,
-        }
-    ).where((Job.id == job_id) & (Job.status != JobStatus.done.value))
+StepBody = Callable[[Any], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
+async def run_step(
+    chain: Chain,
+    step: str,
+    *,
+    job_id: str,
+    stage: str,
+    claim: Callable[[], Awaitable[Claim | None]],
+    body: StepBody,
+    on_failure: Callable[[Any, str], Awaitable[None]],
+    next_kwargs: dict[str, Any],
+) -> None:
+    """One step of ``chain``: the bookkeeping every pipeline shares.
+
+    1. start the job (a finished job: nothing to do) and ``claim`` the step's row (None:
+       the work is gone, cancelled or finished);
+    2. a step already done only re-sends the next one (its first run may have died
+       between its commit and that send); in a ``strict`` chain a step whose previous one
+       is not recorded yet does nothing (the chain sends it again in its turn);
+    3. ``body(row)`` does the work and returns how to record it (a coroutine function run
+       in one transaction with the send of the next step), or None when it arranged its
+       own continuation (waiting for a lock, say);
+    4. a ``StepFailed`` ends the work with its reason through ``on_failure``.
+    """
+    if await start_job(job_id, stage) is None:
+        return
+    claimed = await claim()
+    if claimed is None:
+        return
+    if chain.past(claimed.done, step):
+        log_event(log, "STEP_ALREADY_DONE", job_id=job_id, step=step)
+        async with transaction():
+            await chain.send_after(step, **next_kwargs)
+        return
+    if chain.strict and not chain.past(claimed.done, chain.steps[chain.index(step) - 1]):
+        return
+    try:
+        record = await body(claimed.row)
+    except StepFailed as exc:
+        await on_failure(claimed.row, str(exc))
+        return
+    if record is None:
+        return
+    async with transaction():
+        await record()
+        await chain.send_after(step, **next_kwargs)
+
+
+async def when_last(done: int, total: int | None, send: Callable[[], Awaitable[Any]]) -> bool:
+    """Fan-in: the part that brings ``done`` up to ``total`` sends the next step, after
+    its transaction commits (a barrier counter kept in Postgres, no Redis)."""
+    if total is None or done != total:
+        return False
+    await on_commit(send)
+    return True
+
+
+__all__ = [
+    "Chain",
+    "Claim",
+    "JobActor",
+    "StepFailed",
+    "bind_actors",
+    "fail_job",
+    "finish_job",
+    "job",
+    "registered",
+    "run_step",
+    "set_progress",
+    "start_job",
+    "submit",
+    "sweep_unsent",
+    "utcnow",
+    "when_last",
+]

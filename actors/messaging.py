@@ -389,7 +389,7 @@ async def expand(
     row = await start_job(job_id, stage="expanding")
     if row is None:
         return None
-    tenant_id = row["tenant"]
+    tenant_id = row.tenant
     the_spec = Spec(**spec)
     config = await tenant_messaging(tenant_id)
     recipients = await resolve_recipients(tenant_id, target)

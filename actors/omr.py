@@ -35,7 +35,7 @@ import msgspec
 
 from actors.jobs import JobActor, fail_job, finish_job, job, set_progress, start_job
 from models.db import connection, on_commit, transaction
-from models.exams import WRITE_SCORES
+from models.grades import lock_exam, write_scores
 from models.scope import TenantScope
 from ops import storage
 from ops.logging import log_event
@@ -331,9 +331,8 @@ async def write_omr_score(
     locking the exam). Refused -- ``(False, "duplicate_student")`` -- when another page of
     this exam already scored the student: two sheets for one student need a teacher."""
     scope = TenantScope(tenant_id)
-    await scope.fetch(
-        "SELECT id FROM exam WHERE tenant = $1 AND id = $2 FOR NO KEY UPDATE", exam["id"]
-    )
+    # Under the exam lock: no other page of this exam can score the student meanwhile.
+    await lock_exam(scope, exam["id"])
     other = await scope.fetchrow(
         """
         SELECT p.id FROM omr_page p JOIN omr_batch b ON b.id = p.batch AND b.tenant = $1
@@ -347,16 +346,7 @@ async def write_omr_score(
     )
     if other is not None:
         return False, "duplicate_student"
-    await scope.fetch(
-        WRITE_SCORES,
-        exam["id"],
-        [student],
-        [score],
-        actor_id,
-        "omr",
-        exam["lecture"],
-        exam["max_score"],
-    )
+    await write_scores(scope, exam["id"], [(student, score)], actor_id=actor_id, source="omr")
     return True, None
 
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from actors.jobs import JobActor, fail_job, finish_job, job, set_progress, start_job, utcnow
 from models.db import on_commit, transaction
-from models.videos import Video, VideoStatus
+from models.tables import Video, VideoStatus
 from ops import storage
 from ops.logging import log_event
 from ops.settings import get_settings

@@ -42,22 +42,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import Principal, require_staff
-from api.errors import ProblemException, field_error
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_text,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
-from models.attendance import AttendanceStatus
+from api.errors import Problem, field_error
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import transaction
 from models.events import emit_event, emit_events, record_audit, record_audits
-from models.lectures import Lecture, LectureSession
+from models.pages import Page, as_text, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.students import Student
+from models.tables import AttendanceStatus, Lecture, LectureSession, Student
 
 MAX_NOTE = 500
 MAX_BULK = 500
@@ -704,7 +695,7 @@ class SessionAttendanceController(Controller):
                     )
             if errors:
                 errors.sort(key=_row_of)
-                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
             changes, _ = await _write_checks(
                 tenant_scope, principal.user_id, session, [w for _, w in good]
             )
@@ -744,7 +735,7 @@ class SessionAttendanceController(Controller):
                     }
                 )
             if errors:
-                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
             wanted = _Wanted(student_key, data.status.value, note, data.checked_at)
             changes, rows = await _write_checks(tenant_scope, principal.user_id, session, [wanted])
             for change in changes:

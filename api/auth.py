@@ -31,7 +31,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
-from api.errors import ProblemException
+from api.errors import Problem
 from models.db import transaction
 from models.scope import TenantScope
 from models.tables import LoginAttempt, RefreshToken, Role, Tenant, User
@@ -269,7 +269,7 @@ async def _check_rate_limit(email: str, client: str) -> None:
         failures >= settings.login_max_failures_per_account
         or attempts >= settings.login_max_attempts_per_client
     ):
-        raise ProblemException(
+        raise Problem(
             HTTP_429_TOO_MANY_REQUESTS,
             "too many login attempts; try again later",
             headers={"Retry-After": str(settings.login_window_seconds)},
@@ -335,7 +335,7 @@ class AuthController(Controller):
             await asyncio.to_thread(verify_password, None, data.password)  # same cost
         if len(candidates) > 1:
             # Only said to someone who knows the password of several of these accounts.
-            raise ProblemException(
+            raise Problem(
                 400,
                 "this e-mail belongs to several academies: pass `tenant` (the academy's slug)",
                 type_="/problems/tenant-required",
@@ -371,7 +371,7 @@ class AuthController(Controller):
         if reused:
             # Raised only after COMMIT: raised inside the transaction, it rolled the
             # revocation back and the stolen family stayed usable.
-            raise ProblemException(
+            raise Problem(
                 401,
                 "refresh token reuse detected; this login's sessions are revoked",
                 type_="/problems/token-reuse",

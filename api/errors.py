@@ -29,7 +29,11 @@ from litestar.status_codes import (
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
+from models.errors import Problem, field_error
 from models.scope import NotFoundInTenant
+
+# Re-exported: controllers raise the same refusals the query layer does.
+__all__ = ["EXCEPTION_HANDLERS", "Problem", "field_error", "problem"]
 
 log = logging.getLogger("api")
 
@@ -47,35 +51,6 @@ TYPES: dict[int, tuple[str, str]] = {
     HTTP_429_TOO_MANY_REQUESTS: ("/problems/rate-limited", "Too many requests"),
     503: ("/problems/unavailable", "Service unavailable"),
 }
-
-
-class ProblemException(HTTPException):
-    """An error with an explicit problem type and extra members."""
-
-    def __init__(
-        self,
-        status_code: int,
-        detail: str,
-        *,
-        type_: str | None = None,
-        title: str | None = None,
-        errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-        **extensions: Any,
-    ) -> None:
-        super().__init__(detail=detail, status_code=status_code, headers=headers)
-        self.type_ = type_
-        self.title = title
-        self.errors = errors
-        self.extensions = extensions
-
-
-def field_error(field: str, message: str) -> ProblemException:
-    return ProblemException(
-        HTTP_422_UNPROCESSABLE_ENTITY,
-        f"{field}: {message}",
-        errors=[{"field": field, "message": message}],
-    )
 
 
 def problem(
@@ -169,17 +144,6 @@ def _body_error(field: str, message: str) -> dict[str, Any]:
 
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     headers = dict(exc.headers or {})
-    if isinstance(exc, ProblemException):
-        return problem(
-            request,
-            exc.status_code,
-            exc.detail,
-            type_=exc.type_,
-            title=exc.title,
-            errors=exc.errors,
-            headers=headers,
-            **exc.extensions,
-        )
     if isinstance(exc, ValidationException):
         errors = _validation_errors(exc)
         if any(e["source"] == "body" for e in errors) and (body := _body_struct_errors(request)):
@@ -194,6 +158,19 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     if isinstance(exc, NotAuthorizedException):
         headers.setdefault("WWW-Authenticate", "Bearer")
     return problem(request, exc.status_code, exc.detail, headers=headers)
+
+
+def handle_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
+    return problem(
+        request,
+        exc.status_code,
+        exc.detail,
+        type_=exc.type_,
+        title=exc.title,
+        errors=exc.errors,
+        headers=dict(exc.headers or {}),
+        **exc.extensions,
+    )
 
 
 def handle_not_in_tenant(
@@ -211,6 +188,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_http,
+    Problem: handle_problem,
     NotFoundInTenant: handle_not_in_tenant,
     Exception: handle_unexpected,
 }

@@ -30,14 +30,13 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from actors import excel as excel_actors
 from actors.jobs import submit
 from api.auth import Principal, require_roles, require_staff
-from api.errors import ProblemException, field_error
+from api.errors import Problem, field_error
 from models.db import transaction
-from models.exams import Exam as ExamRow
-from models.imports import ExcelImport
-from models.lectures import Lecture as LectureRow
 from models.scope import NotFoundInTenant, TenantScope
+from models.tables import Exam as ExamRow
+from models.tables import ExcelImport, Role
 from models.tables import Job as JobRow
-from models.tables import Role
+from models.tables import Lecture as LectureRow
 from ops import storage
 from ops.settings import get_settings
 from pipelines.excel.common import ImportFailure
@@ -137,12 +136,12 @@ async def _checked_lectures(scope: TenantScope, raw: list[str]) -> list[uuid.UUI
                     {"field": "lecture_ids", "message": f"lecture {row['title']} is closed"}
                 )
     if errors:
-        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
     return ids
 
 
-def _too_large(limit: int) -> ProblemException:
-    return ProblemException(
+def _too_large(limit: int) -> Problem:
+    return Problem(
         413,
         f"the file is larger than the {limit // (1024 * 1024)} MiB limit: split it into "
         "several files",
@@ -223,7 +222,7 @@ class ExcelImportController(Controller):
         try:
             file_type = detect_type(head, refuse_encrypted=False)
         except ImportFailure as exc:
-            raise ProblemException(
+            raise Problem(
                 415 if size else 422,
                 str(exc),
                 type_="/problems/unsupported-file",

@@ -28,23 +28,16 @@ from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
 from api.auth import Principal, require_roles, require_staff
-from api.errors import ProblemException, field_error, handle_http, problem
-from api.lectures import lecture_exists
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_date,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.errors import Problem, field_error, handle_http, problem
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import transaction
-from models.exams import WRITE_SCORES
-from models.exams import Exam as ExamRow
+from models.grades import LockedExam, lock_exam, write_scores
+from models.lectures import lecture_exists
+from models.pages import Page, as_date, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.students import Student as StudentRow
+from models.tables import Exam as ExamRow
 from models.tables import Role
+from models.tables import Student as StudentRow
 from pipelines.grading import (
     MAX_QUESTIONS,
     InvalidAnswerKey,
@@ -186,8 +179,6 @@ class GradeEntry(msgspec.Struct):
 # --- ids and reads ---------------------------------------------------------------------
 
 
-_answer_key = msgspec.json.Decoder(dict[str, list[str]] | None)
-
 EXAM_COLUMNS = """
     e.id, e.lecture AS lecture_id, l.title AS lecture_title, e.title, e.date, e.max_score,
     e.question_count, e.answer_key, e.created_at, e.updated_at,
@@ -208,7 +199,9 @@ def _to_exam(row: Any) -> Exam:
         date=row["date"],
         max_score=float(row["max_score"]),
         question_count=row["question_count"],
-        answer_key=_answer_key.decode(row["answer_key"]) if row["answer_key"] else None,
+        answer_key=msgspec.convert(row["answer_key"], dict[str, list[str]])
+        if row["answer_key"]
+        else None,
         score_count=row["score_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -223,30 +216,6 @@ async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
     if row is None:
         raise NotFoundInTenant(ExamRow, exam_id)
     return _to_exam(row)
-
-
-async def _lock_exam(scope: TenantScope, exam_id: Any) -> dict[str, Any]:
-    """The exam, locked for the rest of the transaction (FOR NO KEY UPDATE: it serialises
-    score writers and exam edits of one exam, but not the FK checks of other tables), with
-    its highest recorded score and its number of scores (soft-deleted students included:
-    their rows come back on restore)."""
-    row = await scope.fetchrow(
-        """
-        SELECT e.id, e.lecture, e.max_score, e.question_count, e.answer_key,
-               (SELECT max(s.score) FROM score s WHERE s.tenant = $1 AND s.exam = e.id)
-                   AS top_score,
-               (SELECT count(*) FROM score s WHERE s.tenant = $1 AND s.exam = e.id)
-                   AS score_total
-        FROM exam e WHERE e.tenant = $1 AND e.id = $2
-        FOR NO KEY UPDATE OF e
-        """,
-        parse_id(ExamRow, exam_id),
-    )
-    if row is None:
-        raise NotFoundInTenant(ExamRow, exam_id)
-    out = dict(row)
-    out["answer_key"] = _answer_key.decode(row["answer_key"]) if row["answer_key"] else None
-    return out
 
 
 SORTS: dict[str, str] = {"date": "ASC", "-date": "DESC"}
@@ -286,7 +255,7 @@ def _exam_cursor(row: Any) -> list[Any]:
 # --- exam writes -----------------------------------------------------------------------
 
 
-def _validate_exam(data: ExamCreate | ExamUpdate, current: dict[str, Any] | None) -> dict[str, Any]:
+def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) -> dict[str, Any]:
     """Clean and check every field against the exam as it will be (``current`` is the
     locked row on update); one 422 lists all the problems."""
     errors: list[dict[str, Any]] = []
@@ -305,7 +274,7 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: dict[str, Any] | None
             max_score = to_score(data.max_score)
             if max_score <= 0:
                 raise ValueError("must be greater than 0")
-            top = current["top_score"] if current else None
+            top = current.top_score if current else None
             if top is not None and max_score < top:
                 raise ValueError(f"must be at least the highest recorded score ({top})")
             values["max_score"] = max_score
@@ -314,8 +283,8 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: dict[str, Any] | None
 
     # The key is checked against the exam as it will be: a new question_count must still
     # fit the stored key, and a new key the (new or stored) question_count.
-    question_count: int | None = current["question_count"] if current else None
-    key: dict[str, list[str]] | None = current["answer_key"] if current else None
+    question_count: int | None = current.question_count if current else None
+    key: dict[str, list[str]] | None = current.answer_key if current else None
     count_changed = not isinstance(data.question_count, msgspec.UnsetType)
     key_changed = not isinstance(data.answer_key, msgspec.UnsetType)
     if not isinstance(data.question_count, msgspec.UnsetType):
@@ -351,7 +320,7 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: dict[str, Any] | None
             if key_changed:
                 values["answer_key"] = normalized
     if errors:
-        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
     if "answer_key" in values:
         key_value = values["answer_key"]
         values["answer_key"] = (
@@ -376,32 +345,11 @@ CHECK_STUDENTS = """
 
 
 async def _check_students(
-    scope: TenantScope, exam: dict[str, Any], students: list[uuid.UUID]
+    scope: TenantScope, exam: LockedExam, students: list[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[bool, bool]]:
     """``student -> (a live student of this academy, actively enrolled in the lecture)``."""
-    rows = await scope.fetch(CHECK_STUDENTS, students, exam["lecture"])
+    rows = await scope.fetch(CHECK_STUDENTS, students, exam.lecture)
     return {r["student"]: (r["found"], r["enrolled"]) for r in rows}
-
-
-async def _write(
-    scope: TenantScope,
-    principal: Principal,
-    exam: dict[str, Any],
-    scores: list[tuple[uuid.UUID, Decimal]],
-    source: str,
-) -> dict[uuid.UUID, bool]:
-    """Write validated scores (in the caller's transaction); ``student -> changed``."""
-    rows = await scope.fetch(
-        WRITE_SCORES,
-        exam["id"],
-        [s for s, _ in scores],
-        [v for _, v in scores],
-        principal.user_id,
-        source,
-        exam["lecture"],
-        exam["max_score"],
-    )
-    return {r["student"]: r["changed"] for r in rows}
 
 
 NOT_ENROLLED = "not actively enrolled in this exam's lecture"
@@ -568,13 +516,13 @@ class ExamController(Controller):
         """``max_score`` cannot go below the highest recorded score; a new
         ``question_count`` must still fit the stored answer key."""
         async with transaction():
-            current = await _lock_exam(tenant_scope, exam_id)
+            current = await lock_exam(tenant_scope, exam_id)
             values = _validate_exam(data, current)
             if values:
                 columns = {getattr(ExamRow, k): v for k, v in values.items()}
                 columns[ExamRow.updated_at] = dt.datetime.now(dt.UTC)
-                await tenant_scope.update(ExamRow, columns).where(ExamRow.id == current["id"])
-        return await load_exam(tenant_scope, current["id"])
+                await tenant_scope.update(ExamRow, columns).where(ExamRow.id == current.id)
+        return await load_exam(tenant_scope, current.id)
 
     @delete("/{exam_id:str}", status_code=HTTP_204_NO_CONTENT, guards=[require_grader],
             summary="Delete an exam (with its scores only when force=true)")  # fmt: skip
@@ -588,29 +536,29 @@ class ExamController(Controller):
         """An exam with scores is a 409 unless ``force=true``; then every score's audit
         trail ends with a ``delete`` row (one statement) before the exam and its scores go."""
         async with transaction():
-            current = await _lock_exam(tenant_scope, exam_id)
+            current = await lock_exam(tenant_scope, exam_id)
             # Pages still being read would vanish under their worker (the batch cascades)
             # and leave its job RUNNING for ever: wait for the batch to finish first.
             reading = await tenant_scope.fetchrow(
                 "SELECT count(*) AS n FROM omr_batch WHERE tenant = $1 AND exam = $2 "
                 "AND finished_at IS NULL",
-                current["id"],
+                current.id,
             )
             if reading and reading["n"]:
-                raise ProblemException(
+                raise Problem(
                     HTTP_409_CONFLICT,
                     f"{reading['n']} OMR batch(es) of this exam are still being read; "
                     "delete the exam once they finish",
                     type_="/problems/exam-is-being-graded",
                 )
-            if current["score_total"] and not force:
-                raise ProblemException(
+            if current.score_total and not force:
+                raise Problem(
                     HTTP_409_CONFLICT,
-                    f"the exam has {current['score_total']} score(s); "
+                    f"the exam has {current.score_total} score(s); "
                     "delete with force=true to remove them too",
                     type_="/problems/exam-has-scores",
                 )
-            if current["score_total"]:
+            if current.score_total:
                 await tenant_scope.fetch(
                     """
                     INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, at)
@@ -619,10 +567,10 @@ class ExamController(Controller):
                                               'score', s.score), now()
                     FROM score s WHERE s.tenant = $1 AND s.exam = $2
                     """,
-                    current["id"],
+                    current.id,
                     principal.user_id,
                 )
-            await tenant_scope.delete(ExamRow).where(ExamRow.id == current["id"])
+            await tenant_scope.delete(ExamRow).where(ExamRow.id == current.id)
 
     @get("/{exam_id:str}/scores", summary="Every score with student, rank and percentile")
     async def scores(
@@ -664,7 +612,7 @@ class ExamController(Controller):
         """``0 <= score <= max_score`` (two decimal places); the student must be actively
         enrolled in the exam's lecture. Writing the same score again changes nothing."""
         async with transaction():
-            exam = await _lock_exam(tenant_scope, exam_id)
+            exam = await lock_exam(tenant_scope, exam_id)
             student = parse_id(StudentRow, student_id)
             found, enrolled = (await _check_students(tenant_scope, exam, [student]))[student]
             if not found:
@@ -673,17 +621,23 @@ class ExamController(Controller):
             if not enrolled:
                 errors.append({"field": "student_id", "message": NOT_ENROLLED})
             try:
-                score = check_score(data.score, exam["max_score"])
+                score = check_score(data.score, exam.max_score)
             except ValueError as exc:
                 errors.append({"field": "score", "message": str(exc)})
             if errors:
-                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
-            changed = await _write(tenant_scope, principal, exam, [(student, score)], "manual")
+                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
+            changed = await write_scores(
+                tenant_scope,
+                exam.id,
+                [(student, score)],
+                actor_id=principal.user_id,
+                source="manual",
+            )
         return ScoreResult(
-            exam_id=exam["id"],
+            exam_id=exam.id,
             student_id=student,
             score=float(score),
-            max_score=float(exam["max_score"]),
+            max_score=float(exam.max_score),
             changed=changed[student],
         )
 
@@ -701,7 +655,7 @@ class ExamController(Controller):
         ``[i].student_id``) and nothing is written if any is bad. One transaction with a
         fixed number of statements, whatever the number of items."""
         async with transaction():
-            exam = await _lock_exam(tenant_scope, exam_id)
+            exam = await lock_exam(tenant_scope, exam_id)
             errors: list[dict[str, Any]] = []
             if len(data) > MAX_BULK_ITEMS:
                 raise field_error("body", f"at most {MAX_BULK_ITEMS} scores per request")
@@ -719,15 +673,17 @@ class ExamController(Controller):
                     errors.append({"field": f"[{i}].student_id", "message": NOT_ENROLLED})
                 seen.setdefault(item.student_id, i)
                 try:
-                    scores.append((item.student_id, check_score(item.score, exam["max_score"])))
+                    scores.append((item.student_id, check_score(item.score, exam.max_score)))
                 except ValueError as exc:
                     errors.append({"field": f"[{i}].score", "message": str(exc)})
             if errors:
-                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
-            changed = await _write(tenant_scope, principal, exam, scores, "bulk") if scores else {}
+                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
+            changed = await write_scores(
+                tenant_scope, exam.id, scores, actor_id=principal.user_id, source="bulk"
+            )
         return BulkScoreResult(
-            exam_id=exam["id"],
-            max_score=float(exam["max_score"]),
+            exam_id=exam.id,
+            max_score=float(exam.max_score),
             received=len(scores),
             changed=sum(changed.values()),
             items=[ScoreChange(s, float(v), changed[s]) for s, v in scores],

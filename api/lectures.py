@@ -29,25 +29,17 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import require_roles, require_staff
-from api.errors import ProblemException, field_error
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_datetime,
-    as_int,
-    as_text,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.errors import Problem, field_error
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import transaction
-from models.lectures import EnrollmentSource, EnrollmentStatus, LectureStatus
-from models.lectures import Lecture as LectureRow
-from models.lectures import LectureSession as SessionRow
+from models.enrollments import Enrollment, enrol_many, lock_lecture
+from models.lectures import lecture_exists
+from models.pages import Page, as_datetime, as_int, as_text, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.students import Student as StudentRow
-from models.tables import Role
+from models.tables import EnrollmentSource, EnrollmentStatus, LectureStatus, Role
+from models.tables import Lecture as LectureRow
+from models.tables import LectureSession as SessionRow
+from models.tables import Student as StudentRow
 from pipelines.korean import clean_text
 from pipelines.schedule import (
     count_occurrences,
@@ -168,16 +160,6 @@ class EnrollmentCreate(msgspec.Struct, forbid_unknown_fields=True):
     source: EnrollmentSource = EnrollmentSource.manual
 
 
-class Enrollment(msgspec.Struct):
-    id: uuid.UUID
-    lecture_id: uuid.UUID
-    student_id: uuid.UUID
-    status: str
-    source: str
-    enrolled_at: dt.datetime
-    dropped_at: dt.datetime | None
-
-
 class RosterEntry(msgspec.Struct):
     student_id: uuid.UUID
     name: str
@@ -205,8 +187,6 @@ class StudentLecture(msgspec.Struct):
 
 # --- shared helpers --------------------------------------------------------------------
 
-_slots = msgspec.json.Decoder(list[Slot])
-
 
 def _hhmm(value: dt.time | None) -> str | None:
     return None if value is None else format_hhmm(value)
@@ -232,7 +212,7 @@ def _clean_bounded(
 
 def _fail(errors: list[dict[str, Any]]) -> None:
     if errors:
-        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
 
 
 async def _lock_lecture(scope: TenantScope, lecture_id: Any) -> asyncpg.Record:
@@ -248,14 +228,6 @@ async def _lock_lecture(scope: TenantScope, lecture_id: Any) -> asyncpg.Record:
     if row is None:
         raise NotFoundInTenant(LectureRow, lecture_id)
     return row
-
-
-async def lecture_exists(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
-    """The lecture's id, or a 404 when it is not one of this academy's."""
-    key = parse_id(LectureRow, lecture_id)
-    if await scope.fetchrow("SELECT 1 FROM lecture WHERE tenant = $1 AND id = $2", key) is None:
-        raise NotFoundInTenant(LectureRow, lecture_id)
-    return key
 
 
 async def _active_count(scope: TenantScope, lecture_id: uuid.UUID) -> int:
@@ -295,7 +267,7 @@ def _to_lecture(row: Any) -> Lecture:
         teacher_id=row["teacher_id"],
         teacher_name=row["teacher_name"],
         capacity=row["capacity"],
-        schedule=_slots.decode(row["schedule"] or "[]"),
+        schedule=msgspec.convert(row["schedule"] or [], list[Slot]),
         start_date=row["start_date"],
         end_date=row["end_date"],
         status=row["status"],
@@ -418,8 +390,8 @@ async def _validate_lecture(
     return values
 
 
-def _code_taken() -> ProblemException:
-    return ProblemException(
+def _code_taken() -> Problem:
+    return Problem(
         409,
         "another lecture of this academy already uses this code",
         type_="/problems/lecture-code-taken",
@@ -593,7 +565,7 @@ class LectureController(Controller):
                     # Under the lecture lock: no enrolment can slip in between.
                     active = await _active_count(tenant_scope, current.id)
                     if active > capacity:
-                        raise ProblemException(
+                        raise Problem(
                             409,
                             f"{active} students are enrolled; capacity cannot be {capacity}",
                             type_="/problems/capacity-below-enrolled",
@@ -641,13 +613,13 @@ class LectureController(Controller):
             )
             assert row is not None  # locked above
             if row["active"]:
-                raise ProblemException(
+                raise Problem(
                     409,
                     f"the lecture has {row['active']} active enrollment(s); drop them first",
                     type_="/problems/lecture-has-students",
                 )
             if row["attendance"] or row["exams"]:
-                raise ProblemException(
+                raise Problem(
                     409,
                     "the lecture has attendance or exam records; close it instead",
                     type_="/problems/lecture-has-records",
@@ -687,17 +659,17 @@ class SessionController(Controller):
                 if value is None
             ]
             if missing:
-                raise ProblemException(
+                raise Problem(
                     409,
                     "set the lecture's start_date and end_date first",
                     type_="/problems/cannot-generate",
                     errors=missing,
                 )
-            stored = _slots.decode(lecture["schedule"] or "[]")
+            stored = msgspec.convert(lecture["schedule"] or [], list[Slot])
             slots, _ = parse_schedule((s.weekday, s.start, s.end) for s in stored)
             total = count_occurrences(slots, start, end)
             if total > MAX_GENERATED_SESSIONS:
-                raise ProblemException(
+                raise Problem(
                     409,
                     f"the schedule gives {total} sessions from {start} to {end}; "
                     f"at most {MAX_GENERATED_SESSIONS} are generated at once",
@@ -838,7 +810,7 @@ class SessionController(Controller):
                 "SELECT 1 FROM attendance WHERE tenant = $1 AND session = $2 LIMIT 1", current.id
             )
             if has_attendance is not None:
-                raise ProblemException(
+                raise Problem(
                     409,
                     "attendance was recorded for this session",
                     type_="/problems/session-has-attendance",
@@ -872,56 +844,26 @@ class EnrollmentController(Controller):
         counting, so concurrent enrolments in one lecture run one at a time.
         """
         async with transaction():
-            lecture = await _lock_lecture(tenant_scope, lecture_id)
-            student = await tenant_scope.fetchrow(
-                "SELECT id FROM student WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL",
-                data.student_id,
+            lecture = await lock_lecture(tenant_scope, lecture_id)
+            (outcome,) = await enrol_many(
+                tenant_scope, [(data.student_id, lecture.id)], source=data.source.value
             )
-            if student is None:
-                raise field_error("student_id", "no such student")
-            if lecture["status"] == LectureStatus.closed.value:
-                raise ProblemException(
-                    409, "the lecture is closed", type_="/problems/lecture-closed"
-                )
-            existing = await tenant_scope.fetchrow(
-                f"SELECT {ENROLLMENT_COLUMNS} FROM enrollment "
-                "WHERE tenant = $1 AND lecture = $2 AND student = $3",
-                lecture["id"],
-                data.student_id,
+        if outcome.result == "no_student":
+            raise field_error("student_id", "no such student")
+        if outcome.result == "closed":
+            raise Problem(409, "the lecture is closed", type_="/problems/lecture-closed")
+        if outcome.result == "full":
+            raise Problem(
+                409,
+                f"the lecture is full ({lecture.active} of {lecture.capacity})",
+                type_="/problems/lecture-full",
+                title="Lecture full",
+                capacity=lecture.capacity,
+                enrolled=lecture.active,
             )
-            if existing is not None and existing["status"] == EnrollmentStatus.active.value:
-                return Response(_to_enrollment(existing), status_code=HTTP_200_OK)
-            capacity = lecture["capacity"]
-            if capacity is not None:
-                active = await _active_count(tenant_scope, lecture["id"])
-                if active >= capacity:
-                    raise ProblemException(
-                        409,
-                        f"the lecture is full ({active} of {capacity})",
-                        type_="/problems/lecture-full",
-                        title="Lecture full",
-                        capacity=capacity,
-                        enrolled=active,
-                    )
-            if existing is not None:
-                row = await tenant_scope.fetchrow(
-                    "UPDATE enrollment SET status = 'active', source = $3, enrolled_at = now(), "
-                    f"dropped_at = NULL WHERE tenant = $1 AND id = $2 "
-                    f"RETURNING {ENROLLMENT_COLUMNS}",
-                    existing["id"],
-                    data.source.value,
-                )
-            else:
-                row = await tenant_scope.fetchrow(
-                    "INSERT INTO enrollment "
-                    "(id, tenant, student, lecture, status, source, enrolled_at) "
-                    "VALUES (gen_random_uuid(), $1, $2, $3, 'active', $4, now()) "
-                    f"RETURNING {ENROLLMENT_COLUMNS}",
-                    data.student_id,
-                    lecture["id"],
-                    data.source.value,
-                )
-        return Response(_to_enrollment(row), status_code=HTTP_201_CREATED)
+        assert outcome.enrollment is not None
+        status = HTTP_200_OK if outcome.result == "already" else HTTP_201_CREATED
+        return Response(outcome.enrollment, status_code=status)
 
     @delete("/lectures/{lecture_id:str}/enrollments/{student_id:str}",
             status_code=HTTP_204_NO_CONTENT, guards=[require_office],
@@ -953,7 +895,7 @@ class EnrollmentController(Controller):
             student_key,
         )
         if not rows:
-            raise ProblemException(404, f"student {student_id} is not enrolled in this lecture")
+            raise Problem(404, f"student {student_id} is not enrolled in this lecture")
 
     @get("/lectures/{lecture_id:str}/roster",
          summary="A lecture's active students, by name")  # fmt: skip

@@ -18,20 +18,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.auth import Principal, require_roles
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_date,
-    as_text,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.pagination import DEFAULT_LIMIT, check_limit
 from api.students import Guardian, decode_guardians
+from models.pages import Page, as_date, as_text, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.students import Student as StudentRow
 from models.tables import Role
+from models.tables import Student as StudentRow
 from pipelines.korean import today_kst
 
 require_family = require_roles(Role.student, Role.parent)

@@ -27,23 +27,14 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 from actors import messaging as pipeline
 from actors.jobs import submit
 from api.auth import Principal, require_admin, require_staff
-from api.errors import ProblemException, field_error
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_datetime,
-    as_text,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.errors import Problem, field_error
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import connection, transaction
-from models.lectures import Lecture as LectureRow
-from models.messaging import Message as MessageRow
-from models.messaging import MessageStatus, MessageTemplate, MessagingConfig, SenderNumber
+from models.pages import Page, as_datetime, as_text, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope
-from models.tables import Tenant
+from models.tables import Lecture as LectureRow
+from models.tables import Message as MessageRow
+from models.tables import MessageStatus, MessageTemplate, MessagingConfig, SenderNumber, Tenant
 from ops.logging import log_event
 from ops.settings import get_settings
 from pipelines.korean import KST, InvalidPhone, normalize_phone
@@ -222,12 +213,12 @@ class WebhookResult(msgspec.Struct):
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _problem(code: str, detail: str, status: int = 422, **extensions: Any) -> ProblemException:
-    return ProblemException(status, detail, type_=f"/problems/messaging-{code}", **extensions)
+def _problem(code: str, detail: str, status: int = 422, **extensions: Any) -> Problem:
+    return Problem(status, detail, type_=f"/problems/messaging-{code}", **extensions)
 
 
 async def _config(scope: TenantScope) -> dict[str, Any]:
-    row = await scope.select(MessagingConfig).first().output(load_json=True)
+    row = await scope.select(MessagingConfig).first()
     if row is not None:
         return dict(row)
     defaults = MessagingConfig(tenant=scope.tenant_id)
@@ -317,7 +308,7 @@ def _validate_template(data: TemplateIn) -> dict[str, Any]:
     if len(data.subject) > 120 or len(data.name) > 100:
         errors.append({"field": "subject", "message": "at most 120 characters"})
     if errors:
-        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
     return {
         "code": data.code,
         "name": data.name.strip(),
@@ -387,7 +378,7 @@ async def _check_target(scope: TenantScope, target: Target) -> dict[str, Any]:
             except InvalidPhone as exc:
                 errors.append({"field": f"target.recipients[{i}].phone", "message": str(exc)})
         if errors:
-            raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+            raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
         return {"recipients": explicit}
     name, table = (
         ("student_ids", "student")
@@ -543,7 +534,7 @@ class MessagingController(Controller):
             if value is not msgspec.UNSET:
                 values[name] = value
         if errors:
-            raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+            raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
         if values:
             columns = list(values)
             async with connection() as conn:
@@ -730,7 +721,7 @@ class MessagingController(Controller):
             raise _problem("no-recipients", "the target has no one with a phone to send to")
         text_errors = [e for e in preview.errors if e.code in TEXT_ERRORS]
         if text_errors:
-            raise ProblemException(
+            raise Problem(
                 422,
                 f"{len(text_errors)} recipient(s) cannot get this message: {text_errors[0].message}",
                 type_="/problems/messaging-template",
@@ -841,7 +832,7 @@ async def _webhook(request: Request[Any, Any, Any], slug: str, provider: str) ->
     # One answer for an unknown academy and a bad signature: slugs cannot be probed.
     if row is None or not verify_webhook(webhook_secret(row["id"]), body, signature):
         log_event(log, "MESSAGING_WEBHOOK_REJECTED", logging.WARNING, provider=provider)
-        raise ProblemException(
+        raise Problem(
             401,
             "the report's signature is missing, stale or wrong",
             type_="/problems/bad-signature",

@@ -38,23 +38,14 @@ from litestar.status_codes import (
 from actors import omr as omr_actors
 from actors.jobs import submit
 from api.auth import Principal, require_roles, require_staff
-from api.errors import ProblemException, field_error
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_datetime,
-    as_int,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.errors import Problem, field_error
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import connection, transaction
 from models.events import record_audit
-from models.exams import Exam as ExamRow
-from models.omr import OmrBatch, OmrPage, OmrTemplate
+from models.pages import Page, as_datetime, as_int, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.tables import Role
+from models.tables import Exam as ExamRow
+from models.tables import OmrBatch, OmrPage, OmrTemplate, Role
 from ops import storage
 from ops.settings import get_settings
 from pipelines.grading import InvalidAnswerKey, normalize_answer, normalize_answer_key
@@ -229,9 +220,9 @@ def _to_template(row: Any) -> TemplateOut:
     )
 
 
-def _template_problem(exc: TemplateError, prefix: str = "spec") -> ProblemException:
+def _template_problem(exc: TemplateError, prefix: str = "spec") -> Problem:
     errors = [{"field": f"{prefix}.{p}" if p else prefix, "message": m} for p, m in exc.issues]
-    return ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+    return Problem(422, f"{len(errors)} field error(s)", errors=errors)
 
 
 def _newest_cursor(row: Any) -> list[Any]:
@@ -271,7 +262,7 @@ async def _insert_template(scope: TenantScope, source: str, template: Template) 
             json.dumps(spec),
         )
     if row is None:
-        raise ProblemException(
+        raise Problem(
             409,
             f"a template named {name!r} exists already",
             type_="/problems/conflict",
@@ -395,7 +386,7 @@ class TemplateController(Controller):
             row["id"],
         )
         if clash:
-            raise ProblemException(
+            raise Problem(
                 409,
                 f"a template named {name!r} exists already",
                 errors=[{"field": "name", "message": "already used"}],
@@ -495,7 +486,7 @@ async def _uploaded_files(request: Request[Any, Any, Any]) -> list[tuple[str, st
 def _printable(row: Any) -> Any:
     template = parse_template(row["spec"])
     if template.markers is None:
-        raise ProblemException(
+        raise Problem(
             409,
             "only cards with our corner markers can be printed; this template describes "
             "another printed form",
@@ -531,7 +522,7 @@ async def _exam_omr(scope: TenantScope, exam_id: Any) -> Any:
 async def _exam_template(scope: TenantScope, exam: Any) -> Any:
     """The template row of an exam (from ``_exam_omr``); none set is a 409."""
     if exam["omr_template"] is None:
-        raise ProblemException(
+        raise Problem(
             409,
             "the exam has no answer card template: PUT /exams/{id}/omr first",
             type_="/problems/no-omr-template",
@@ -606,7 +597,7 @@ class ExamOmrController(Controller):
                 except InvalidMarking as exc:
                     errors.extend({"field": p, "message": m} for p, m in exc.issues)
             if errors:
-                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
             if values:
                 sets = ", ".join(
                     f"{k} = ${i + 3}{'::jsonb' if k == 'marking' else ''}"
@@ -651,10 +642,10 @@ class ExamOmrController(Controller):
                 raise _template_problem(exc, "evaluation") from None
             except InvalidMarking as exc:
                 errors = [{"field": p, "message": m} for p, m in exc.issues]
-                raise ProblemException(422, str(exc), errors=errors) from None
+                raise Problem(422, str(exc), errors=errors) from None
             except InvalidAnswerKey as exc:
                 errors = [{"field": f"answer_key.{p}", "message": m} for p, m in exc.issues]
-                raise ProblemException(422, str(exc), errors=errors) from None
+                raise Problem(422, str(exc), errors=errors) from None
             await tenant_scope.fetch(
                 "UPDATE exam SET question_count = $3, answer_key = $4::jsonb, "
                 "marking = $5::jsonb, updated_at = now() WHERE tenant = $1 AND id = $2",
@@ -690,12 +681,12 @@ class ExamOmrController(Controller):
         limit = settings.omr_max_upload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
-            raise ProblemException(413, f"the upload is larger than {limit // (1024 * 1024)} MiB")
+            raise Problem(413, f"the upload is larger than {limit // (1024 * 1024)} MiB")
         template_row = await _exam_template(tenant_scope, row)
         files = await _uploaded_files(request)
         batch_id = uuid.uuid4()
         if sum(len(data) for _, _, data in files) > limit:
-            raise ProblemException(413, f"the upload is larger than {limit // (1024 * 1024)} MiB")
+            raise Problem(413, f"the upload is larger than {limit // (1024 * 1024)} MiB")
         inputs: list[dict[str, Any]] = []
         estimate = 0
         digest = hashlib.sha256()
@@ -996,7 +987,7 @@ class BatchController(Controller):
                 "SELECT id FROM omr_page WHERE tenant = $1 AND id = $2 FOR UPDATE", row["id"]
             )
             if row["status"] != "DONE":
-                raise ProblemException(
+                raise Problem(
                     409,
                     "only a page that was read can be reviewed"
                     + (f" (this one failed: {row['error']})" if row["error"] else ""),
@@ -1035,7 +1026,7 @@ class BatchController(Controller):
                     )
                 student = data.student_id
             if errors:
-                raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
             grading = omr_actors.grade(answers, exam)
             score: Decimal | None = None
             if student is not None and grading.result is not None:
@@ -1071,7 +1062,7 @@ class BatchController(Controller):
                     principal.user_id,
                 )
                 if not written:
-                    raise ProblemException(
+                    raise Problem(
                         409,
                         "another sheet of this exam is already scored for this student",
                         type_="/problems/duplicate-student",

@@ -15,24 +15,15 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import Principal, require_admin, require_roles, require_staff
-from api.errors import ProblemException
+from api.errors import Problem
 from api.lectures import ACTIVE_COUNT
 from api.list_cache import STUDENT_LIST
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_datetime,
-    as_text,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import transaction
+from models.pages import Page, as_datetime, as_text, as_uuid, decode_cursor_as, page_of
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.students import GuardianRelation, StudentStatus
-from models.students import Student as StudentRow
-from models.tables import Role
+from models.tables import GuardianRelation, Role, StudentStatus
+from models.tables import Student as StudentRow
 from ops import students as student_ops
 from pipelines.korean import (
     InvalidPhone,
@@ -337,7 +328,7 @@ def _validate(data: StudentCreate | StudentUpdate) -> dict[str, Any]:
             errors.append({"field": "guardians", "message": "at most one primary guardian"})
         values["guardians"] = guardians
     if errors:
-        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
     return values
 
 
@@ -513,7 +504,7 @@ class StudentController(Controller):
                 current.id,
             )
             if full:
-                raise ProblemException(
+                raise Problem(
                     409,
                     "restoring would overfill: "
                     + ", ".join(r["title"] for r in full)

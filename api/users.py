@@ -19,12 +19,12 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Principal, require_admin
-from api.errors import ProblemException
-from api.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, page_of
+from api.errors import Problem
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import transaction
+from models.pages import Page, decode_cursor, page_of
 from models.scope import TenantScope
-from models.students import Guardian, Student
-from models.tables import RefreshToken, Role, User
+from models.tables import Guardian, RefreshToken, Role, Student, User
 from ops.passwords import MIN_PASSWORD_LENGTH, hash_password
 
 MANAGED_BY: dict[Role, frozenset[Role]] = {
@@ -75,7 +75,7 @@ def _account(row: dict[str, Any]) -> Account:
 
 def _may_manage(principal: Principal, role: Role) -> None:
     if role not in MANAGED_BY.get(principal.role, frozenset()):
-        raise ProblemException(403, f"a {principal.role.value} cannot manage {role.value} accounts")
+        raise Problem(403, f"a {principal.role.value} cannot manage {role.value} accounts")
 
 
 async def _check_links(
@@ -145,9 +145,9 @@ class UserController(Controller):
                 {"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}
             )
         if errors:
-            raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+            raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
         if await tenant_scope.select(User, User.id).where(User.email == email).first():
-            raise ProblemException(409, f"{email} already has an account in this academy")
+            raise Problem(409, f"{email} already has an account in this academy")
         password = data.password or secrets.token_urlsafe(12)
         row = tenant_scope.new(
             User,
@@ -181,12 +181,12 @@ class UserController(Controller):
                 Role.student,
                 Role.parent,
             } and data.role != current["role"]:
-                raise ProblemException(422, "role: family accounts keep their role; create a new account",
+                raise Problem(422, "role: family accounts keep their role; create a new account",
                                        errors=[{"field": "role", "message": "cannot change to or from student/parent"}])  # fmt: skip
             values[User.role] = data.role.value
         if data.is_active is not msgspec.UNSET:
             if current["id"] == principal.user_id and not data.is_active:
-                raise ProblemException(409, "you cannot deactivate your own account")
+                raise Problem(409, "you cannot deactivate your own account")
             values[User.is_active] = data.is_active
         async with transaction():
             if current["role"] == Role.owner.value and (
@@ -197,7 +197,7 @@ class UserController(Controller):
                     (User.role == Role.owner.value) & (User.is_active.eq(True))
                 )
                 if len(owners) <= 1:
-                    raise ProblemException(409, "an academy keeps at least one active owner")
+                    raise Problem(409, "an academy keeps at least one active owner")
             if values:
                 await tenant_scope.update(User, values).where(User.id == current["id"])
             if values.get(User.is_active) is False:
@@ -215,7 +215,7 @@ class UserController(Controller):
         current = await tenant_scope.get(User, user_id)
         _may_manage(principal, Role(current["role"]))
         if data.password is not None and len(data.password) < MIN_PASSWORD_LENGTH:
-            raise ProblemException(422, "password too short", errors=[
+            raise Problem(422, "password too short", errors=[
                 {"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}])  # fmt: skip
         password = data.password or secrets.token_urlsafe(12)
         async with transaction():

@@ -38,25 +38,16 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from actors.jobs import fail_job, submit
 from actors.video import delete_video_objects, hls_prefix, raw_key, video_probe
 from api.auth import STAFF_ROLES, Principal, require_roles, require_staff
-from api.errors import ProblemException, field_error
-from api.pagination import (
-    DEFAULT_LIMIT,
-    Page,
-    as_datetime,
-    as_text,
-    as_uuid,
-    check_limit,
-    decode_cursor_as,
-    page_of,
-)
+from api.errors import Problem, field_error
+from api.pagination import DEFAULT_LIMIT, check_limit
 from models.db import transaction
-from models.lectures import Lecture as LectureRow
-from models.lectures import LectureSession as SessionRow
+from models.pages import Page, as_datetime, as_text, as_uuid, decode_cursor_as, page_of
 from models.scope import TenantScope
 from models.tables import Job as JobRow
-from models.tables import Role
-from models.videos import Video as VideoRow
-from models.videos import VideoStatus
+from models.tables import Lecture as LectureRow
+from models.tables import LectureSession as SessionRow
+from models.tables import Role, VideoStatus
+from models.tables import Video as VideoRow
 from ops import storage
 from ops.settings import get_settings
 from pipelines.korean import clean_text
@@ -285,7 +276,7 @@ async def _visible_video(scope: TenantScope, principal: Principal, video_id: str
         principal.student_id is None
         or not await _enrolled(scope, video["lecture"], principal.student_id)
     ):
-        raise ProblemException(
+        raise Problem(
             403,
             "you are not enrolled in this video's lecture",
             type_="/problems/not-enrolled",
@@ -372,7 +363,7 @@ class VideoController(Controller):
     ) -> VideoCreated:
         errors = _check_create(data)
         if errors:
-            raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+            raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
         lecture_id = data.lecture_id
         session_id = data.session_id
         if session_id is not None:
@@ -440,10 +431,8 @@ class VideoController(Controller):
             query = query.where(
                 (VideoRow.created_at < at) | ((VideoRow.created_at == at) & (VideoRow.id < last_id))
             )
-        rows = (
-            await query.order_by(VideoRow.created_at, VideoRow.id, ascending=False)
-            .limit(limit + 1)
-            .output(load_json=True)
+        rows = await query.order_by(VideoRow.created_at, VideoRow.id, ascending=False).limit(
+            limit + 1
         )
         job_ids = [r["job"] for r in rows[:limit] if r["job"]]
         jobs = (
@@ -514,7 +503,7 @@ class VideoController(Controller):
         if video["status"] != VideoStatus.uploading.value:
             # Already confirmed (a retried request): the same answer, nothing started twice.
             if video["status"] == VideoStatus.failed.value and video["job"] is None:
-                raise ProblemException(409, video["error"] or "the upload was rejected")
+                raise Problem(409, video["error"] or "the upload was rejected")
             return _to_video(video, await _job_of(tenant_scope, video))
         bucket, key = s.r2_video_bucket, video["raw_key"]
         if video["upload_id"]:
@@ -524,7 +513,7 @@ class VideoController(Controller):
             await asyncio.to_thread(_complete_multipart, bucket, key, video["upload_id"], parts)
         meta = await asyncio.to_thread(storage.head, bucket, key)
         if meta is None:
-            raise ProblemException(
+            raise Problem(
                 409,
                 "the file has not been uploaded yet: upload it to the given URL first",
                 type_="/problems/upload-missing",
@@ -540,7 +529,7 @@ class VideoController(Controller):
             await tenant_scope.update(
                 VideoRow, {VideoRow.status: VideoStatus.failed.value, VideoRow.error: reason}
             ).where(VideoRow.id == video["id"])
-            raise ProblemException(413 if size else 422, reason, type_="/problems/upload-rejected")
+            raise Problem(413 if size else 422, reason, type_="/problems/upload-rejected")
         async with transaction():
             claimed = await tenant_scope.fetchrow(
                 """UPDATE video SET status = 'PROCESSING', size_bytes = $3, updated_at = now()
@@ -600,13 +589,13 @@ class VideoController(Controller):
         s = get_settings()
         video = await _visible_video(tenant_scope, principal, video_id)
         if video["status"] != VideoStatus.ready.value:
-            raise ProblemException(
+            raise Problem(
                 409,
                 f"the video is not ready (status {video['status']})",
                 type_="/problems/video-not-ready",
             )
         if not s.cdn_hls_base_url:
-            raise ProblemException(503, "playback is not configured: set CDN_HLS_BASE_URL")
+            raise Problem(503, "playback is not configured: set CDN_HLS_BASE_URL")
         folder = f"{video['tenant']}/{video['id']}"
         sign = {
             "secret": s.cdn_hls_signing_secret,
@@ -652,7 +641,7 @@ class VideoController(Controller):
         s = get_settings()
         video = await _visible_video(tenant_scope, principal, video_id)
         if video["status"] != VideoStatus.ready.value or not video["duration_seconds"]:
-            raise ProblemException(409, "the video is not ready", type_="/problems/video-not-ready")
+            raise Problem(409, "the video is not ready", type_="/problems/video-not-ready")
         _check_heartbeat(data)
         duration = float(video["duration_seconds"])
         student_id = principal.student_id
@@ -691,7 +680,7 @@ class VideoController(Controller):
                 student_id,
             )
             assert row is not None
-            existing = [(float(a), float(b)) for a, b in json.loads(row["intervals"])]
+            existing = [(float(a), float(b)) for a, b in row["intervals"]]
             try:
                 state = apply_heartbeat(
                     existing,
@@ -734,7 +723,7 @@ class VideoController(Controller):
                 )
                 assert updated is not None
         if rejected is not None:
-            raise ProblemException(
+            raise Problem(
                 409,
                 str(rejected),
                 type_=f"/problems/heartbeat-{rejected.kind}",
@@ -830,7 +819,7 @@ def _check_heartbeat(data: Heartbeat) -> None:
     if data.seq is not None and data.seq < 0:
         errors.append({"field": "seq", "message": "must not be negative"})
     if errors:
-        raise ProblemException(422, f"{len(errors)} field error(s)", errors=errors)
+        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
 
 
 def _complete_multipart(bucket: str, key: str, upload_id: str, parts: list[CompletedPart]) -> None:
@@ -852,7 +841,7 @@ def _complete_multipart(bucket: str, key: str, upload_id: str, parts: list[Compl
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchUpload" and storage.head(bucket, key) is not None:
             return  # completed by an earlier call
-        raise ProblemException(
+        raise Problem(
             409,
             f"the multipart upload cannot be completed: {code or exc}",
             type_="/problems/upload-incomplete",

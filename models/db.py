@@ -1,8 +1,12 @@
-"""The Postgres engine, transactions with after-commit hooks, and bulk COPY.
+"""The Postgres engine, transactions with after-commit hooks, typed queries and bulk COPY.
 
 ``transaction()`` is the only way code here opens a transaction. Work registered with
 ``on_commit()`` inside it (typically: sending a queue message) runs only after the
 COMMIT succeeded, and is dropped on rollback -- the "enqueue after commit" rule.
+
+Every connection decodes ``json``/``jsonb`` into Python values and encodes Python values
+into them (JSON text passes through as it is), so no query decodes JSON by hand. Rows come
+back as msgspec Structs through ``rows()``/``row()`` (one ``msgspec.convert`` each).
 """
 
 from __future__ import annotations
@@ -12,22 +16,57 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 from piccolo.engine.postgres import PostgresEngine
 
 from ops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+
+def _encode_json(value: Any) -> str:
+    # Piccolo and some statements hand over JSON text already; anything else is encoded.
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Per connection: JSON in and out as Python values."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name,
+            encoder=_encode_json,
+            decoder=msgspec.json.decode,
+            schema="pg_catalog",
+            format="text",
+        )
+
+
+class Engine(PostgresEngine):
+    """Piccolo's engine, with ``init_connection`` on every connection it opens (pooled or
+    not), so the ORM and hand-written SQL see JSON the same way."""
+
+    async def start_connection_pool(self, **kwargs: Any) -> None:
+        kwargs.setdefault("init", init_connection)
+        await super().start_connection_pool(**kwargs)
+
+    async def get_new_connection(self) -> asyncpg.Connection:
+        conn = await super().get_new_connection()
+        await init_connection(conn)
+        return conn
+
+
 # Configured by configure_db(): the DSN is only known at run time (the embedded
 # Postgres picks its socket path when it starts).
-DB = PostgresEngine(config={}, extensions=())
+DB = Engine(config={}, extensions=())
 
 ANALYZE_AFTER_ROWS = 1_000
 
-AfterCommit = Callable[[], Awaitable[None]]
+AfterCommit = Callable[[], Awaitable[Any]]
 _pending: contextvars.ContextVar[list[AfterCommit] | None] = contextvars.ContextVar(
     "academy_after_commit", default=None
 )
@@ -116,11 +155,40 @@ async def connection() -> AsyncIterator[asyncpg.Connection]:
         async with engine.pool.acquire() as conn:
             yield conn
     else:
-        conn = await asyncpg.connect(engine.config["dsn"])
+        conn = await engine.get_new_connection()
         try:
             yield conn
         finally:
             await conn.close()
+
+
+def as_struct(type_: type[T], record: Any) -> T:
+    """One row as ``type_``: the single row-to-Struct conversion of the query layer.
+    Columns the Struct does not declare are ignored."""
+    return msgspec.convert(dict(record), type_)
+
+
+async def rows(type_: type[T], sql: str, *args: Any) -> list[T]:
+    """Every row of ``sql`` as ``type_`` (for statements that are not tenant-scoped:
+    workers addressing a row by its id; tenant-scoped reads go through ``TenantScope``)."""
+    async with connection() as conn:
+        return [as_struct(type_, r) for r in await conn.fetch(sql, *args)]
+
+
+async def row(type_: type[T], sql: str, *args: Any) -> T | None:
+    async with connection() as conn:
+        found = await conn.fetchrow(sql, *args)
+    return None if found is None else as_struct(type_, found)
+
+
+async def value(sql: str, *args: Any) -> Any:
+    async with connection() as conn:
+        return await conn.fetchval(sql, *args)
+
+
+async def execute(sql: str, *args: Any) -> str:
+    async with connection() as conn:
+        return str(await conn.execute(sql, *args))
 
 
 async def run_exclusively_forever(

@@ -19,7 +19,10 @@ from piccolo.query.methods.delete import Delete
 from piccolo.query.methods.update import Update
 from piccolo.table import Table
 
+from models.db import as_struct, connection
+
 T = TypeVar("T", bound=Table)
+R = TypeVar("R")
 
 _TENANT_PARAM = re.compile(r"\$1(?!\d)")
 
@@ -65,34 +68,48 @@ class TenantScope:
         return table.delete().where(self._where(table))
 
     async def get(self, table: type[T], row_id: Any) -> dict[str, Any]:
-        """One row as a dict (JSON decoded), or ``NotFoundInTenant``."""
+        """One row as a dict, or ``NotFoundInTenant``."""
         key = parse_id(table, row_id)
-        row = (
-            await self.select(table)
-            .where(table._meta.primary_key == key)
-            .first()
-            .output(load_json=True)
-        )
+        row = await self.select(table).where(table._meta.primary_key == key).first()
         if row is None:
             raise NotFoundInTenant(table, row_id)
         return dict(row)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """Run raw SQL in which ``$1`` is this tenant (the helper supplies it).
+        """Run SQL in which ``$1`` is this tenant (the scope supplies it).
 
-        For hot paths only. The SQL must filter by ``$1``; a statement that does not
-        mention it is refused, so a raw query cannot forget the tenant.
+        The SQL must filter by ``$1``; a statement that does not mention it is refused, so
+        a query cannot forget the tenant. The query layer's own building block: what it
+        hands out are Structs (``rows``/``row``).
         """
         if not _TENANT_PARAM.search(sql):
             raise ValueError("tenant-scoped SQL must filter by $1 (the tenant)")
-        from models.db import connection
-
         async with connection() as conn:
             return list(await conn.fetch(sql, self.tenant_id, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
+
+    async def rows(self, type_: type[R], sql: str, *args: Any) -> list[R]:
+        """``fetch``, each row as ``type_``."""
+        return [as_struct(type_, r) for r in await self.fetch(sql, *args)]
+
+    async def row(self, type_: type[R], sql: str, *args: Any) -> R | None:
+        found = await self.fetchrow(sql, *args)
+        return None if found is None else as_struct(type_, found)
+
+    async def value(self, sql: str, *args: Any) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        found = await self.fetchrow(sql, *args)
+        return None if found is None else found[0]
+
+    async def values(self, sql: str, *args: Any) -> list[Any]:
+        """The first column of every row."""
+        return [r[0] for r in await self.fetch(sql, *args)]
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.fetch(sql, *args)
 
     def new(self, table: type[T], **values: Any) -> T:
         """An unsaved row of this tenant."""

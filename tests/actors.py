@@ -19,7 +19,7 @@ async def sleep(job_id: str, seconds: float) -> None:
     if row is None:
         return
     await asyncio.sleep(seconds)
-    await finish_job(job_id, {"slept": seconds, "attempt": row["attempts"]})
+    await finish_job(job_id, {"slept": seconds, "attempt": row.attempts})
 
 
 @job("test.poison", tier=TIER, max_retries=1, min_backoff_ms=100, max_backoff_ms=200)
@@ -32,9 +32,9 @@ async def poison(job_id: str) -> None:
 async def retry_later(job_id: str, delay_ms: int) -> None:
     """Asks for a retry further away than SQS can delay a message."""
     row = await start_job(job_id, stage="waiting")
-    if row is not None and row["attempts"] == 1:
+    if row is not None and row.attempts == 1:
         raise dramatiq.Retry(delay=delay_ms)
-    await finish_job(job_id, {"attempt": row["attempts"] if row else None})
+    await finish_job(job_id, {"attempt": row.attempts if row else None})
 
 
 @job("test.flaky", tier=TIER, max_retries=5, min_backoff_ms=100, max_backoff_ms=500)
@@ -42,10 +42,10 @@ async def flaky(job_id: str, failures: int) -> None:
     row = await start_job(job_id, stage="trying")
     if row is None:
         return
-    if row["attempts"] <= failures:
-        raise RuntimeError(f"failure {row['attempts']} of {failures}")
-    await finish_job(job_id, {"attempts": row["attempts"]})
+    if row.attempts <= failures:
+        raise RuntimeError(f"failure {row.attempts} of {failures}")
+    await finish_job(job_id, {"attempts": row.attempts})
 
 
 async def job_row(job_id: object) -> dict[str, object] | None:
-    return await Job.select().where(Job.id == job_id).first().output(load_json=True)
+    return await Job.select().where(Job.id == job_id).first()

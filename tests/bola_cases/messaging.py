@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from models.messaging import Message, MessageTemplate, SenderNumber
 from models.scope import TenantScope
+from models.tables import Message, MessageTemplate, SenderNumber
 from tests.bola import bola_case
 from tests.factories import unique_mobile
 

@@ -9,8 +9,7 @@ import av
 import httpx
 import pytest
 
-from models.tables import Job
-from models.videos import Video
+from models.tables import Job, Video
 from ops.hls_server import serve_in_thread
 from ops.settings import get_settings
 from pipelines.video.package import parse_master_playlist, parse_media_playlist

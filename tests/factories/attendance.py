@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.lectures import Enrollment, EnrollmentStatus, Lecture, LectureSession
 from models.scope import TenantScope
+from models.tables import Enrollment, EnrollmentStatus, Lecture, LectureSession
 from tests.factories import bulk_students
 
 _seq = itertools.count(1)

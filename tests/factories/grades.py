@@ -20,8 +20,8 @@ _seq = itertools.count(1)
 
 
 async def create_lecture(tenant: Any, **overrides: Any) -> uuid.UUID:
-    from models.lectures import Lecture
     from models.scope import TenantScope
+    from models.tables import Lecture
 
     values: dict[str, Any] = {"title": f"수학 {next(_seq)}반", "subject": "수학", "status": "open"}
     values.update(overrides)
@@ -34,8 +34,8 @@ async def enroll(
     tenant: Any, lecture_id: Any, *student_ids: Any, status: str = "active"
 ) -> list[uuid.UUID]:
     """Enroll the students in the lecture (one INSERT for all of them)."""
-    from models.lectures import Enrollment
     from models.scope import TenantScope
+    from models.tables import Enrollment
 
     if not student_ids:
         return []
@@ -128,8 +128,8 @@ async def bulk_exams(
 ) -> list[uuid.UUID]:
     """``count`` exams on consecutive days, each scored for every student (score varies by
     student and exam), straight into the database: two INSERTs."""
-    from models.exams import Exam, Score
     from models.scope import TenantScope
+    from models.tables import Exam, Score
 
     scope = TenantScope(tenant.id)
     exams = [

@@ -158,8 +158,8 @@ async def bulk_enrollments(
 async def record_attendance(tenant_id: Any, session_id: Any, student_id: Any) -> None:
     """One attendance row, to show what a lecture or session delete must not erase (the
     attendance API is another module's; this only needs the row to exist)."""
-    from models.attendance import Attendance
     from models.scope import TenantScope
+    from models.tables import Attendance
 
     await (
         TenantScope(tenant_id)

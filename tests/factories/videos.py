@@ -188,7 +188,7 @@ async def create_video(
 
 async def mark_ready(video_id: Any, duration: float = 100.0, proctored: bool | None = None) -> None:
     """Make a video READY without transcoding (for playback and progress tests)."""
-    from models.videos import Video
+    from models.tables import Video
 
     values: dict[Any, Any] = {
         Video.status: "READY",

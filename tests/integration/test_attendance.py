@@ -9,9 +9,8 @@ import itertools
 import uuid
 from typing import Any
 
-from models.attendance import Attendance
-from models.events import AuditLog, OutboxEvent
 from models.scope import TenantScope
+from models.tables import Attendance, AuditLog, OutboxEvent
 from tests.bola import NOT_FOUND_TYPE, assert_problem
 from tests.factories import create_student
 from tests.factories.attendance import (

@@ -4,7 +4,6 @@ process (as a worker would run them) so redeliveries and the lock can be staged 
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from typing import Any
 
@@ -73,10 +72,7 @@ async def job_of(job_id: str) -> dict[str, Any]:
     async with connection() as conn:
         row = await conn.fetchrow("SELECT * FROM job WHERE id = $1", uuid.UUID(job_id))
     assert row is not None
-    out = dict(row)
-    if isinstance(out["result"], str):
-        out["result"] = json.loads(out["result"])
-    return out
+    return dict(row)
 
 
 async def snapshot(tenant_id: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -40,29 +39,24 @@ async def _user_id(email: str) -> uuid.UUID:
 
 
 async def _audit(tenant: Any) -> list[dict[str, Any]]:
-    from models.events import AuditLog
+    from models.tables import AuditLog
 
     rows = (
         await AuditLog.select()
         .where((AuditLog.tenant == tenant.id) & (AuditLog.entity == "score"))
         .order_by(AuditLog.id)
     )
-    for r in rows:
-        r["before"] = json.loads(r["before"]) if r["before"] else None
-        r["after"] = json.loads(r["after"]) if r["after"] else None
     return list(rows)
 
 
 async def _events(tenant: Any) -> list[dict[str, Any]]:
-    from models.events import OutboxEvent
+    from models.tables import OutboxEvent
 
     rows = (
         await OutboxEvent.select()
         .where((OutboxEvent.tenant == tenant.id) & (OutboxEvent.kind == "score.recorded"))
         .order_by(OutboxEvent.created_at)
     )
-    for r in rows:
-        r["payload"] = json.loads(r["payload"])
     return list(rows)
 
 
@@ -303,7 +297,7 @@ async def test_single_score_is_audited_and_emits_one_event_per_distinct_value(te
         "score": 91.5,
         "max_score": 100,
     }
-    from models.exams import Score
+    from models.tables import Score
 
     row = await Score.select().where(Score.id == audit[0]["entity_id"]).first()
     assert row is not None and row["updated_by"] == teacher and row["source"] == "manual"
@@ -463,7 +457,7 @@ async def test_bulk_retry_is_one_event_per_distinct_score(tenant):
     audit = await _audit(tenant)
     assert [(a["action"], a["after"]["student_id"]) for a in audit][-1] == ("update", str(s2))
     assert len(audit) == 3
-    from models.exams import Score
+    from models.tables import Score
 
     sources = await Score.select(Score.source).where(Score.exam == exam["id"])
     assert {r["source"] for r in sources} == {"bulk"}

@@ -7,9 +7,7 @@ import uuid
 
 import pytest
 
-from models.attendance import Attendance
-from models.exams import Exam, Score
-from models.lectures import Enrollment, Lecture, LectureSession
+from models.tables import Attendance, Enrollment, Exam, Lecture, LectureSession, Score
 from tests.factories import create_student, unique_mobile
 from tests.factories.accounts import family_headers
 

@@ -280,7 +280,7 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
             uuid.UUID(page_id),
         )
     assert audit["action"] == "review"
-    assert json.loads(audit["after"])["student_id"] == students[2]["id"]
+    assert audit["after"]["student_id"] == students[2]["id"]
     queue = (await c.get(f"/api/v1/exams/{exam['id']}/omr/review", headers=h)).json()
     assert page_id not in {p["id"] for p in queue["items"]}
 

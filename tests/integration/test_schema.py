@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.events import AuditLog, record_audit
-from models.exams import Exam, Score
-from models.lectures import Lecture
-from models.tables import User
+from models.events import record_audit
+from models.tables import AuditLog, Exam, Lecture, Score, User
 from tests.factories import create_student
 
 

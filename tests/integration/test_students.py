@@ -170,7 +170,7 @@ async def test_deleted_duplicates_dry_run_then_fix(tenant):
 
 
 async def test_purge_removes_only_old_deletions(tenant):
-    from models.students import Student
+    from models.tables import Student
     from ops.students import purge_deleted
 
     h = await tenant.headers()
@@ -209,7 +209,7 @@ async def test_list_page_is_one_query_not_one_per_row(tenant, count_queries):
 
 async def test_read_model_follows_every_writer(tenant):
     """guardians and enrollment_count are kept by triggers, whoever writes."""
-    from models.lectures import Enrollment, Lecture
+    from models.tables import Enrollment, Lecture
 
     h = await tenant.headers()
     mom = unique_mobile()
@@ -243,7 +243,7 @@ async def test_read_model_follows_every_writer(tenant):
 
 
 async def test_restore_does_not_overfill_a_lecture(tenant):
-    from models.lectures import Enrollment, Lecture
+    from models.tables import Enrollment, Lecture
 
     h = await tenant.headers()
     leaving, newcomer = await create_student(tenant, h), await create_student(tenant, h)

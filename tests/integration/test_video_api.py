@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from actors.video import cleanup_raw_uploads, hls_prefix
-from models.videos import Video
+from models.tables import Video
 from ops import storage
 from ops.settings import get_settings
 from pipelines.video.signing import verify
@@ -193,7 +193,7 @@ async def test_playback_is_for_staff_and_enrolled_students(tenant):
     r = await tenant.client.get(f"/api/v1/videos/{vid}/playback", headers=parent_headers)
     assert r.status_code == 403
     # A dropped enrollment ends access.
-    from models.lectures import Enrollment
+    from models.tables import Enrollment
 
     await Enrollment.update({Enrollment.status: "dropped"}).where(
         Enrollment.student == student["id"]
@@ -260,7 +260,7 @@ async def test_progress_is_the_union_and_completion_is_coverage(tenant):
 
 
 async def test_proctored_lecture_rules(tenant):
-    from models.videos import VideoWatch
+    from models.tables import VideoWatch
 
     headers = await tenant.headers()
     lecture, vid = await _ready_video(tenant, headers, proctored=True)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from actors import video as steps
-from models.tables import Job
-from models.videos import Video
+from models.tables import Job, Video
 from ops import storage
 from ops.settings import get_settings
 from pipelines.video.package import parse_master_playlist

@@ -26,8 +26,8 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from models.db import DB
-from models.students import Guardian, Student
-from models.tables import Job, Tenant
+from models.tables.core import Job, Tenant
+from models.tables.students import Guardian, Student
 
 
 class MessageStatus(str, Enum):

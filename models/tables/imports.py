@@ -10,7 +10,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from models.db import DB
-from models.tables import Job, Tenant
+from models.tables.core import Job, Tenant
 
 
 class ExcelImport(Table, tablename="excel_import", db=DB):

@@ -28,9 +28,9 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from models.db import DB
-from models.exams import Exam
-from models.students import Student
-from models.tables import Job, Tenant, User
+from models.tables.core import Job, Tenant, User
+from models.tables.exams import Exam
+from models.tables.students import Student
 
 
 class OmrTemplate(Table, tablename="omr_template", db=DB):

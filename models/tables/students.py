@@ -20,7 +20,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from models.db import DB
-from models.tables import Tenant
+from models.tables.core import Tenant
 
 
 class StudentStatus(str, Enum):

@@ -11,9 +11,9 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
 from models.db import DB
-from models.lectures import LectureSession
-from models.students import Student
-from models.tables import Tenant, User
+from models.tables.core import Tenant, User
+from models.tables.lectures import LectureSession
+from models.tables.students import Student
 
 
 class AttendanceStatus(str, Enum):

@@ -1,0 +1,35 @@
+"""The one upload-size guard of every multipart/JSON upload route.
+
+A route checks the declared ``Content-Length`` before it reads anything (a client that
+announces too much is refused at once), then the size it actually read: the header may be
+absent or lie. Both refusals are the same 413 ``/problems/too-large`` with ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+
+from models.errors import Problem
+
+# Multipart framing around the file itself (boundaries, part headers, small fields).
+FORM_OVERHEAD = 64 * 1024
+
+
+def too_large(limit: int, advice: str = "") -> Problem:
+    detail = f"the upload is larger than the {limit // (1024 * 1024)} MiB limit"
+    return Problem(413, f"{detail}: {advice}" if advice else detail, max_bytes=limit)
+
+
+def refuse_declared_size(request: Request[Any, Any, Any], limit: int, advice: str = "") -> None:
+    """Refuse before reading when the declared body is over ``limit`` (plus framing)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
+        raise too_large(limit, advice)
+
+
+def refuse_read_size(size: int, limit: int, advice: str = "") -> None:
+    """Refuse what turned out, once read, to be over ``limit``."""
+    if size > limit:
+        raise too_large(limit, advice)

@@ -1,0 +1,220 @@
+"""Enrollments: the active-enrollment rule, and enrolment under the lecture lock.
+
+**Active enrollment** means ``status = 'active'`` of a student who is not soft-deleted.
+Every count (``enrolled_count``, capacity, the delete guard), roster, recipient list and
+report uses ``ACTIVE`` / ``active_count()``, so the numbers a client sees agree with the
+roster it shows.
+
+**The lock rule**: every write that depends on a lecture's enrollments locks the lecture
+row first (``FOR UPDATE``), several lectures in id order. ``enrol_many`` is the one
+enrolment of the system (one student by hand, thousands from an Excel import): capacity
+holds under any concurrency, and every pair gets an outcome instead of a partial write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.tables import Lecture as LectureTable
+
+# Over ``enrollment e JOIN student s ON s.id = e.student``.
+ACTIVE = "e.status = 'active' AND s.deleted_at IS NULL"
+
+
+def active_count(lecture_id: str = "l.id") -> str:
+    """A subquery: the active enrollments of the lecture whose id is ``lecture_id``."""
+    return f"""(
+    SELECT count(*) FROM enrollment e JOIN student s ON s.id = e.student
+    WHERE e.lecture = {lecture_id} AND {ACTIVE})"""
+
+
+class Enrollment(msgspec.Struct):
+    id: uuid.UUID
+    lecture_id: uuid.UUID
+    student_id: uuid.UUID
+    status: str
+    source: str
+    enrolled_at: dt.datetime
+    dropped_at: dt.datetime | None
+
+
+ENROLLMENT_COLUMNS = (
+    "id, lecture AS lecture_id, student AS student_id, status, source, enrolled_at, dropped_at"
+)
+
+
+class Seats(msgspec.Struct):
+    """A locked lecture: what enrolment needs to know about it."""
+
+    id: uuid.UUID
+    title: str
+    status: str
+    capacity: int | None
+    active: int
+
+    @property
+    def free(self) -> int | None:
+        return None if self.capacity is None else max(0, self.capacity - self.active)
+
+
+Result = Literal["created", "reactivated", "already", "no_lecture", "no_student", "closed", "full"]
+ENROLLED: frozenset[str] = frozenset({"created", "reactivated"})
+
+
+class Outcome(msgspec.Struct):
+    """What became of one (student, lecture) pair. ``enrollment`` is set for
+    ``created``, ``reactivated`` and ``already``; ``lecture`` for all but ``no_lecture``."""
+
+    student_id: uuid.UUID
+    lecture_id: uuid.UUID
+    result: Result
+    enrollment: Enrollment | None = None
+    lecture: Seats | None = None
+
+
+async def lock_lectures(
+    scope: TenantScope, lecture_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Seats]:
+    """Lock the lectures (in id order, so two writers cannot deadlock) for the rest of the
+    caller's transaction, and count their active enrollments under the lock."""
+    ids = sorted(set(lecture_ids))
+    await scope.fetch(
+        "SELECT id FROM lecture WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE",
+        ids,
+    )
+    seats = await scope.rows(
+        Seats,
+        f"SELECT l.id, l.title, l.status, l.capacity, {active_count()} AS active "
+        "FROM lecture l WHERE l.tenant = $1 AND l.id = ANY($2::uuid[])",
+        ids,
+    )
+    return {s.id: s for s in seats}
+
+
+async def lock_lecture(scope: TenantScope, lecture_id: Any) -> Seats:
+    """One lecture, locked (``lock_lectures``); a lecture of no one here is a 404."""
+    key = parse_id(LectureTable, lecture_id)
+    found = (await lock_lectures(scope, [key])).get(key)
+    if found is None:
+        raise NotFoundInTenant(LectureTable, lecture_id)
+    return found
+
+
+async def enrol_many(
+    scope: TenantScope, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], *, source: str
+) -> list[Outcome]:
+    """Enrol each (student, lecture) pair, in the caller's transaction; one outcome per
+    pair, in order. Lectures are locked first (``lock_lectures``); a pair whose student is
+    already active changes nothing; a closed lecture takes nobody; a lecture's free seats
+    go to pairs in the order given. A dropped enrollment is reactivated (same row, new
+    ``enrolled_at``). A fixed number of statements, whatever the number of pairs."""
+    if not pairs:
+        return []
+    lectures = await lock_lectures(scope, [lecture for _, lecture in pairs])
+    students = sorted({student for student, _ in pairs})
+    live = set(
+        await scope.values(
+            "SELECT id FROM student WHERE tenant = $1 AND id = ANY($2::uuid[]) "
+            "AND deleted_at IS NULL",
+            students,
+        )
+    )
+    existing = await scope.rows(
+        Enrollment,
+        f"SELECT {ENROLLMENT_COLUMNS} FROM enrollment "
+        "WHERE tenant = $1 AND student = ANY($2::uuid[]) AND lecture = ANY($3::uuid[])",
+        students,
+        sorted(lectures),
+    )
+    outcomes = decide(pairs, lectures, live, {(e.student_id, e.lecture_id): e for e in existing})
+    todo = {(o.student_id, o.lecture_id): o for o in outcomes if o.result == "created"}
+    written = {
+        (e.student_id, e.lecture_id): e
+        for e in await scope.rows(
+            Enrollment,
+            f"""
+            INSERT INTO enrollment AS e (id, tenant, student, lecture, status, source, enrolled_at)
+            SELECT gen_random_uuid(), $1, t.s, t.l, 'active', $4, now()
+            FROM unnest($2::uuid[], $3::uuid[]) AS t(s, l)
+            ON CONFLICT (student, lecture) DO UPDATE
+                SET status = 'active', source = EXCLUDED.source, enrolled_at = now(),
+                    dropped_at = NULL
+                WHERE e.status <> 'active'
+            RETURNING {ENROLLMENT_COLUMNS}
+            """,
+            [student for student, _ in todo],
+            [lecture for _, lecture in todo],
+            source,
+        )
+    }
+    for o in outcomes:
+        pair = (o.student_id, o.lecture_id)
+        if pair in written:
+            if o.result == "created" and o.enrollment is not None:
+                o.result = "reactivated"
+            o.enrollment = written[pair]
+    return outcomes
+
+
+def decide(
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    lectures: dict[uuid.UUID, Seats],
+    live: set[uuid.UUID],
+    existing: dict[tuple[uuid.UUID, uuid.UUID], Enrollment],
+) -> list[Outcome]:
+    """The rule, without the statements: ``created`` marks the pairs to write (a dropped
+    one among them is reactivated). A pair listed twice is enrolled once."""
+    free = {lid: seats.free for lid, seats in lectures.items()}
+    claimed: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    outcomes: list[Outcome] = []
+    for student, lecture_id in pairs:
+        seats = lectures.get(lecture_id)
+        current = existing.get((student, lecture_id))
+        outcome = Outcome(student, lecture_id, "created", current, seats)
+        seats_left = free.get(lecture_id)
+        if seats is None:
+            outcome.result = "no_lecture"
+        elif student not in live:
+            outcome.result = "no_student"
+        elif (current is not None and current.status == "active") or (
+            (student, lecture_id) in claimed
+        ):
+            outcome.result = "already"
+        elif seats.status == "closed":
+            outcome.result = "closed"
+        elif seats_left == 0:
+            outcome.result = "full"
+        else:
+            if seats_left is not None:
+                free[lecture_id] = seats_left - 1
+            claimed.add((student, lecture_id))
+        outcomes.append(outcome)
+    return outcomes
+
+
+async def drop(scope: TenantScope, lecture_id: uuid.UUID, student_id: uuid.UUID) -> bool:
+    """Mark the enrollment dropped (the row stays, as history and for a later
+    re-enrolment). False when the student was never enrolled in the lecture; dropping a
+    dropped one changes nothing."""
+    rows = await scope.fetch(
+        """
+        WITH target AS (
+            SELECT id, status FROM enrollment
+            WHERE tenant = $1 AND lecture = $2 AND student = $3
+        ), dropped AS (
+            UPDATE enrollment e SET status = 'dropped', dropped_at = now()
+            FROM target WHERE e.id = target.id AND target.status = 'active'
+            RETURNING e.id
+        )
+        SELECT id FROM target
+        """,
+        lecture_id,
+        student_id,
+    )
+    return bool(rows)

@@ -1,0 +1,177 @@
+"""Jobs: what a client polls, what workers report, and what the sweeper re-sends.
+
+A job row is the client's view of background work (``status``, ``progress``, ``stage``,
+``result``, ``error``). Workers move it PENDING -> RUNNING -> DONE | FAILED; a finished
+job never moves again, so a late or duplicated message finds it finished and does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import msgspec
+
+from models import db
+from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.tables import Job as JobTable
+
+
+class JobView(msgspec.Struct):
+    """A job as its client sees it."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    progress: int
+    stage: str
+    result: Any
+    error: str | None
+    attempts: int
+    request_id: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class JobRecord(msgspec.Struct):
+    """A job as a worker sees it when it starts a step."""
+
+    id: uuid.UUID
+    tenant: uuid.UUID
+    kind: str
+    tier: str
+    status: str
+    stage: str
+    attempts: int
+    request_id: str
+    input_key: str | None
+    sha256: str | None
+    created_at: dt.datetime
+
+
+class Unsent(msgspec.Struct):
+    id: uuid.UUID
+    actor_name: str
+    message: dict[str, Any] | None
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def get_job(scope: TenantScope, job_id: Any) -> JobView:
+    found = await scope.row(
+        JobView, "SELECT * FROM job WHERE tenant = $1 AND id = $2", parse_id(JobTable, job_id)
+    )
+    if found is None:
+        raise NotFoundInTenant(JobTable, job_id)
+    return found
+
+
+async def insert_job(
+    *,
+    tenant_id: uuid.UUID | str,
+    kind: str,
+    tier: str,
+    request_id: str,
+    input_key: str | None,
+    sha256: str | None,
+    actor_name: str,
+    message: dict[str, Any],
+) -> JobTable:
+    """A PENDING job that remembers its first message (so the sweeper can send it)."""
+    row = JobTable(
+        tenant=tenant_id,
+        kind=kind,
+        tier=tier,
+        request_id=request_id,
+        input_key=input_key,
+        sha256=sha256,
+        actor_name=actor_name,
+        message=message,
+    )
+    await row.save()
+    return row
+
+
+async def mark_sent(job_id: str) -> None:
+    await db.execute("UPDATE job SET sent_at = now() WHERE id = $1", uuid.UUID(job_id))
+
+
+async def unsent_jobs(older_than: dt.timedelta, limit: int) -> list[Unsent]:
+    """PENDING jobs committed but never sent, oldest first."""
+    return await db.rows(
+        Unsent,
+        """
+        SELECT id, actor_name, message FROM job
+        WHERE status = 'PENDING' AND sent_at IS NULL AND created_at < $1
+        ORDER BY created_at LIMIT $2
+        """,
+        utcnow() - older_than,
+        limit,
+    )
+
+
+async def start_job(job_id: str, stage: str = "running") -> JobRecord | None:
+    """Mark the job RUNNING (counting the attempt). None if it is already finished -- a
+    redelivered message must then do nothing."""
+    return await db.row(
+        JobRecord,
+        """
+        UPDATE job SET status = 'RUNNING', stage = $2, attempts = attempts + 1,
+               started_at = COALESCE(started_at, now()), updated_at = now(),
+               sent_at = COALESCE(sent_at, now())
+        WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
+        RETURNING *
+        """,
+        uuid.UUID(str(job_id)),
+        stage,
+    )
+
+
+async def set_progress(job_id: Any, progress: int, stage: str) -> None:
+    await db.execute(
+        "UPDATE job SET progress = $2, stage = $3, updated_at = now() "
+        "WHERE id = $1 AND status = 'RUNNING'",
+        uuid.UUID(str(job_id)),
+        max(0, min(100, progress)),
+        stage,
+    )
+
+
+async def raise_progress(job_id: Any, progress: int) -> None:
+    """Progress that only moves forward (steps of a fan-out finish in any order)."""
+    await db.execute(
+        "UPDATE job SET progress = GREATEST(progress, $2), updated_at = now() "
+        "WHERE id = $1 AND status = 'RUNNING'",
+        uuid.UUID(str(job_id)),
+        max(0, min(100, progress)),
+    )
+
+
+async def finish_job(job_id: Any, result: dict[str, Any] | None = None) -> None:
+    await db.execute(
+        """
+        UPDATE job SET status = 'DONE', progress = 100, stage = 'done', result = $2,
+               error = NULL, finished_at = now(), updated_at = now()
+        WHERE id = $1
+        """,
+        uuid.UUID(str(job_id)),
+        result,
+    )
+
+
+async def fail_job(job_id: Any, reason: str) -> None:
+    """FAILED with ``reason``, unless the job is already DONE."""
+    await db.execute(
+        """
+        UPDATE job SET status = 'FAILED', stage = 'failed', error = $2,
+               finished_at = now(), updated_at = now()
+        WHERE id = $1 AND status <> 'DONE'
+        """,
+        uuid.UUID(str(job_id)),
+        reason[:2000],
+    )
