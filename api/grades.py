@@ -23,19 +23,34 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
 from api.auth import Principal, require_roles, require_staff
-from api.errors import Problem, field_error, handle_http, problem
+from api.errors import field_error, handle_http, problem
 from api.pagination import DEFAULT_LIMIT, check_limit
+from models import grades
 from models.db import transaction
-from models.grades import LockedExam, lock_exam, write_scores
+from models.errors import fail_fields
+from models.grades import (
+    LockedExam,
+    Standing,
+    check_students,
+    create_exam,
+    delete_exam,
+    exam_scores,
+    grade_history,
+    list_exams,
+    load_exam,
+    lock_exam,
+    score_values,
+    update_exam,
+    write_scores,
+)
 from models.lectures import lecture_exists
-from models.pages import Page, as_date, as_uuid, decode_cursor_as, page_of
+from models.pages import Page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.tables import Exam as ExamRow
 from models.tables import Role
 from models.tables import Student as StudentRow
 from pipelines.grading import (
@@ -52,8 +67,6 @@ from pipelines.korean import clean_text
 require_grader = require_roles(Role.owner, Role.admin, Role.teacher)
 
 MAX_BULK_ITEMS = 1000
-# Undated exams (the API requires a date, but other writers may not) sort last.
-UNDATED = dt.date(9999, 12, 31)
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -82,18 +95,9 @@ class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
     answer_key: dict[str, list[str]] | msgspec.UnsetType | None = msgspec.UNSET
 
 
-class Exam(msgspec.Struct):
-    id: uuid.UUID
-    lecture_id: uuid.UUID
-    lecture_title: str
-    title: str
-    date: dt.date | None
-    max_score: float
-    question_count: int | None
-    answer_key: dict[str, list[str]] | None
-    score_count: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
+class Exam(grades.Exam):
+    """An exam (declared here so that the list's schema keeps its name: ``Page[Exam]``
+    is named after the module of ``Exam``)."""
 
 
 class ScoreIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -176,88 +180,12 @@ class GradeEntry(msgspec.Struct):
     count: int  # scores in that exam
 
 
-# --- ids and reads ---------------------------------------------------------------------
-
-
-EXAM_COLUMNS = """
-    e.id, e.lecture AS lecture_id, l.title AS lecture_title, e.title, e.date, e.max_score,
-    e.question_count, e.answer_key, e.created_at, e.updated_at,
-    COALESCE(e.date, DATE '9999-12-31') AS sort_date,
-    (SELECT count(*) FROM score s
-       JOIN student st ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
-      WHERE s.tenant = $1 AND s.exam = e.id) AS score_count
-"""
-EXAM_FROM = "exam e JOIN lecture l ON l.id = e.lecture AND l.tenant = $1"
-
-
-def _to_exam(row: Any) -> Exam:
-    return Exam(
-        id=row["id"],
-        lecture_id=row["lecture_id"],
-        lecture_title=row["lecture_title"],
-        title=row["title"],
-        date=row["date"],
-        max_score=float(row["max_score"]),
-        question_count=row["question_count"],
-        answer_key=msgspec.convert(row["answer_key"], dict[str, list[str]])
-        if row["answer_key"]
-        else None,
-        score_count=row["score_count"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
-    row = await scope.fetchrow(
-        f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE e.tenant = $1 AND e.id = $2",
-        parse_id(ExamRow, exam_id),
-    )
-    if row is None:
-        raise NotFoundInTenant(ExamRow, exam_id)
-    return _to_exam(row)
-
-
-SORTS: dict[str, str] = {"date": "ASC", "-date": "DESC"}
-
-
-async def list_exams(
-    scope: TenantScope, lecture_id: Any, *, sort: str, limit: int, cursor: str | None
-) -> Page[Exam]:
-    lecture = await lecture_exists(scope, lecture_id)
-    direction = SORTS[sort]
-    args: list[Any] = [lecture]
-    where = ["e.tenant = $1", "e.lecture = $2"]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args) + 1}"
-
-    after = decode_cursor_as(cursor, as_date, as_uuid)
-    if after is not None:
-        key_date, last_id = after
-        op = ">" if direction == "ASC" else "<"
-        where.append(
-            f"(COALESCE(e.date, DATE '9999-12-31'), e.id) {op} ({arg(key_date)}, {arg(last_id)})"
-        )
-    rows = await scope.fetch(
-        f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE {' AND '.join(where)} "
-        f"ORDER BY sort_date {direction}, e.id {direction} LIMIT {arg(limit + 1)}",
-        *args,
-    )
-    return page_of(rows, limit, _exam_cursor, _to_exam)
-
-
-def _exam_cursor(row: Any) -> list[Any]:
-    return [row["sort_date"].isoformat(), str(row["id"])]
-
-
-# --- exam writes -----------------------------------------------------------------------
+# --- exam fields -----------------------------------------------------------------------
 
 
 def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) -> dict[str, Any]:
     """Clean and check every field against the exam as it will be (``current`` is the
-    locked row on update); one 422 lists all the problems."""
+    locked row on update); one 422 lists all the problems. Returns column -> value."""
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     if data.title is not msgspec.UNSET:
@@ -280,9 +208,20 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) ->
             values["max_score"] = max_score
         except ValueError as exc:
             errors.append({"field": "max_score", "message": str(exc)})
+    _validate_key(data, current, values, errors)
+    fail_fields(errors)
+    return values
 
-    # The key is checked against the exam as it will be: a new question_count must still
-    # fit the stored key, and a new key the (new or stored) question_count.
+
+def _validate_key(
+    data: ExamCreate | ExamUpdate,
+    current: LockedExam | None,
+    values: dict[str, Any],
+    errors: list[dict[str, Any]],
+) -> None:
+    """``question_count`` and ``answer_key`` (into ``values``, their problems into
+    ``errors``). The key is checked against the exam as it will be: a new question_count
+    must still fit the stored key, and a new key the (new or stored) question_count."""
     question_count: int | None = current.question_count if current else None
     key: dict[str, list[str]] | None = current.answer_key if current else None
     count_changed = not isinstance(data.question_count, msgspec.UnsetType)
@@ -298,59 +237,29 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) ->
     if not isinstance(data.answer_key, msgspec.UnsetType):
         key = data.answer_key
         values["answer_key"] = None
-    if (count_changed or key_changed) and key is not None:
-        try:
-            normalized = normalize_answer_key(key, question_count)
-        except InvalidAnswerKey as exc:
-            for path, message in exc.issues:
-                if not path:
-                    errors.append(
-                        {"field": "question_count", "message": "required with an answer_key"}
-                    )
-                elif key_changed:
-                    errors.append({"field": f"answer_key.{path}", "message": message})
-                else:  # the stored key does not fit the new question_count
-                    errors.append(
-                        {
-                            "field": "question_count",
-                            "message": f"the exam's answer key does not fit: {message}",
-                        }
-                    )
-        else:
-            if key_changed:
-                values["answer_key"] = normalized
-    if errors:
-        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
-    if "answer_key" in values:
-        key_value = values["answer_key"]
-        values["answer_key"] = (
-            None if key_value is None else msgspec.json.encode(key_value).decode()
-        )
-    return values
+    if not (count_changed or key_changed) or key is None:
+        return
+    try:
+        normalized = normalize_answer_key(key, question_count)
+    except InvalidAnswerKey as exc:
+        for path, message in exc.issues:
+            if not path:
+                errors.append({"field": "question_count", "message": "required with an answer_key"})
+            elif key_changed:
+                errors.append({"field": f"answer_key.{path}", "message": message})
+            else:  # the stored key does not fit the new question_count
+                errors.append(
+                    {
+                        "field": "question_count",
+                        "message": f"the exam's answer key does not fit: {message}",
+                    }
+                )
+    else:
+        if key_changed:
+            values["answer_key"] = normalized
 
 
-# --- score writes ----------------------------------------------------------------------
-
-CHECK_STUDENTS = """
-    SELECT t.student,
-           st.id IS NOT NULL AS found,
-           en.id IS NOT NULL AS enrolled
-    FROM unnest($2::uuid[]) AS t(student)
-    LEFT JOIN student st
-           ON st.tenant = $1 AND st.id = t.student AND st.deleted_at IS NULL
-    LEFT JOIN enrollment en
-           ON en.tenant = $1 AND en.student = t.student AND en.lecture = $3::uuid
-          AND en.status = 'active'
-"""
-
-
-async def _check_students(
-    scope: TenantScope, exam: LockedExam, students: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[bool, bool]]:
-    """``student -> (a live student of this academy, actively enrolled in the lecture)``."""
-    rows = await scope.fetch(CHECK_STUDENTS, students, exam.lecture)
-    return {r["student"]: (r["found"], r["enrolled"]) for r in rows}
-
+# --- scores ----------------------------------------------------------------------------
 
 NOT_ENROLLED = "not actively enrolled in this exam's lecture"
 NOT_A_STUDENT = "no such student in this academy"
@@ -403,59 +312,29 @@ def _bulk_body_problem(
     return handle_http(request, exc)
 
 
-# --- score reads -----------------------------------------------------------------------
-
-EXAM_SCORES = """
-    WITH ex AS (SELECT e.id, e.max_score FROM exam e WHERE e.tenant = $1 AND e.id = $2)
-    SELECT ex.id AS exam_id, ex.max_score, r.*
-    FROM ex LEFT JOIN LATERAL (
-        SELECT s.student, st.name, s.score, s.updated_at,
-               rank() OVER (ORDER BY s.score DESC) AS rank,
-               rank() OVER (ORDER BY s.score ASC) - 1 AS below,
-               count(*) OVER () AS n
-        FROM score s
-        JOIN student st ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
-        WHERE s.tenant = $1 AND s.exam = ex.id
-    ) r ON true
-    ORDER BY r.rank, r.name, r.student
-"""
-
-EXAM_SCORE_VALUES = """
-    SELECT e.id, e.max_score,
-           COALESCE((SELECT array_agg(s.score ORDER BY s.score) FROM score s
-                       JOIN student st
-                         ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
-                      WHERE s.tenant = $1 AND s.exam = e.id), '{}') AS scores
-    FROM exam e WHERE e.tenant = $1 AND e.id = $2
-"""
-
-# A page of the student's exams first (keyset on date, id), then the windows over just
-# those exams' scores: the ranks come from one statement whatever the page size.
-GRADE_HISTORY = """
-    WITH page AS (
-        SELECT e.id, e.title, e.date, e.max_score, e.lecture, s.score,
-               COALESCE(e.date, DATE '9999-12-31') AS sort_date
-        FROM score s JOIN exam e ON e.id = s.exam AND e.tenant = $1
-        WHERE s.tenant = $1 AND s.student = $2 {after}
-        ORDER BY sort_date, e.id
-        LIMIT {limit}
-    ),
-    standing AS (
-        SELECT s.exam, s.student,
-               rank() OVER (PARTITION BY s.exam ORDER BY s.score DESC) AS rank,
-               rank() OVER (PARTITION BY s.exam ORDER BY s.score ASC) - 1 AS below,
-               count(*) OVER (PARTITION BY s.exam) AS n
-        FROM score s
-        JOIN student st ON st.id = s.student AND st.tenant = $1 AND st.deleted_at IS NULL
-        WHERE s.tenant = $1 AND s.exam IN (SELECT id FROM page)
-    )
-    SELECT p.id, p.title, p.date, p.max_score, p.lecture, p.score, p.sort_date,
-           l.title AS lecture_title, r.rank, r.below, r.n
-    FROM page p
-    JOIN lecture l ON l.id = p.lecture AND l.tenant = $1
-    JOIN standing r ON r.exam = p.id AND r.student = $2
-    ORDER BY p.sort_date, p.id
-"""
+def _bulk_scores(
+    data: list[ScoreItem], standing: dict[uuid.UUID, Standing], max_score: Decimal
+) -> list[tuple[uuid.UUID, Decimal]]:
+    """The validated scores of a bulk body, or one 422 listing every bad item."""
+    errors: list[dict[str, Any]] = []
+    seen: dict[uuid.UUID, int] = {}
+    scores: list[tuple[uuid.UUID, Decimal]] = []
+    for i, item in enumerate(data):
+        student = standing[item.student_id]
+        if item.student_id in seen:
+            message = f"listed twice (also at [{seen[item.student_id]}])"
+            errors.append({"field": f"[{i}].student_id", "message": message})
+        elif not student.found:
+            errors.append({"field": f"[{i}].student_id", "message": NOT_A_STUDENT})
+        elif not student.enrolled:
+            errors.append({"field": f"[{i}].student_id", "message": NOT_ENROLLED})
+        seen.setdefault(item.student_id, i)
+        try:
+            scores.append((item.student_id, check_score(item.score, max_score)))
+        except ValueError as exc:
+            errors.append({"field": f"[{i}].score", "message": str(exc)})
+    fail_fields(errors)
+    return scores
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -478,7 +357,12 @@ class LectureExamController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> Page[Exam]:
         return await list_exams(
-            tenant_scope, lecture_id, sort=sort, limit=check_limit(limit), cursor=cursor
+            tenant_scope,
+            Exam,
+            lecture_id,
+            descending=sort == "-date",
+            limit=check_limit(limit),
+            cursor=cursor,
         )
 
     @post("/", status_code=HTTP_201_CREATED, guards=[require_grader], summary="Create an exam")
@@ -489,10 +373,7 @@ class LectureExamController(Controller):
         tenant_scope: NamedDependency[TenantScope],
     ) -> Exam:
         lecture = await lecture_exists(tenant_scope, lecture_id)
-        values = _validate_exam(data, None)
-        row = tenant_scope.new(ExamRow, lecture=lecture, **values)
-        await row.save()
-        return await load_exam(tenant_scope, row.id)
+        return await create_exam(tenant_scope, Exam, lecture, _validate_exam(data, None))
 
 
 class ExamController(Controller):
@@ -504,7 +385,7 @@ class ExamController(Controller):
     async def get_one(
         self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> Exam:
-        return await load_exam(tenant_scope, exam_id)
+        return await load_exam(tenant_scope, Exam, exam_id)
 
     @patch("/{exam_id:str}", guards=[require_grader], summary="Change some fields")
     async def update(
@@ -517,12 +398,8 @@ class ExamController(Controller):
         ``question_count`` must still fit the stored answer key."""
         async with transaction():
             current = await lock_exam(tenant_scope, exam_id)
-            values = _validate_exam(data, current)
-            if values:
-                columns = {getattr(ExamRow, k): v for k, v in values.items()}
-                columns[ExamRow.updated_at] = dt.datetime.now(dt.UTC)
-                await tenant_scope.update(ExamRow, columns).where(ExamRow.id == current.id)
-        return await load_exam(tenant_scope, current.id)
+            await update_exam(tenant_scope, current.id, _validate_exam(data, current))
+        return await load_exam(tenant_scope, Exam, current.id)
 
     @delete("/{exam_id:str}", status_code=HTTP_204_NO_CONTENT, guards=[require_grader],
             summary="Delete an exam (with its scores only when force=true)")  # fmt: skip
@@ -535,68 +412,27 @@ class ExamController(Controller):
     ) -> None:
         """An exam with scores is a 409 unless ``force=true``; then every score's audit
         trail ends with a ``delete`` row (one statement) before the exam and its scores go."""
-        async with transaction():
-            current = await lock_exam(tenant_scope, exam_id)
-            # Pages still being read would vanish under their worker (the batch cascades)
-            # and leave its job RUNNING for ever: wait for the batch to finish first.
-            reading = await tenant_scope.fetchrow(
-                "SELECT count(*) AS n FROM omr_batch WHERE tenant = $1 AND exam = $2 "
-                "AND finished_at IS NULL",
-                current.id,
-            )
-            if reading and reading["n"]:
-                raise Problem(
-                    HTTP_409_CONFLICT,
-                    f"{reading['n']} OMR batch(es) of this exam are still being read; "
-                    "delete the exam once they finish",
-                    type_="/problems/exam-is-being-graded",
-                )
-            if current.score_total and not force:
-                raise Problem(
-                    HTTP_409_CONFLICT,
-                    f"the exam has {current.score_total} score(s); "
-                    "delete with force=true to remove them too",
-                    type_="/problems/exam-has-scores",
-                )
-            if current.score_total:
-                await tenant_scope.fetch(
-                    """
-                    INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, at)
-                    SELECT $1, $3::uuid, 'score', s.id, 'delete',
-                           jsonb_build_object('exam_id', s.exam, 'student_id', s.student,
-                                              'score', s.score), now()
-                    FROM score s WHERE s.tenant = $1 AND s.exam = $2
-                    """,
-                    current.id,
-                    principal.user_id,
-                )
-            await tenant_scope.delete(ExamRow).where(ExamRow.id == current.id)
+        await delete_exam(tenant_scope, exam_id, actor_id=principal.user_id, force=force)
 
     @get("/{exam_id:str}/scores", summary="Every score with student, rank and percentile")
     async def scores(
         self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> ExamScores:
         """Best first (ties by name). One statement: the exam and its ranked scores."""
-        rows = await tenant_scope.fetch(EXAM_SCORES, parse_id(ExamRow, exam_id))
-        if not rows:
-            raise NotFoundInTenant(ExamRow, exam_id)
+        head, ranked = await exam_scores(tenant_scope, exam_id)
         items = [
             ExamScore(
-                student_id=r["student"],
-                student_name=r["name"],
-                score=float(r["score"]),
-                rank=r["rank"],
-                percentile=percentile(r["below"], r["n"]),
-                updated_at=r["updated_at"],
+                student_id=r.student_id,
+                student_name=r.student_name,
+                score=r.score,
+                rank=r.rank,
+                percentile=percentile(r.below, r.n),
+                updated_at=r.updated_at,
             )
-            for r in rows
-            if r["student"] is not None
+            for r in ranked
         ]
         return ExamScores(
-            exam_id=rows[0]["exam_id"],
-            max_score=float(rows[0]["max_score"]),
-            count=len(items),
-            items=items,
+            exam_id=head.exam_id, max_score=head.max_score, count=len(items), items=items
         )
 
     @put("/{exam_id:str}/scores/{student_id:str}", guards=[require_grader],
@@ -614,18 +450,17 @@ class ExamController(Controller):
         async with transaction():
             exam = await lock_exam(tenant_scope, exam_id)
             student = parse_id(StudentRow, student_id)
-            found, enrolled = (await _check_students(tenant_scope, exam, [student]))[student]
-            if not found:
+            standing = (await check_students(tenant_scope, exam.lecture, [student]))[student]
+            if not standing.found:
                 raise NotFoundInTenant(StudentRow, student_id)
             errors = []
-            if not enrolled:
+            if not standing.enrolled:
                 errors.append({"field": "student_id", "message": NOT_ENROLLED})
             try:
                 score = check_score(data.score, exam.max_score)
             except ValueError as exc:
                 errors.append({"field": "score", "message": str(exc)})
-            if errors:
-                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
+            fail_fields(errors)
             changed = await write_scores(
                 tenant_scope,
                 exam.id,
@@ -656,28 +491,12 @@ class ExamController(Controller):
         fixed number of statements, whatever the number of items."""
         async with transaction():
             exam = await lock_exam(tenant_scope, exam_id)
-            errors: list[dict[str, Any]] = []
             if len(data) > MAX_BULK_ITEMS:
                 raise field_error("body", f"at most {MAX_BULK_ITEMS} scores per request")
-            status = await _check_students(tenant_scope, exam, [i.student_id for i in data])
-            seen: dict[uuid.UUID, int] = {}
-            scores: list[tuple[uuid.UUID, Decimal]] = []
-            for i, item in enumerate(data):
-                found, enrolled = status[item.student_id]
-                if item.student_id in seen:
-                    message = f"listed twice (also at [{seen[item.student_id]}])"
-                    errors.append({"field": f"[{i}].student_id", "message": message})
-                elif not found:
-                    errors.append({"field": f"[{i}].student_id", "message": NOT_A_STUDENT})
-                elif not enrolled:
-                    errors.append({"field": f"[{i}].student_id", "message": NOT_ENROLLED})
-                seen.setdefault(item.student_id, i)
-                try:
-                    scores.append((item.student_id, check_score(item.score, exam.max_score)))
-                except ValueError as exc:
-                    errors.append({"field": f"[{i}].score", "message": str(exc)})
-            if errors:
-                raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
+            standing = await check_students(
+                tenant_scope, exam.lecture, [i.student_id for i in data]
+            )
+            scores = _bulk_scores(data, standing, exam.max_score)
             changed = await write_scores(
                 tenant_scope, exam.id, scores, actor_id=principal.user_id, source="bulk"
             )
@@ -702,17 +521,15 @@ class ExamController(Controller):
         ``max_score``. With no scores the figures are ``null``."""
         if not 1 <= bins <= 100:
             raise field_error("bins", "must be between 1 and 100")
-        row = await tenant_scope.fetchrow(EXAM_SCORE_VALUES, parse_id(ExamRow, exam_id))
-        if row is None:
-            raise NotFoundInTenant(ExamRow, exam_id)
-        st = score_stats(row["scores"], row["max_score"], bins)
+        values = await score_values(tenant_scope, exam_id)
+        st = score_stats(values.scores, values.max_score, bins)
 
         def num(value: Decimal | None) -> float | None:
             return None if value is None else float(value)
 
         return ExamStats(
-            exam_id=row["id"],
-            max_score=float(row["max_score"]),
+            exam_id=values.exam_id,
+            max_score=float(values.max_score),
             count=st.count,
             mean=num(st.mean),
             median=num(st.median),
@@ -742,38 +559,23 @@ class StudentScoreController(Controller):
         the rank and percentile the student has in that exam. Two statements per page,
         whatever its size."""
         limit = check_limit(limit)
-        student = parse_id(StudentRow, student_id)
-        exists = await tenant_scope.fetchrow(
-            "SELECT 1 FROM student WHERE tenant = $1 AND id = $2 AND deleted_at IS NULL", student
-        )
-        if exists is None:
-            raise NotFoundInTenant(StudentRow, student_id)
-        args: list[Any] = [student]
-        after_sql = ""
-        after = decode_cursor_as(cursor, as_date, as_uuid)
-        if after is not None:
-            args += list(after)
-            after_sql = "AND (COALESCE(e.date, DATE '9999-12-31'), e.id) > ($3::date, $4::uuid)"
-        rows = await tenant_scope.fetch(
-            GRADE_HISTORY.format(after=after_sql, limit=limit + 1), *args
-        )
-        return page_of(
-            rows,
-            limit,
-            _exam_cursor,
-            lambda r: GradeEntry(
-                exam_id=r["id"],
-                exam_title=r["title"],
-                date=r["date"],
-                lecture_id=r["lecture"],
-                lecture_title=r["lecture_title"],
-                score=float(r["score"]),
-                max_score=float(r["max_score"]),
-                rank=r["rank"],
-                percentile=percentile(r["below"], r["n"]),
-                count=r["n"],
-            ),
-        )
+        page = await grade_history(tenant_scope, student_id, limit=limit, cursor=cursor)
+        items = [
+            GradeEntry(
+                exam_id=r.exam_id,
+                exam_title=r.exam_title,
+                date=r.date,
+                lecture_id=r.lecture_id,
+                lecture_title=r.lecture_title,
+                score=r.score,
+                max_score=r.max_score,
+                rank=r.rank,
+                percentile=percentile(r.below, r.count),
+                count=r.count,
+            )
+            for r in page.items
+        ]
+        return Page(items=items, limit=page.limit, next_cursor=page.next_cursor)
 
 
 CONTROLLERS: list[type[Controller]] = [

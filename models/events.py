@@ -1,18 +1,13 @@
 """Writing the outbox and the audit log, in the caller's transaction (so they commit with
-the change they describe)."""
+the change they describe). ``before``/``after`` and payloads are dicts of JSON values (the
+connection encodes them)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from models.db import connection
-
-
-def _dumps(value: dict[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
-
 
 AuditEntry = tuple[Any, str, dict[str, Any] | None, dict[str, Any] | None]
 """(entity_id, action, before, after)"""
@@ -32,8 +27,8 @@ async def record_audits(
         await conn.execute(
             """
             INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-            SELECT $1, $2, $3, u.entity_id, u.action, u.before::jsonb, u.after::jsonb, now()
-            FROM unnest($4::uuid[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY
+            SELECT $1, $2, $3, u.entity_id, u.action, u.before, u.after, now()
+            FROM unnest($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY
                  AS u(entity_id, action, before, after, n)
             ORDER BY u.n
             """,
@@ -42,8 +37,8 @@ async def record_audits(
             entity,
             [e[0] for e in entries],
             [e[1] for e in entries],
-            [_dumps(e[2]) for e in entries],
-            [_dumps(e[3]) for e in entries],
+            [e[2] for e in entries],
+            [e[3] for e in entries],
         )
 
 
@@ -74,15 +69,15 @@ async def emit_events(*, tenant_id: Any, events: Sequence[Event]) -> int:
         rows = await conn.fetch(
             """
             INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-            SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload::jsonb, now(), 0
-            FROM unnest($2::text[], $3::text[], $4::text[]) AS u(kind, dedupe_key, payload)
+            SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload, now(), 0
+            FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(kind, dedupe_key, payload)
             ON CONFLICT (dedupe_key) DO NOTHING
             RETURNING 1
             """,
             tenant_id,
             [e[0] for e in events],
             [e[1] for e in events],
-            [_dumps(e[2]) for e in events],
+            [e[2] for e in events],
         )
     return len(rows)
 

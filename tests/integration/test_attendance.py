@@ -39,18 +39,12 @@ async def audit_rows(tenant: Any) -> list[dict[str, Any]]:
         .select(AuditLog)
         .where(AuditLog.entity == "attendance")
         .order_by(AuditLog.id)
-        .output(load_json=True)
     )
     return list(rows)
 
 
 async def events(tenant: Any) -> list[dict[str, Any]]:
-    rows = (
-        await TenantScope(tenant.id)
-        .select(OutboxEvent)
-        .order_by(OutboxEvent.created_at)
-        .output(load_json=True)
-    )
+    rows = await TenantScope(tenant.id).select(OutboxEvent).order_by(OutboxEvent.created_at)
     return list(rows)
 
 
