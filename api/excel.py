@@ -22,37 +22,37 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.datastructures import UploadFile
+from litestar.datastructures import FormMultiDict, UploadFile
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from actors import excel as excel_actors
+from actors.excel import export, parse_upload
 from actors.jobs import submit
 from api.auth import Principal, require_roles, require_staff
 from api.errors import Problem, field_error
+from api.uploads import refuse_declared_size, refuse_read_size
+from models import exports, imports
 from models.db import transaction
+from models.errors import fail_fields
+from models.imports import EXPORT_KIND, IMPORT_KIND, ExcelJobStatus
+from models.lectures import lecture_exists
 from models.scope import NotFoundInTenant, TenantScope
-from models.tables import Exam as ExamRow
-from models.tables import ExcelImport, Role
-from models.tables import Job as JobRow
-from models.tables import Lecture as LectureRow
+from models.tables import Role
 from ops import storage
 from ops.settings import get_settings
 from pipelines.excel.common import ImportFailure
-from pipelines.excel.detect import detect_type
+from pipelines.excel.detect import FileType, detect_type
+from pipelines.excel.exports import AttendanceParams, RosterParams, ScoresParams
 from pipelines.excel.workbook import safe_filename
 from pipelines.korean import today_kst
 
 require_office = require_roles(Role.owner, Role.admin, Role.staff)
 
-IMPORT_KIND = "excel_import"
-EXPORT_KIND = "excel_export"
-# Multipart framing and the small form fields around the file.
-FORM_OVERHEAD = 64 * 1024
 # The hard cap the server reads (Litestar answers 413 past it, while streaming); the
 # configured limit is checked against Content-Length before anything is read.
 HARD_CAP = 512 * 1024 * 1024
+TOO_LARGE_ADVICE = "split it into several files"
 MAX_EXPORT_DAYS = 366
 
 
@@ -60,21 +60,6 @@ class JobAccepted(msgspec.Struct):
     job_id: uuid.UUID
     status: str
     status_url: str
-
-
-class ExcelJobStatus(msgspec.Struct):
-    """The seed's shape: poll until ``status == "DONE"``; ``result`` then holds
-    ``created``, ``updated``, ``unchanged``, ``enrolled`` and ``errors``."""
-
-    job_id: uuid.UUID
-    kind: str
-    status: str
-    progress: int
-    stage: str
-    result: Any
-    error: str | None
-    created_at: dt.datetime
-    finished_at: dt.datetime | None
 
 
 class AttendanceExport(msgspec.Struct, forbid_unknown_fields=True):
@@ -91,7 +76,7 @@ def _accepted(job_id: Any) -> JobAccepted:
     return JobAccepted(job_id=job_id, status="PENDING", status_url=_status_url(job_id))
 
 
-def _text_field(form: Any, name: str) -> str | None:
+def _text_field(form: FormMultiDict, name: str) -> str | None:
     value = form.get(name)
     if value is not None and not isinstance(value, str):
         raise field_error(name, "must be a text field, not a file")
@@ -109,8 +94,17 @@ def _parse_bool(name: str, raw: str | None, default: bool = False) -> bool:
     raise field_error(name, "must be true or false")
 
 
-async def _checked_lectures(scope: TenantScope, raw: list[str]) -> list[uuid.UUID]:
+def _options(form: FormMultiDict) -> tuple[str, bool]:
+    """``mode`` and ``dry_run`` of the form."""
+    mode = (_text_field(form, "mode") or "upsert").strip().lower()
+    if mode not in ("insert", "upsert"):
+        raise field_error("mode", "must be 'insert' or 'upsert'")
+    return mode, _parse_bool("dry_run", _text_field(form, "dry_run"))
+
+
+async def _checked_lectures(scope: TenantScope, form: FormMultiDict) -> list[uuid.UUID]:
     """The target lectures: each must exist in this academy and be open for enrolment."""
+    raw = [v if isinstance(v, str) else "" for v in form.getall("lecture_ids", [])]
     ids: list[uuid.UUID] = []
     errors = []
     for part in (p.strip() for value in raw for p in value.split(",")):
@@ -121,32 +115,9 @@ async def _checked_lectures(scope: TenantScope, raw: list[str]) -> list[uuid.UUI
         except ValueError:
             errors.append({"field": "lecture_ids", "message": f"{part!r} is not a lecture id"})
     ids = list(dict.fromkeys(ids))
-    if ids:
-        rows = await scope.fetch(
-            "SELECT id, title, status FROM lecture WHERE tenant = $1 AND id = ANY($2::uuid[])",
-            ids,
-        )
-        found = {r["id"]: r for r in rows}
-        for lecture_id in ids:
-            row = found.get(lecture_id)
-            if row is None:
-                errors.append({"field": "lecture_ids", "message": f"no lecture {lecture_id}"})
-            elif row["status"] == "closed":
-                errors.append(
-                    {"field": "lecture_ids", "message": f"lecture {row['title']} is closed"}
-                )
-    if errors:
-        raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
+    errors += await imports.target_lecture_errors(scope, ids)
+    fail_fields(errors)
     return ids
-
-
-def _too_large(limit: int) -> Problem:
-    return Problem(
-        413,
-        f"the file is larger than the {limit // (1024 * 1024)} MiB limit: split it into "
-        "several files",
-        max_bytes=limit,
-    )
 
 
 def _spool(upload: UploadFile, limit: int) -> tuple[str, int, bytes]:
@@ -165,6 +136,22 @@ def _spool(upload: UploadFile, limit: int) -> tuple[str, int, bytes]:
             break
     handle.seek(0)
     return digest.hexdigest(), size, head
+
+
+async def _checked_file(upload: UploadFile, limit: int) -> tuple[str, FileType]:
+    """The upload's sha256 and type (by content), once its real size is known to fit."""
+    sha256, size, head = await asyncio.to_thread(_spool, upload, limit)
+    refuse_read_size(size, limit, TOO_LARGE_ADVICE)
+    try:
+        return sha256, detect_type(head, refuse_encrypted=False)
+    except ImportFailure as exc:
+        raise Problem(
+            415 if size else 422,
+            str(exc),
+            type_="/problems/unsupported-file",
+            title="Unsupported file",
+            errors=[{"field": "file", "message": str(exc)}],
+        ) from None
 
 
 class ExcelImportController(Controller):
@@ -200,66 +187,41 @@ class ExcelImportController(Controller):
         phone. Poll ``status_url`` until ``status`` is ``DONE``.
         """
         limit = get_settings().excel_max_upload_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
-            raise _too_large(limit)
+        refuse_declared_size(request, limit, TOO_LARGE_ADVICE)
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise field_error("file", "attach the workbook as the multipart field 'file'")
-        mode = (_text_field(form, "mode") or "upsert").strip().lower()
-        if mode not in ("insert", "upsert"):
-            raise field_error("mode", "must be 'insert' or 'upsert'")
-        dry_run = _parse_bool("dry_run", _text_field(form, "dry_run"))
-        lecture_ids = await _checked_lectures(
-            tenant_scope,
-            [v if isinstance(v, str) else "" for v in form.getall("lecture_ids", [])],
-        )
+        mode, dry_run = _options(form)
+        lecture_ids = await _checked_lectures(tenant_scope, form)
+        sha256, file_type = await _checked_file(upload, limit)
 
-        sha256, size, head = await asyncio.to_thread(_spool, upload, limit)
-        if size > limit:
-            raise _too_large(limit)
-        try:
-            file_type = detect_type(head, refuse_encrypted=False)
-        except ImportFailure as exc:
-            raise Problem(
-                415 if size else 422,
-                str(exc),
-                type_="/problems/unsupported-file",
-                title="Unsupported file",
-                errors=[{"field": "file", "message": str(exc)}],
-            ) from None
-
-        upload_id = uuid.uuid4()
-        key = excel_actors.upload_key(principal.tenant_id, upload_id, file_type)
+        key = storage.excel_upload_key(principal.tenant_id, uuid.uuid4(), file_type)
         await asyncio.to_thread(
             storage.client().upload_fileobj,
             upload.file,
             get_settings().r2_excel_bucket,
             key,
         )
-        filename = safe_filename(upload.filename or f"upload.{file_type}")
         async with transaction():
             job = await submit(
-                excel_actors.parse_upload,
+                parse_upload,
                 tenant_id=principal.tenant_id,
                 kind=IMPORT_KIND,
-                request_id=request.scope.get("state", {}).get("request_id", ""),
                 input_key=key,
                 sha256=sha256,
             )
-            await ExcelImport(
-                id=job.id,
-                tenant=principal.tenant_id,
-                job=job.id,
+            await imports.create_import(
+                tenant_scope,
+                job.id,
                 sha256=sha256,
-                filename=filename,
+                filename=safe_filename(upload.filename or f"upload.{file_type}"),
                 file_type=file_type,
                 input_key=key,
                 mode=mode,
                 dry_run=dry_run,
-                lecture_ids=[str(i) for i in lecture_ids],
-            ).save()
+                lecture_ids=lecture_ids,
+            )
         return _accepted(job.id)
 
     @get(
@@ -269,37 +231,19 @@ class ExcelImportController(Controller):
     async def job_status(
         self, job_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> ExcelJobStatus:
-        row = await tenant_scope.get(JobRow, job_id)
-        if row["kind"] not in (IMPORT_KIND, EXPORT_KIND):
-            raise NotFoundInTenant(JobRow, job_id)
-        return ExcelJobStatus(
-            job_id=row["id"],
-            kind=row["kind"],
-            status=row["status"],
-            progress=row["progress"],
-            stage=row["stage"],
-            result=row["result"],
-            error=row["error"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
-        )
+        return await imports.excel_job_status(tenant_scope, job_id)
 
 
 async def _start_export(
-    request: Request[Any, Any, Any],
-    principal: Principal,
-    kind: str,
-    filename: str,
-    params: dict[str, Any],
+    principal: Principal, kind: str, filename: str, params: msgspec.Struct | None = None
 ) -> JobAccepted:
     job = await submit(
-        excel_actors.export,
+        export,
         tenant_id=principal.tenant_id,
         kind=EXPORT_KIND,
-        request_id=request.scope.get("state", {}).get("request_id", ""),
         sheet=kind,
         filename=safe_filename(filename),
-        params=params,
+        params=msgspec.to_builtins(params) if params is not None else {},
     )
     return _accepted(job.id)
 
@@ -314,10 +258,8 @@ class ExportController(Controller):
     guards = [require_staff]
 
     @post("/students", status_code=HTTP_202_ACCEPTED, summary="Export the students (xlsx job)")
-    async def students(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal]
-    ) -> JobAccepted:
-        return await _start_export(request, principal, "students", f"학생명단_{_stamp()}.xlsx", {})
+    async def students(self, principal: NamedDependency[Principal]) -> JobAccepted:
+        return await _start_export(principal, "students", f"학생명단_{_stamp()}.xlsx")
 
     @post(
         "/lectures/{lecture_id:str}/roster",
@@ -327,17 +269,15 @@ class ExportController(Controller):
     async def roster(
         self,
         lecture_id: FromPath[str],
-        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> JobAccepted:
-        lecture = await tenant_scope.get(LectureRow, lecture_id)
+        lecture = await exports.lecture_titled(tenant_scope, lecture_id)
         return await _start_export(
-            request,
             principal,
             "roster",
-            f"{lecture['title']}_수강생_{_stamp()}.xlsx",
-            {"lecture_id": str(lecture["id"])},
+            f"{lecture.title}_수강생_{_stamp()}.xlsx",
+            RosterParams(lecture_id=lecture.id),
         )
 
     @post(
@@ -348,7 +288,6 @@ class ExportController(Controller):
     async def attendance(
         self,
         data: JSONBody[AttendanceExport],
-        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> JobAccepted:
@@ -359,19 +298,14 @@ class ExportController(Controller):
             raise field_error("date_to", f"at most {MAX_EXPORT_DAYS} days per export")
         if data.lecture_id is not None:
             try:
-                await tenant_scope.get(LectureRow, data.lecture_id)
+                await lecture_exists(tenant_scope, data.lecture_id)
             except NotFoundInTenant:
                 raise field_error("lecture_id", "no such lecture") from None
         return await _start_export(
-            request,
             principal,
             "attendance",
             f"출결_{data.date_from:%Y%m%d}-{data.date_to:%Y%m%d}.xlsx",
-            {
-                "date_from": data.date_from.isoformat(),
-                "date_to": data.date_to.isoformat(),
-                "lecture_id": str(data.lecture_id) if data.lecture_id else None,
-            },
+            AttendanceParams(data.date_from, data.date_to, data.lecture_id),
         )
 
     @post(
@@ -382,17 +316,15 @@ class ExportController(Controller):
     async def scores(
         self,
         exam_id: FromPath[str],
-        request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> JobAccepted:
-        exam = await tenant_scope.get(ExamRow, exam_id)
+        exam = await exports.exam_titled(tenant_scope, exam_id)
         return await _start_export(
-            request,
             principal,
             "scores",
-            f"{exam['title']}_성적_{_stamp()}.xlsx",
-            {"exam_id": str(exam["id"])},
+            f"{exam.title}_성적_{_stamp()}.xlsx",
+            ScoresParams(exam_id=exam.id),
         )
 
 

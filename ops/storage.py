@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from functools import lru_cache
 from typing import Any
 
@@ -124,3 +125,42 @@ def delete_under(
                 Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
             )
     return len(doomed)
+
+
+# --- Excel import and exports (the Excel bucket) ------------------------------------------
+# An upload and the import's work files share one prefix, ``imports/{tenant}/{upload}/``;
+# exports (and error workbooks) are ``exports/{tenant}/{job}_{filename}``.
+
+
+def excel_upload_key(tenant_id: Any, upload_id: Any, file_type: str) -> str:
+    """Where the API stores an upload; the import's work files go next to it."""
+    return object_key("imports", str(tenant_id), str(upload_id), f"upload.{file_type}")
+
+
+def excel_work_prefix(input_key: str) -> str:
+    """The prefix of an import's upload and work files (with its trailing slash)."""
+    return input_key.rsplit("/", 1)[0] + "/"
+
+
+def excel_work_key(input_key: str, name: str) -> str:
+    """A work file of the import whose upload is ``input_key``."""
+    return excel_work_prefix(input_key) + name
+
+
+def excel_export_key(tenant_id: Any, job_id: Any, filename: str) -> str:
+    return object_key("exports", str(tenant_id), f"{job_id}_{filename}")
+
+
+def presigned_download(
+    bucket: str, key: str, filename: str, *, content_type: str, expires: int = 900
+) -> str:
+    """A GET link (to an export, an error workbook) that saves under ``filename``
+    (RFC 6266/5987: Hangul names survive)."""
+    quoted = urllib.parse.quote(filename)
+    return presigned_get(
+        bucket,
+        key,
+        expires=expires,
+        ResponseContentDisposition=f"attachment; filename*=UTF-8''{quoted}",
+        ResponseContentType=content_type,
+    )

@@ -5,7 +5,10 @@
   aliases below any title rows.
 * ``phones`` and ``validate``: vectorised cleaning, phone normalisation and per-cell errors.
 * ``plan``: verdicts (create / update / unchanged / error) against existing students.
+* ``apply``: a chunk of the plan cut into the arrays the apply statements take, guardian
+  relations, and the row errors of applying.
 * ``workbook``: the error workbook and the export sheets (xlsxwriter).
+* ``exports``: the export sheets' columns, Korean headers and labels, and job parameters.
 
 Nothing here touches a database, a queue or storage.
 """

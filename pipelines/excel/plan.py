@@ -20,6 +20,7 @@ order and reports the rest (``allocate_seats``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,9 +97,32 @@ def build_plan(
     existing = _shaped(existing, EXISTING_SCHEMA)
     lectures = _shaped(lectures, LECTURE_SCHEMA)
     active = _shaped(active, ACTIVE_SCHEMA)
-    errors: list[pl.DataFrame] = []
+    joined, errors = _match_students(rows, existing, name_header)
+    joined = _with_verdicts(joined, mode)
+    joined, wanted, lecture_errors = _wanted_lectures(
+        joined, lectures, target_lecture_ids, lecture_header
+    )
+    allowed, full = _seated(joined, wanted, active, lectures, lecture_header)
+    new_lectures = allowed.group_by("row").agg(pl.col("lecture_id").alias("lecture_ids"))
+    plan = (
+        joined.join(new_lectures, on="row", how="left")
+        .with_columns(pl.col("lecture_ids").fill_null(pl.lit([], pl.List(pl.String))))
+        .sort("row")
+        .select(list(PLAN_SCHEMA))
+        .cast(PLAN_SCHEMA)
+    )
+    all_errors = pl.concat(
+        [e.cast(ERROR_SCHEMA) for e in [*errors, *lecture_errors, full] if e.height]
+        or [empty_errors()]
+    ).sort("row", maintain_order=True)
+    return Plan(plan, all_errors)
 
-    # --- students -------------------------------------------------------------------
+
+def _match_students(
+    rows: pl.DataFrame, existing: pl.DataFrame, name_header: str
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """The rows that match one live student or nobody, with the live match's id and stored
+    details (``match_id``, ``old_*``, ``live``), and the errors of the others."""
     key = ["name", "guardian_phone"]
     matches = rows.select("row", *key).join(existing, on=key, how="inner")
     per_row = matches.group_by("row").agg(
@@ -112,7 +136,7 @@ def build_plan(
     joined = rows.join(per_row, on="row", how="left").with_columns(
         pl.col("live").fill_null(0), pl.col("dead").fill_null(0)
     )
-    errors.append(
+    errors = [
         joined.filter(pl.col("live") > 1).select(
             "row",
             pl.lit(name_header).alias("column"),
@@ -120,9 +144,7 @@ def build_plan(
                 "{} students with this name and guardian phone already exist: merge them first",
                 pl.col("live"),
             ).alias("message"),
-        )
-    )
-    errors.append(
+        ),
         joined.filter((pl.col("live") == 0) & (pl.col("dead") > 0)).select(
             "row",
             pl.lit(name_header).alias("column"),
@@ -130,9 +152,14 @@ def build_plan(
                 "matches a deleted student (same name and guardian phone): restore them "
                 "first, or tell them apart by name"
             ).alias("message"),
-        )
-    )
+        ),
+    ]
     joined = joined.filter((pl.col("live") == 1) | ((pl.col("live") == 0) & (pl.col("dead") == 0)))
+    return joined, errors
+
+
+def _with_verdicts(joined: pl.DataFrame, mode: Mode) -> pl.DataFrame:
+    """Each row's verdict, and its ``student_id``: the match's, or a new id for a create."""
 
     def differs(new: str, old: str) -> pl.Expr:
         return (
@@ -163,11 +190,19 @@ def build_plan(
         .alias("_new_index")
     )
     id_table = pl.DataFrame({"_new_index": pl.int_range(0, creates, eager=True), "new_id": new_ids})
-    joined = joined.join(id_table, on="_new_index", how="left").with_columns(
+    return joined.join(id_table, on="_new_index", how="left").with_columns(
         pl.coalesce("match_id", "new_id").alias("student_id")
     )
 
-    # --- lectures -------------------------------------------------------------------
+
+def _wanted_lectures(
+    joined: pl.DataFrame,
+    lectures: pl.DataFrame,
+    target_lecture_ids: list[str],
+    lecture_header: str,
+) -> tuple[pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
+    """(row, lecture) pairs each row asks for: the job's target lectures, or the file's
+    lecture column. A row naming an unknown or closed lecture is left out, with an error."""
     if target_lecture_ids:
         wanted = joined.select("row", pl.lit(target_lecture_ids).alias("_ref")).explode("_ref")
         by = "lecture_id"
@@ -177,24 +212,33 @@ def build_plan(
         wanted = wanted.drop_nulls("_ref")
         by = "_ref"
         wanted = _resolve(wanted, lectures)
-    errors.append(
+    errors = [
         wanted.filter(pl.col("title").is_null()).select(
             "row",
             pl.lit(lecture_header).alias("column"),
             pl.format("no lecture with the code or title {}", pl.col(by)).alias("message"),
-        )
-    )
-    errors.append(
+        ),
         wanted.filter(pl.col("status") == "closed").select(
             "row",
             pl.lit(lecture_header).alias("column"),
             pl.format("lecture {} is closed", pl.col("title")).alias("message"),
-        )
-    )
-    lecture_errors = pl.concat(errors[-2:]).cast(ERROR_SCHEMA)
+        ),
+    ]
+    lecture_errors = pl.concat(errors).cast(ERROR_SCHEMA)
     joined = joined.filter(~pl.col("row").is_in(lecture_errors["row"].implode()))
     wanted = wanted.filter(pl.col("row").is_in(joined["row"].implode()))
+    return joined, wanted, errors
 
+
+def _seated(
+    joined: pl.DataFrame,
+    wanted: pl.DataFrame,
+    active: pl.DataFrame,
+    lectures: pl.DataFrame,
+    lecture_header: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The (row, student_id, lecture_id) enrolments to make (not those already active),
+    within each lecture's free seats, and the errors of those left without one."""
     pairs = (
         wanted.join(joined.select("row", "student_id"), on="row")
         .select("row", "student_id", "lecture_id")
@@ -202,26 +246,22 @@ def build_plan(
         .join(active, on=["student_id", "lecture_id"], how="anti")
     )
     remaining = {
-        r["lecture_id"]: (None if r["capacity"] is None else max(0, r["capacity"] - r["active"]))
-        for r in lectures.iter_rows(named=True)
+        lecture_id: (None if capacity is None else max(0, capacity - taken))
+        for lecture_id, capacity, taken in lectures.select(
+            "lecture_id", "capacity", "active"
+        ).iter_rows()
     }
     allowed, full = allocate_seats(pairs, remaining)
     titles = dict(zip(lectures["lecture_id"], lectures["title"], strict=True))
     capacities = dict(zip(lectures["lecture_id"], lectures["capacity"], strict=True))
-    errors.append(full_errors(full, titles, capacities, lecture_header))
+    return allowed, full_errors(full, titles, capacities, lecture_header)
 
-    new_lectures = allowed.group_by("row").agg(pl.col("lecture_id").alias("lecture_ids"))
-    plan = (
-        joined.join(new_lectures, on="row", how="left")
-        .with_columns(pl.col("lecture_ids").fill_null(pl.lit([], pl.List(pl.String))))
-        .sort("row")
-        .select(list(PLAN_SCHEMA))
-        .cast(PLAN_SCHEMA)
+
+def frame_of(records: Sequence[object], schema: pl.Schema) -> pl.DataFrame:
+    """Query lines (one attribute per column of ``schema``) as a frame."""
+    return pl.DataFrame(
+        {name: [getattr(r, name) for r in records] for name in schema}, schema=schema
     )
-    all_errors = pl.concat(
-        [e.cast(ERROR_SCHEMA) for e in errors if e.height] or [empty_errors()]
-    ).sort("row", maintain_order=True)
-    return Plan(plan, all_errors)
 
 
 def _shaped(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:

@@ -11,8 +11,10 @@ import codecs
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 import fastexcel
+import msgspec
 import polars as pl
 from xlsxwriter.utility import xl_col_to_name
 
@@ -51,6 +53,28 @@ class RawSheet:
         if column is None:
             return field_name
         return self.headers[int(column[1:])][1]
+
+    def record(self) -> dict[str, Any]:
+        """What the import keeps of the sheet besides its cells (``excel_import.headers``),
+        so later steps can rebuild it (``from_record``)."""
+        kept = SheetRecord(self.headers, self.fields, self.sheet_name, self.ignored_columns)
+        return dict(msgspec.to_builtins(kept))
+
+    @classmethod
+    def from_record(cls, frame: pl.DataFrame, record: Any, header_row: int | None) -> RawSheet:
+        """The sheet whose cells are ``frame`` and whose ``record()`` is ``record``."""
+        kept = msgspec.convert(record, SheetRecord)
+        return cls(frame, kept.columns, kept.fields, header_row or 1, kept.sheet, kept.ignored)
+
+
+class SheetRecord(msgspec.Struct):
+    """``RawSheet.record()``: the headers, the field map, the sheet's name, and the columns
+    the import ignores (shown in the result)."""
+
+    columns: list[tuple[str, str]]
+    fields: dict[str, str]
+    sheet: str = ""
+    ignored: list[str] = []
 
 
 def read_sheet(data: bytes, file_type: FileType, *, max_rows: int) -> RawSheet:

@@ -12,6 +12,7 @@ first; any other repeat is an error pointing at the first row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -57,6 +58,31 @@ def empty_errors() -> pl.DataFrame:
 
 
 def validate(sheet: RawSheet) -> Validated:
+    out = _cleaned(sheet)
+    errors = _cell_errors(out, sheet)
+    bad_rows = errors["row"].unique()
+    valid = out.filter(~pl.col("row").is_in(bad_rows.implode())).select(list(ROW_SCHEMA))
+    valid, duplicate_errors, merged = _fold_duplicates(valid, sheet)
+    errors = (
+        pl.concat([errors, duplicate_errors]).cast(ERROR_SCHEMA).sort("row", maintain_order=True)
+    )
+    return Validated(valid.cast(ROW_SCHEMA), errors, sheet.frame.height, merged)
+
+
+def combined_errors(parts: list[pl.DataFrame], apply_errors: list[dict[str, Any]]) -> pl.DataFrame:
+    """Every error of an import (validation, matching, applying), in row order."""
+    if apply_errors:
+        parts = [*parts, pl.DataFrame(apply_errors, schema=ERROR_SCHEMA)]
+    frames = [p.cast(ERROR_SCHEMA) for p in parts if p.height]
+    if not frames:
+        return empty_errors()
+    return pl.concat(frames).sort("row", maintain_order=True)
+
+
+def _cleaned(sheet: RawSheet) -> pl.DataFrame:
+    """The fields of every row, cleaned: text trimmed and normalised, the lecture cell split
+    into names, phones normalised (a phone's problem in ``_phone_error`` and
+    ``_guardian_phone_error``)."""
     frame = sheet.frame
     cols: list[pl.Expr] = [pl.col("row")]
     for name in TEXT_FIELDS:
@@ -92,13 +118,16 @@ def validate(sheet: RawSheet) -> Validated:
         )
     )
     guardian_phones = normalize_phones(frame[sheet.fields["guardian_phone"]])
-    out = out.with_columns(
+    return out.with_columns(
         student_phones["phone"].alias("phone"),
         student_phones["error"].alias("_phone_error"),
         guardian_phones["phone"].alias("guardian_phone"),
         guardian_phones["error"].alias("_guardian_phone_error"),
     )
 
+
+def _cell_errors(out: pl.DataFrame, sheet: RawSheet) -> pl.DataFrame:
+    """One error per failed check of a cell: required fields, phones, lengths."""
     checks: list[tuple[str, pl.Expr, pl.Expr]] = [
         ("name", pl.col("name") == "", pl.lit("required: the student's name is empty")),
         (
@@ -121,7 +150,7 @@ def validate(sheet: RawSheet) -> Validated:
                 pl.lit(f"too long: at most {limit} characters"),
             )
         )
-    errors = pl.concat(
+    return pl.concat(
         [
             out.filter(mask).select(
                 pl.col("row"),
@@ -133,13 +162,6 @@ def validate(sheet: RawSheet) -> Validated:
             for field, mask, message in checks
         ]
     )
-    bad_rows = errors["row"].unique()
-    valid = out.filter(~pl.col("row").is_in(bad_rows.implode())).select(list(ROW_SCHEMA))
-    valid, duplicate_errors, merged = _fold_duplicates(valid, sheet)
-    errors = (
-        pl.concat([errors, duplicate_errors]).cast(ERROR_SCHEMA).sort("row", maintain_order=True)
-    )
-    return Validated(valid.cast(ROW_SCHEMA), errors, frame.height, merged)
 
 
 def _fold_duplicates(rows: pl.DataFrame, sheet: RawSheet) -> tuple[pl.DataFrame, pl.DataFrame, int]:

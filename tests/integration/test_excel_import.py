@@ -12,7 +12,9 @@ import pytest
 from actors import excel as steps
 from actors.jobs import submit
 from actors.system import PROBES
+from models import imports
 from models.db import connection
+from models.scope import TenantScope
 from ops import storage
 from ops.settings import get_settings
 from tests.factories.attendance import create_lecture
@@ -267,15 +269,15 @@ async def test_a_chunk_applied_twice_writes_once(tenant: Any) -> None:
     job_id = await accepted(tenant, write_xlsx(messy_rows(4, lecture="CH-1", seed=4)))
     for step in CHAIN[:3]:
         await step(job_id=job_id)
-    imp = await steps.load_import(job_id)
-    assert imp is not None and imp["step"] == "matched" and imp["chunks"] == 1
-    plan = await steps._get_frame(f"{steps.work_prefix(imp)}/plan.parquet")
+    imp = await imports.load_import(job_id)
+    assert imp is not None and imp.step == "matched" and imp.chunks == 1
+    plan = await steps.get_frame(imp, "plan.parquet")
     assert await steps.apply_chunk(imp, 0, plan) is True
     once = await snapshot(tenant.id)
     assert await steps.apply_chunk(imp, 0, plan) is False
     assert await snapshot(tenant.id) == once
-    imp = await steps.load_import(job_id)
-    assert imp is not None and (imp["applied_chunks"], imp["created"], imp["enrolled"]) == (1, 4, 4)
+    imp = await imports.load_import(job_id)
+    assert imp is not None and (imp.applied_chunks, imp.created, imp.enrolled) == (1, 4, 4)
 
 
 async def test_second_import_waits_for_the_tenant_lock(tenant: Any, make_tenant: Any) -> None:
@@ -287,8 +289,8 @@ async def test_second_import_waits_for_the_tenant_lock(tenant: Any, make_tenant:
         await step(job_id=second)
     job = await job_of(second)
     assert (job["status"], job["stage"]) == ("RUNNING", "waiting for another import")
-    imp = await steps.load_import(second)
-    assert imp is not None and imp["step"] == "validated" and imp["waiting_since"] is not None
+    imp = await imports.load_import(second)
+    assert imp is not None and imp.step == "validated" and imp.waiting_since is not None
     assert len((await snapshot(tenant.id))["students"]) == 0
 
     # Another academy is not held up by this one's lock.
@@ -308,12 +310,13 @@ async def test_second_import_waits_for_the_tenant_lock(tenant: Any, make_tenant:
 
 async def test_lock_of_a_dead_import_is_taken_over(tenant: Any) -> None:
     dead = await accepted(tenant, write_xlsx(messy_rows(2, seed=8)))
-    assert await steps.acquire_lock(tenant.id, dead) is None
+    scope = TenantScope(tenant.id)
+    assert await imports.take_import_lock(scope, dead) is None
     live = await accepted(tenant, write_xlsx(messy_rows(2, seed=9)))
-    assert await steps.acquire_lock(tenant.id, live) == uuid.UUID(dead)
+    assert await imports.take_import_lock(scope, live) == uuid.UUID(dead)
     async with connection() as conn:
         await conn.execute("UPDATE job SET status = 'FAILED' WHERE id = $1", uuid.UUID(dead))
-    assert await steps.acquire_lock(tenant.id, live) is None
+    assert await imports.take_import_lock(scope, live) is None
 
 
 async def test_corrupt_file_fails_with_a_reason_and_applies_nothing(tenant: Any) -> None:

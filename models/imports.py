@@ -1,0 +1,490 @@
+"""Excel enrollment imports: the import row, the tenant's import lock, what matching reads,
+and the statements of one apply chunk.
+
+The ``excel_import`` row is the import's record: ``step`` is the last step that completed,
+and apply commits ``applied_chunks`` with the counts in the same transaction as the chunk's
+rows. The apply chunk is a fixed set of statements whatever its size (one per table, each
+over ``unnest`` arrays): the import is benchmarked on them, so they change only with care.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from models import db
+from models.enrollments import active_count
+from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.tables import ExcelImport
+from models.tables import Job as JobTable
+
+IMPORT_KIND = "excel_import"
+EXPORT_KIND = "excel_export"
+# A lock holder that has not reported progress for this long is dead (a killed worker whose
+# message went to the DLQ never marks its job FAILED); its lock is taken over.
+LOCK_STALE_AFTER = dt.timedelta(minutes=15)
+ANALYZED_TABLES = ("student", "guardian", "student_guardian", "enrollment")
+
+
+class ImportRecord(msgspec.Struct):
+    """An ``excel_import`` row."""
+
+    id: uuid.UUID
+    tenant: uuid.UUID
+    job: uuid.UUID
+    sha256: str
+    filename: str
+    file_type: str
+    input_key: str
+    mode: Literal["insert", "upsert"]
+    dry_run: bool
+    lecture_ids: list[str]
+    step: str
+    header_row: int | None
+    # Once parsed: {"columns": [[letter, header], ...], "fields", "sheet", "ignored"}.
+    headers: Any
+    total_rows: int
+    chunks: int
+    applied_chunks: int
+    created: int
+    updated: int
+    unchanged: int
+    merged: int
+    enrolled: int
+    apply_errors: list[dict[str, Any]]
+    timings: dict[str, float]
+    same_file_as: uuid.UUID | None
+    waiting_since: dt.datetime | None
+    apply_started_at: dt.datetime | None
+    apply_finished_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ExcelJobStatus(msgspec.Struct):
+    """The seed's shape: poll until ``status == "DONE"``; ``result`` then holds
+    ``created``, ``updated``, ``unchanged``, ``enrolled`` and ``errors``."""
+
+    job_id: uuid.UUID
+    kind: str
+    status: str
+    progress: int
+    stage: str
+    result: Any
+    error: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class LectureState(msgspec.Struct):
+    id: uuid.UUID
+    title: str
+    status: str
+
+
+# --- the API side ------------------------------------------------------------------------
+
+
+async def excel_job_status(scope: TenantScope, job_id: Any) -> ExcelJobStatus:
+    """An Excel import or export job of this academy; any other job is not found."""
+    found = await scope.row(
+        ExcelJobStatus,
+        """
+        SELECT id AS job_id, kind, status, progress, stage, result, error, created_at,
+               finished_at
+        FROM job WHERE tenant = $1 AND id = $2 AND kind = ANY($3::text[])
+        """,
+        parse_id(JobTable, job_id),
+        [IMPORT_KIND, EXPORT_KIND],
+    )
+    if found is None:
+        raise NotFoundInTenant(JobTable, job_id)
+    return found
+
+
+async def target_lecture_errors(
+    scope: TenantScope, lecture_ids: Sequence[uuid.UUID]
+) -> list[dict[str, Any]]:
+    """The field errors of an import's target lectures (in the order given): each must be
+    one of this academy's, and not closed."""
+    if not lecture_ids:
+        return []
+    found = {
+        r.id: r
+        for r in await scope.rows(
+            LectureState,
+            "SELECT id, title, status FROM lecture WHERE tenant = $1 AND id = ANY($2::uuid[])",
+            list(lecture_ids),
+        )
+    }
+    errors = []
+    for lecture_id in lecture_ids:
+        row = found.get(lecture_id)
+        if row is None:
+            errors.append({"field": "lecture_ids", "message": f"no lecture {lecture_id}"})
+        elif row.status == "closed":
+            errors.append({"field": "lecture_ids", "message": f"lecture {row.title} is closed"})
+    return errors
+
+
+async def create_import(
+    scope: TenantScope,
+    job_id: uuid.UUID,
+    *,
+    sha256: str,
+    filename: str,
+    file_type: str,
+    input_key: str,
+    mode: str,
+    dry_run: bool,
+    lecture_ids: Sequence[uuid.UUID],
+) -> None:
+    """The import row of a submitted job (its id is the job's)."""
+    await ExcelImport(
+        id=job_id,
+        tenant=scope.tenant_id,
+        job=job_id,
+        sha256=sha256,
+        filename=filename,
+        file_type=file_type,
+        input_key=input_key,
+        mode=mode,
+        dry_run=dry_run,
+        lecture_ids=[str(i) for i in lecture_ids],
+    ).save()
+
+
+# --- the import row, step by step ----------------------------------------------------------
+
+
+async def load_import(job_id: Any) -> ImportRecord | None:
+    return await db.row(
+        ImportRecord, "SELECT * FROM excel_import WHERE id = $1", uuid.UUID(str(job_id))
+    )
+
+
+async def record_step(job_id: Any, step: str, seconds: float, **values: Any) -> None:
+    """``step`` is done: its time joins ``timings``, ``values`` set their columns."""
+    sets = ["step = $2", "timings = timings || jsonb_build_object($3::text, $4::float8)",
+            "updated_at = now()"]  # fmt: skip
+    args: list[Any] = [uuid.UUID(str(job_id)), step, step, round(seconds, 3)]
+    for name, value in values.items():
+        args.append(value)
+        cast = "::jsonb" if isinstance(value, dict | list) else ""
+        sets.append(f"{name} = ${len(args)}{cast}")
+    await db.execute(f"UPDATE excel_import SET {', '.join(sets)} WHERE id = $1", *args)
+
+
+async def mark_waiting(import_id: uuid.UUID) -> None:
+    """The import waits for the tenant's lock (since the first time it asked)."""
+    await db.execute(
+        "UPDATE excel_import SET waiting_since = COALESCE(waiting_since, now()) WHERE id = $1",
+        import_id,
+    )
+
+
+async def mark_apply_started(import_id: uuid.UUID) -> None:
+    await db.execute(
+        "UPDATE excel_import SET apply_started_at = COALESCE(apply_started_at, now()) "
+        "WHERE id = $1",
+        import_id,
+    )
+
+
+async def mark_apply_finished(import_id: uuid.UUID) -> None:
+    await db.execute("UPDATE excel_import SET apply_finished_at = now() WHERE id = $1", import_id)
+
+
+async def record_finished(import_id: uuid.UUID, timings: dict[str, float]) -> None:
+    await db.execute(
+        "UPDATE excel_import SET step = 'finished', timings = $2::jsonb, "
+        "updated_at = now() WHERE id = $1",
+        import_id,
+        timings,
+    )
+
+
+# --- the tenant's import lock --------------------------------------------------------------
+
+
+async def take_import_lock(scope: TenantScope, job_id: Any) -> uuid.UUID | None:
+    """Take (or keep) the tenant's import lock for ``job_id``. Returns None on success,
+    else the id of the job holding it."""
+    got = await scope.value(
+        """
+        INSERT INTO import_lock (id, tenant, job, acquired_at)
+        VALUES (gen_random_uuid(), $1, $2, now())
+        ON CONFLICT (tenant) DO UPDATE SET job = EXCLUDED.job, acquired_at = now()
+        WHERE import_lock.job = EXCLUDED.job OR NOT EXISTS (
+            SELECT 1 FROM job j WHERE j.id = import_lock.job
+              AND j.status IN ('PENDING', 'RUNNING') AND j.updated_at > now() - $3::interval)
+        RETURNING job
+        """,
+        uuid.UUID(str(job_id)),
+        LOCK_STALE_AFTER,
+    )
+    if got is not None:
+        return None
+    holder: uuid.UUID | None = await scope.value("SELECT job FROM import_lock WHERE tenant = $1")
+    # Released between the two statements: try once more next time round.
+    return holder if holder is not None else uuid.UUID(int=0)
+
+
+async def release_import_lock(scope: TenantScope, job_id: Any) -> None:
+    await scope.execute(
+        "DELETE FROM import_lock WHERE tenant = $1 AND job = $2", uuid.UUID(str(job_id))
+    )
+
+
+# --- what matching reads -------------------------------------------------------------------
+
+
+class KnownStudent(msgspec.Struct):
+    """A student (soft-deleted ones too) with one of the file's names and guardian phones."""
+
+    student_id: str
+    name: str
+    guardian_phone: str
+    phone: str | None
+    school: str
+    grade: str
+    deleted: bool
+
+
+class ActiveEnrolment(msgspec.Struct):
+    student_id: str
+    lecture_id: str
+
+
+class LectureSeats(msgspec.Struct):
+    """A lecture of the academy, with its active enrollments (``ACTIVE``)."""
+
+    lecture_id: str
+    code: str | None
+    title: str
+    status: str
+    capacity: int | None
+    active: int
+
+
+async def known_students(
+    scope: TenantScope, names: Sequence[str], guardian_phones: Sequence[str]
+) -> list[KnownStudent]:
+    return await scope.rows(
+        KnownStudent,
+        """
+        SELECT s.id::text AS student_id, s.name, g.phone AS guardian_phone, s.phone, s.school,
+               s.grade, s.deleted_at IS NOT NULL AS deleted
+        FROM student s
+        JOIN student_guardian sg ON sg.student = s.id
+        JOIN guardian g ON g.id = sg.guardian
+        WHERE s.tenant = $1 AND s.name = ANY($2::text[]) AND g.phone = ANY($3::text[])
+        """,
+        names,
+        guardian_phones,
+    )
+
+
+async def active_enrolments(
+    scope: TenantScope, student_ids: Sequence[str]
+) -> list[ActiveEnrolment]:
+    return await scope.rows(
+        ActiveEnrolment,
+        "SELECT student::text AS student_id, lecture::text AS lecture_id FROM enrollment "
+        "WHERE tenant = $1 AND status = 'active' AND student = ANY($2::uuid[])",
+        student_ids,
+    )
+
+
+async def lecture_seats(scope: TenantScope) -> list[LectureSeats]:
+    return await scope.rows(
+        LectureSeats,
+        f"""
+        SELECT l.id::text AS lecture_id, l.code, l.title, l.status, l.capacity,
+               {active_count("l.id")} AS active
+        FROM lecture l WHERE l.tenant = $1
+        """,
+    )
+
+
+async def same_file_as(scope: TenantScope, sha256: str, import_id: uuid.UUID) -> uuid.UUID | None:
+    """The latest other import of the same file that was applied (not a dry run)."""
+    found: uuid.UUID | None = await scope.value(
+        """
+        SELECT i.id FROM excel_import i JOIN job j ON j.id = i.job
+        WHERE i.tenant = $1 AND i.sha256 = $2 AND i.id <> $3 AND NOT i.dry_run
+          AND j.status = 'DONE'
+        ORDER BY i.created_at DESC LIMIT 1
+        """,
+        sha256,
+        import_id,
+    )
+    return found
+
+
+# --- one apply chunk (all in the caller's transaction) --------------------------------------
+
+
+async def claim_chunk(scope: TenantScope, import_id: uuid.UUID, index: int) -> bool:
+    """Lock the import row and say whether chunk ``index`` is still to be written: False
+    when it was applied before (a redelivery). ``applied_chunks`` is read under the row
+    lock, in the transaction whose ``record_chunk`` advances it."""
+    applied = await scope.value(
+        "SELECT applied_chunks FROM excel_import WHERE tenant = $1 AND id = $2 FOR UPDATE",
+        import_id,
+    )
+    return applied is not None and applied <= index
+
+
+async def upsert_guardians(scope: TenantScope, names: Sequence[str], phones: Sequence[str]) -> None:
+    """One guardian per phone in the academy (natural key); a name fills an empty one."""
+    await scope.execute(
+        """
+        INSERT INTO guardian (id, tenant, name, phone, created_at)
+        SELECT gen_random_uuid(), $1, t.name, t.phone, now()
+        FROM unnest($2::text[], $3::text[]) AS t(name, phone)
+        ON CONFLICT (tenant, phone) DO UPDATE SET name = EXCLUDED.name
+        WHERE guardian.name = '' AND EXCLUDED.name <> ''
+        """,
+        names,
+        phones,
+    )
+
+
+async def insert_students(
+    scope: TenantScope,
+    *,
+    ids: Sequence[str],
+    names: Sequence[str],
+    initials: Sequence[str],
+    phones: Sequence[str | None],
+    schools: Sequence[str],
+    grades: Sequence[str],
+    guardian_phones: Sequence[str],
+) -> set[str]:
+    """Insert the new students; returns the ids inserted. Someone with this name and
+    guardian phone who appeared since the plan was made (typed in by hand meanwhile) is not
+    duplicated, and an id inserted before (a redelivery) is not inserted again."""
+    created = await scope.values(
+        """
+        WITH input AS (
+            SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::text[], $8::text[])
+                AS t(id, name, initials, phone, school, grade, gphone)
+        )
+        INSERT INTO student (id, tenant, name, name_initials, phone, school, grade, memo,
+                             status, created_at, updated_at)
+        SELECT i.id, $1, i.name, i.initials, i.phone, i.school, i.grade, '', 'active',
+               now(), now()
+        FROM input i
+        WHERE NOT EXISTS (
+            SELECT 1 FROM student s
+            JOIN student_guardian sg ON sg.student = s.id
+            JOIN guardian g ON g.id = sg.guardian
+            WHERE s.tenant = $1 AND s.name = i.name AND g.phone = i.gphone AND s.id <> i.id)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id::text
+        """,
+        [uuid.UUID(i) for i in ids],
+        names,
+        initials,
+        phones,
+        schools,
+        grades,
+        guardian_phones,
+    )
+    return set(created)
+
+
+async def link_guardians(
+    scope: TenantScope,
+    *,
+    student_ids: Sequence[str],
+    guardian_phones: Sequence[str],
+    relations: Sequence[str],
+) -> None:
+    """Each new student's guardian (by phone) becomes their primary one."""
+    await scope.execute(
+        """
+        INSERT INTO student_guardian (id, tenant, student, guardian, relation, is_primary)
+        SELECT gen_random_uuid(), $1, t.sid, g.id, t.relation, true
+        FROM unnest($2::uuid[], $3::text[], $4::text[]) AS t(sid, gphone, relation)
+        JOIN guardian g ON g.tenant = $1 AND g.phone = t.gphone
+        ON CONFLICT (student, guardian) DO NOTHING
+        """,
+        [uuid.UUID(i) for i in student_ids],
+        guardian_phones,
+        relations,
+    )
+
+
+async def update_students(
+    scope: TenantScope,
+    *,
+    ids: Sequence[str],
+    phones: Sequence[str | None],
+    schools: Sequence[str],
+    grades: Sequence[str],
+) -> int:
+    """Update matched students; returns how many really changed. Empty cells keep what is
+    stored."""
+    changed = await scope.values(
+        """
+        UPDATE student s SET
+            phone = COALESCE(t.phone, s.phone),
+            school = COALESCE(NULLIF(t.school, ''), s.school),
+            grade = COALESCE(NULLIF(t.grade, ''), s.grade),
+            updated_at = now()
+        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[])
+            AS t(id, phone, school, grade)
+        WHERE s.tenant = $1 AND s.id = t.id AND s.deleted_at IS NULL
+          AND (s.phone IS DISTINCT FROM COALESCE(t.phone, s.phone)
+               OR s.school <> COALESCE(NULLIF(t.school, ''), s.school)
+               OR s.grade <> COALESCE(NULLIF(t.grade, ''), s.grade))
+        RETURNING s.id
+        """,
+        [uuid.UUID(i) for i in ids],
+        phones,
+        schools,
+        grades,
+    )
+    return len(changed)
+
+
+async def record_chunk(
+    scope: TenantScope,
+    import_id: uuid.UUID,
+    index: int,
+    *,
+    created: int,
+    updated: int,
+    unchanged: int,
+    enrolled: int,
+    errors: list[dict[str, Any]],
+) -> None:
+    """Chunk ``index`` is written: its counts and row errors join the import's."""
+    await scope.execute(
+        """
+        UPDATE excel_import SET applied_chunks = $3,
+            created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
+            enrolled = enrolled + $7, apply_errors = apply_errors || $8::jsonb,
+            updated_at = now()
+        WHERE tenant = $1 AND id = $2
+        """,
+        import_id,
+        index + 1,
+        created,
+        updated,
+        unchanged,
+        enrolled,
+        errors,
+    )
+
+
+async def analyze() -> None:
+    """Fresh planner statistics for the tables an import fills (see the apply step)."""
+    await db.execute("ANALYZE " + ", ".join(ANALYZED_TABLES))
