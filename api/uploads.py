@@ -17,19 +17,24 @@ from models.errors import Problem
 FORM_OVERHEAD = 64 * 1024
 
 
-def too_large(limit: int, advice: str = "") -> Problem:
-    detail = f"the upload is larger than the {limit // (1024 * 1024)} MiB limit"
-    return Problem(413, f"{detail}: {advice}" if advice else detail, max_bytes=limit)
+def too_large(limit: int, advice: str = "", *, detail: str = "") -> Problem:
+    """The 413; ``detail`` replaces the whole text, for a route that words it its own way."""
+    if not detail:
+        detail = f"the upload is larger than the {limit // (1024 * 1024)} MiB limit"
+        detail = f"{detail}: {advice}" if advice else detail
+    return Problem(413, detail, max_bytes=limit)
 
 
-def refuse_declared_size(request: Request[Any, Any, Any], limit: int, advice: str = "") -> None:
+def refuse_declared_size(
+    request: Request[Any, Any, Any], limit: int, advice: str = "", *, detail: str = ""
+) -> None:
     """Refuse before reading when the declared body is over ``limit`` (plus framing)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
-        raise too_large(limit, advice)
+        raise too_large(limit, advice, detail=detail)
 
 
-def refuse_read_size(size: int, limit: int, advice: str = "") -> None:
+def refuse_read_size(size: int, limit: int, advice: str = "", *, detail: str = "") -> None:
     """Refuse what turned out, once read, to be over ``limit``."""
     if size > limit:
-        raise too_large(limit, advice)
+        raise too_large(limit, advice, detail=detail)

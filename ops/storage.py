@@ -164,3 +164,12 @@ def presigned_download(
         ResponseContentDisposition=f"attachment; filename*=UTF-8''{quoted}",
         ResponseContentType=content_type,
     )
+
+
+# --- OMR grading: the keys of a scan batch's files (inputs, page images, annotated sheets)
+
+
+def page_key(tenant_id: Any, batch_id: Any, name: str) -> str:
+    """The key of ``name`` (``input/1-a.jpg``, ``pages/3.png``, ``annotated/<page>.png``)
+    under the scan batch's folder."""
+    return object_key("omr", str(tenant_id), str(batch_id), name)

@@ -9,7 +9,8 @@ Layout of ``korean_card()`` on an A4 page at 150 dpi (1240 x 1754 px):
 
 The bubble values are ``"1".."5"``, so an answer key of ``"⑤"`` (normalised to ``"5"``)
 matches a marked fifth bubble. The student number is matched against the last digits of a
-student's mobile number (휴대폰 뒷자리), the common 학원 convention; see ``actors.omr``.
+student's mobile number (휴대폰 뒷자리), the common 학원 convention; see
+``models.omr_pages.match_student``.
 
 Rendering draws what a print shop would print, in greys: outlines and digits light (as
 the red/pink ink of real cards is in a grey scan), markers solid black. The same renderer

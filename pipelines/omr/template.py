@@ -327,123 +327,18 @@ def _import_omrchecker(
     marker_images: Mapping[str, bytes] | None,
     config_json: bytes | str | Mapping[str, Any] | None,
 ) -> Template:
+    raw, config = _decode(template_json, config_json)
     issues: list[tuple[str, str]] = []
-    try:
-        raw = (
-            dict(template_json) if isinstance(template_json, Mapping) else json.loads(template_json)
-        )
-        config = (
-            {}
-            if config_json is None
-            else dict(config_json)
-            if isinstance(config_json, Mapping)
-            else json.loads(config_json)
-        )
-    except (ValueError, TypeError) as exc:
-        raise TemplateError([("", f"not valid JSON: {exc}")]) from None
-    if not isinstance(raw, dict):
-        raise TemplateError([("", "template.json must be an object")])
     page = raw.get("pageDimensions")
-    default_bubble = raw.get("bubbleDimensions", [30, 30])
     if not (isinstance(page, list) and len(page) == 2):
         issues.append(("pageDimensions", "required: [width, height]"))
         page = [100, 100]
-    blocks: list[Block] = []
-    questions: list[str] = []
-    empty_default = str(raw.get("emptyValue", ""))
-    for block_name, spec in (raw.get("fieldBlocks") or {}).items():
-        where = f"fieldBlocks.{block_name}"
-        if not isinstance(spec, dict):
-            issues.append((where, "must be an object"))
-            continue
-        field_type = spec.get("fieldType")
-        values: list[str] | None = spec.get("bubbleValues")
-        direction = spec.get("direction")
-        if field_type is not None:
-            if field_type not in FIELD_TYPES:
-                issues.append((f"{where}.fieldType", f"unsupported field type {field_type!r}"))
-                continue
-            values = values or FIELD_TYPES[field_type][0]
-            direction = direction or FIELD_TYPES[field_type][1]
-        if not values:
-            issues.append((where, "needs fieldType or bubbleValues"))
-            continue
-        try:
-            labels = expand_labels([str(x) for x in spec.get("fieldLabels", [])])
-        except TemplateError as exc:
-            issues.extend((f"{where}.{p}", m) for p, m in exc.issues)
-            continue
-        origin = spec.get("origin")
-        if not (isinstance(origin, list) and len(origin) == 2):
-            issues.append((f"{where}.origin", "required: [x, y]"))
-            continue
-        size = spec.get("bubbleDimensions", default_bubble)
-        if not (isinstance(size, list) and len(size) == 2):
-            issues.append((f"{where}.bubbleDimensions", "required: [width, height]"))
-            continue
-        blocks.append(
-            Block(
-                name=block_name,
-                origin=(float(origin[0]), float(origin[1])),
-                labels=labels,
-                values=[str(v) for v in values],
-                direction=direction or "horizontal",
-                bubble_gap=float(spec.get("bubblesGap", 0)),
-                label_gap=float(spec.get("labelsGap", 0)),
-                bubble_size=(float(size[0]), float(size[1])),
-                empty_value=str(spec.get("emptyValue", empty_default)),
-            )
-        )
-        if field_type in ("QTYPE_MCQ4", "QTYPE_MCQ5"):
-            questions.extend(labels)
-    groups: dict[str, list[str]] = {}
-    for group, members in (raw.get("customLabels") or {}).items():
-        try:
-            groups[str(group)] = expand_labels([str(m) for m in members])
-        except TemplateError as exc:
-            issues.extend((f"customLabels.{group}", m) for _, m in exc.issues)
+    blocks, questions = _field_blocks(raw, issues)
+    groups = _custom_labels(raw, issues)
     # A question spread over several columns (an integer answer) is a group named like q5.
     questions.extend(g for g in groups if _natural(g)[1] >= 0 and g.lower().startswith("q"))
     questions = sorted(dict.fromkeys(questions), key=_natural)
-    steps: list[Step] = []
-    for i, pp in enumerate(raw.get("preProcessors") or []):
-        pname, options = pp.get("name"), pp.get("options") or {}
-        if pname == "CropPage":
-            steps.append(
-                Step(op="crop_page", morph_kernel=tuple(options.get("morphKernel", (10, 10))))
-            )
-        elif pname == "GaussianBlur":
-            steps.append(Step(op="blur", ksize=tuple(options.get("kSize", (3, 3)))))
-        elif pname == "Levels":
-            steps.append(
-                Step(
-                    op="levels",
-                    low=float(options.get("low", 0)),
-                    high=float(options.get("high", 1)),
-                    gamma=float(options.get("gamma", 1.0)),
-                )
-            )
-        elif pname == "CropOnMarkers":
-            path = options.get("relativePath", "omr_marker.jpg")
-            image = (marker_images or {}).get(path)
-            if image is None:
-                issues.append((f"preProcessors[{i}]", f"needs the marker image {path!r}"))
-                continue
-            steps.append(
-                Step(
-                    op="crop_markers",
-                    marker_png=base64.b64encode(image).decode(),
-                    width_ratio=(
-                        float(options["sheetToMarkerWidthRatio"])
-                        if "sheetToMarkerWidthRatio" in options
-                        else None
-                    ),
-                    min_match=float(options.get("min_matching_threshold", 0.3)),
-                    max_variation=float(options.get("max_matching_variation", 0.41)),
-                )
-            )
-        else:
-            issues.append((f"preProcessors[{i}]", f"unsupported preprocessor {pname!r}"))
+    steps = _preprocessors(raw, marker_images or {}, issues)
     if issues:
         raise TemplateError(issues)
     dims = config.get("dimensions", {}) if isinstance(config, dict) else {}
@@ -465,3 +360,153 @@ def _import_omrchecker(
     )
     check_template(template)
     return template
+
+
+def _decode(
+    template_json: bytes | str | Mapping[str, Any],
+    config_json: bytes | str | Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], Any]:
+    """``template.json`` as an object, and ``config.json`` as decoded (``{}`` when absent)."""
+    try:
+        raw = (
+            dict(template_json) if isinstance(template_json, Mapping) else json.loads(template_json)
+        )
+        config = (
+            {}
+            if config_json is None
+            else dict(config_json)
+            if isinstance(config_json, Mapping)
+            else json.loads(config_json)
+        )
+    except (ValueError, TypeError) as exc:
+        raise TemplateError([("", f"not valid JSON: {exc}")]) from None
+    if not isinstance(raw, dict):
+        raise TemplateError([("", "template.json must be an object")])
+    return raw, config
+
+
+def _field_blocks(
+    raw: dict[str, Any], issues: list[tuple[str, str]]
+) -> tuple[list[Block], list[str]]:
+    """The ``fieldBlocks`` as blocks, and the labels of the multiple-choice ones (the
+    questions). A block with a problem is left out and its problem added to ``issues``."""
+    default_bubble = raw.get("bubbleDimensions", [30, 30])
+    empty_default = str(raw.get("emptyValue", ""))
+    blocks: list[Block] = []
+    questions: list[str] = []
+    for block_name, spec in (raw.get("fieldBlocks") or {}).items():
+        block = _field_block(block_name, spec, default_bubble, empty_default, issues)
+        if block is None:
+            continue
+        blocks.append(block)
+        if spec.get("fieldType") in ("QTYPE_MCQ4", "QTYPE_MCQ5"):
+            questions.extend(block.labels)
+    return blocks, questions
+
+
+def _field_block(
+    block_name: str,
+    spec: Any,
+    default_bubble: Any,
+    empty_default: str,
+    issues: list[tuple[str, str]],
+) -> Block | None:
+    where = f"fieldBlocks.{block_name}"
+    if not isinstance(spec, dict):
+        issues.append((where, "must be an object"))
+        return None
+    field_type = spec.get("fieldType")
+    values: list[str] | None = spec.get("bubbleValues")
+    direction = spec.get("direction")
+    if field_type is not None:
+        if field_type not in FIELD_TYPES:
+            issues.append((f"{where}.fieldType", f"unsupported field type {field_type!r}"))
+            return None
+        values = values or FIELD_TYPES[field_type][0]
+        direction = direction or FIELD_TYPES[field_type][1]
+    if not values:
+        issues.append((where, "needs fieldType or bubbleValues"))
+        return None
+    try:
+        labels = expand_labels([str(x) for x in spec.get("fieldLabels", [])])
+    except TemplateError as exc:
+        issues.extend((f"{where}.{p}", m) for p, m in exc.issues)
+        return None
+    origin = spec.get("origin")
+    if not (isinstance(origin, list) and len(origin) == 2):
+        issues.append((f"{where}.origin", "required: [x, y]"))
+        return None
+    size = spec.get("bubbleDimensions", default_bubble)
+    if not (isinstance(size, list) and len(size) == 2):
+        issues.append((f"{where}.bubbleDimensions", "required: [width, height]"))
+        return None
+    return Block(
+        name=block_name,
+        origin=(float(origin[0]), float(origin[1])),
+        labels=labels,
+        values=[str(v) for v in values],
+        direction=direction or "horizontal",
+        bubble_gap=float(spec.get("bubblesGap", 0)),
+        label_gap=float(spec.get("labelsGap", 0)),
+        bubble_size=(float(size[0]), float(size[1])),
+        empty_value=str(spec.get("emptyValue", empty_default)),
+    )
+
+
+def _custom_labels(raw: dict[str, Any], issues: list[tuple[str, str]]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for group, members in (raw.get("customLabels") or {}).items():
+        try:
+            groups[str(group)] = expand_labels([str(m) for m in members])
+        except TemplateError as exc:
+            issues.extend((f"customLabels.{group}", m) for _, m in exc.issues)
+    return groups
+
+
+def _preprocessors(
+    raw: dict[str, Any], marker_images: Mapping[str, bytes], issues: list[tuple[str, str]]
+) -> list[Step]:
+    """The ``preProcessors`` as steps; an unknown one, or a marker image not sent, is an
+    issue (never skipped)."""
+    steps: list[Step] = []
+    for i, pp in enumerate(raw.get("preProcessors") or []):
+        pname, options = pp.get("name"), pp.get("options") or {}
+        if pname == "CropPage":
+            steps.append(
+                Step(op="crop_page", morph_kernel=tuple(options.get("morphKernel", (10, 10))))
+            )
+        elif pname == "GaussianBlur":
+            steps.append(Step(op="blur", ksize=tuple(options.get("kSize", (3, 3)))))
+        elif pname == "Levels":
+            steps.append(
+                Step(
+                    op="levels",
+                    low=float(options.get("low", 0)),
+                    high=float(options.get("high", 1)),
+                    gamma=float(options.get("gamma", 1.0)),
+                )
+            )
+        elif pname == "CropOnMarkers":
+            path = options.get("relativePath", "omr_marker.jpg")
+            image = marker_images.get(path)
+            if image is None:
+                issues.append((f"preProcessors[{i}]", f"needs the marker image {path!r}"))
+                continue
+            steps.append(_crop_on_markers(image, options))
+        else:
+            issues.append((f"preProcessors[{i}]", f"unsupported preprocessor {pname!r}"))
+    return steps
+
+
+def _crop_on_markers(image: bytes, options: dict[str, Any]) -> Step:
+    return Step(
+        op="crop_markers",
+        marker_png=base64.b64encode(image).decode(),
+        width_ratio=(
+            float(options["sheetToMarkerWidthRatio"])
+            if "sheetToMarkerWidthRatio" in options
+            else None
+        ),
+        min_match=float(options.get("min_matching_threshold", 0.3)),
+        max_variation=float(options.get("max_matching_variation", 0.41)),
+    )

@@ -182,7 +182,7 @@ def test_builtin_card_limits() -> None:
 
 
 def test_pdf_pages_are_rasterised_and_a_broken_pdf_is_refused_with_a_reason() -> None:
-    from actors.omr import rasterise_pdf
+    from pipelines.omr.scans import rasterise_pdf
 
     template = korean_card(questions=10)
     pages = rasterise_pdf(card_pdf(template, [render_card(template)] * 2))
