@@ -9,10 +9,11 @@ instead of reaching the provider.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.korean import phone_digits
+from pipelines.korean import InvalidPhone, normalize_phone, phone_digits
 from pipelines.messaging.policy import with_advertising_marks
 from pipelines.messaging.templates import TemplateError, render
 from pipelines.messaging.text import Channel, MessageTextError, prepare_sms
@@ -105,3 +106,32 @@ def compose(spec: Spec, recipient: Recipient, values: dict[str, str]) -> Compose
     except MessageTextError as exc:
         return Composed(recipient, Channel.sms, subject, body, used, exc.code, str(exc))
     return Composed(recipient, prepared.channel, prepared.subject, prepared.body, used)
+
+
+def explicit_recipients(listed: Iterable[dict[str, Any]]) -> list[Recipient]:
+    """An explicit ``[{phone, name}]`` list: one recipient per phone, however often the
+    list names it (the first name given wins)."""
+    by_phone: dict[str, Recipient] = {}
+    for entry in listed:
+        phone = entry["phone"]
+        by_phone.setdefault(
+            phone_digits(phone), Recipient(phone=phone, guardian_name=entry.get("name") or "")
+        )
+    return list(by_phone.values())
+
+
+def compose_all(
+    spec: Spec, recipients: Iterable[Recipient], academy: str, variables: dict[str, Any]
+) -> list[Composed]:
+    """One composed message per recipient with a valid phone (an invalid phone is an error
+    on that recipient)."""
+    out = []
+    for r in recipients:
+        try:
+            phone = normalize_phone(r.phone)
+        except InvalidPhone as exc:
+            out.append(Composed(r, Channel.sms, "", "", {}, "invalid_phone", str(exc)))
+            continue
+        recipient = Recipient(phone, r.student_id, r.guardian_id, r.student_name, r.guardian_name)
+        out.append(compose(spec, recipient, values_for(recipient, academy, variables)))
+    return out

@@ -14,8 +14,10 @@ import pytest
 
 from actors import messaging as pipeline
 from models.db import connection
+from models.messaging_config import default_sender, tenant_messaging
 from models.tables import Job
 from ops.settings import get_settings
+from pipelines.messaging import policy
 from pipelines.messaging.policy import KST
 from pipelines.messaging.signing import WEBHOOK_HEADER, sign_webhook, webhook_secret
 from tests.factories import create_student
@@ -47,7 +49,7 @@ async def _setup(tenant) -> dict[str, str]:
 
 async def _run_job(job_id: Any) -> None:
     """Run the job's first step in-process, as a worker would."""
-    row = await Job.select().where(Job.id == job_id).first().output(load_json=True)
+    row = await Job.select().where(Job.id == job_id).first()
     payload = dict(row["message"])
     await pipeline.expand(job_id=str(job_id), **payload)
 
@@ -85,7 +87,7 @@ async def test_credentials_are_encrypted_masked_and_never_logged(tenant, client,
             "SELECT credentials FROM messaging_config WHERE tenant = $1", tenant.id
         )
     assert stored and SECRET not in stored and "NCSKEY" not in stored
-    assert (await pipeline.tenant_messaging(tenant.id)).credentials.get("api_secret") == SECRET
+    assert (await tenant_messaging(tenant.id)).credentials.get("api_secret") == SECRET
     assert caplog.records and SECRET not in caplog.text
     assert not any(SECRET in str(vars(record)) for record in caplog.records)
 
@@ -128,7 +130,7 @@ async def test_tenant_credentials_are_isolated(make_tenant, client):
     )
     r = await client.get("/api/v1/messaging/settings", headers=await b.headers())
     assert r.json()["provider"] == "" and r.json()["credentials"] == {}
-    assert (await pipeline.tenant_messaging(b.id)).provider == get_settings().messaging_provider
+    assert (await tenant_messaging(b.id)).provider == get_settings().messaging_provider
     assert (
         r.json()["webhook_secret"]
         != (await client.get("/api/v1/messaging/settings", headers=await a.headers())).json()[
@@ -163,7 +165,7 @@ async def test_sender_numbers(tenant, client):
         s["phone"] for s in listed
     ]
     assert rest.json()["next_cursor"] is None
-    assert await pipeline.default_sender(tenant.id) == "02-555-1234"
+    assert await default_sender(tenant.id) == "02-555-1234"
 
 
 async def test_template_validation(tenant, client):
@@ -314,13 +316,13 @@ async def test_advertising_is_blocked_at_night(tenant, client, monkeypatch):
     )
     body = {"template_id": t.json()["id"], "target": {"recipients": [{"phone": "01020008000"}]}}
     night = dt.datetime(2026, 3, 2, 21, 0, tzinfo=KST)
-    monkeypatch.setattr(pipeline, "utcnow", lambda: night.astimezone(dt.UTC))
+    monkeypatch.setattr(policy, "utcnow", lambda: night.astimezone(dt.UTC))
     r = await client.post("/api/v1/messaging/send", json=body, headers=headers)
     assert r.status_code == 422 and r.json()["type"] == "/problems/messaging-night-block"
     assert r.json()["next_allowed"].startswith("2026-03-03T08:00:00+09:00")
 
     day = dt.datetime(2026, 3, 2, 10, 0, tzinfo=KST)
-    monkeypatch.setattr(pipeline, "utcnow", lambda: day.astimezone(dt.UTC))
+    monkeypatch.setattr(policy, "utcnow", lambda: day.astimezone(dt.UTC))
     ok = await client.post(
         "/api/v1/messaging/send", json={**body, "dry_run": True}, headers=headers
     )
@@ -330,7 +332,7 @@ async def test_advertising_is_blocked_at_night(tenant, client, monkeypatch):
     sent = await client.post("/api/v1/messaging/send", json=body, headers=headers)
     assert sent.status_code == 202
     await _run_job(sent.json()["job_id"])
-    monkeypatch.setattr(pipeline, "utcnow", lambda: night.astimezone(dt.UTC))
+    monkeypatch.setattr(policy, "utcnow", lambda: night.astimezone(dt.UTC))
     rows = await _job_messages(uuid.UUID(sent.json()["job_id"]))
     await pipeline.send_messages([str(r["id"]) for r in rows])
     rows = await _job_messages(uuid.UUID(sent.json()["job_id"]))

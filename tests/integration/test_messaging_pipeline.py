@@ -64,7 +64,7 @@ async def _queue(tenant, client, *, students: int = 2, **body: Any) -> list[dict
     job_id = r.json()["job_id"]
     from models.tables import Job
 
-    job = await Job.select().where(Job.id == job_id).first().output(load_json=True)
+    job = await Job.select().where(Job.id == job_id).first()
     await pipeline.expand(job_id=job_id, **job["message"])
     rows = await _rows("job = $1", uuid.UUID(job_id))
     assert rows and {r["status"] for r in rows} == {"queued"}
