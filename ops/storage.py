@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -173,3 +174,28 @@ def page_key(tenant_id: Any, batch_id: Any, name: str) -> str:
     """The key of ``name`` (``input/1-a.jpg``, ``pages/3.png``, ``annotated/<page>.png``)
     under the scan batch's folder."""
     return object_key("omr", str(tenant_id), str(batch_id), name)
+
+
+# --- lecture videos: keys in R2_VIDEO_BUCKET ---------------------------------------------
+
+
+def raw_key(tenant_id: Any, video_id: Any, filename: str = "") -> str:
+    """The source's key: the tenant's raw prefix in ``R2_VIDEO_BUCKET``."""
+    suffix = Path(filename).suffix.lower()[:8] if filename else ""
+    return object_key("raw", str(tenant_id), str(video_id), f"source{suffix}")
+
+
+def hls_prefix(tenant_id: Any, video_id: Any) -> str:
+    return object_key("hls", str(tenant_id), str(video_id))
+
+
+def delete_video_objects(tenant_id: Any, video_id: Any, *, hls: str | None, raw: str | None) -> int:
+    """Delete a video's HLS prefix (``hls``, or where it would be) and its source (``raw``;
+    None once the source is gone). Returns how many objects went. Blocking."""
+    bucket = get_settings().r2_video_bucket
+    prefix = hls or hls_prefix(tenant_id, video_id)
+    deleted = delete_under(bucket, prefix.rstrip("/") + "/")
+    if raw is not None:
+        delete(bucket, raw)
+        deleted += 1
+    return deleted

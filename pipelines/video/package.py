@@ -134,54 +134,82 @@ def ensure_packaged(
     record = workdir.done("package")
     if record is not None and (workdir.hls / "master.m3u8").is_file():
         return record
-    frame = 1 / float(fps)
-    entries: list[dict[str, Any]] = []
-    for rung in rungs:
-        folder = workdir.hls / rung.name
-        playlist_path = folder / "index.m3u8"
-        if not playlist_path.is_file():
-            raise PackagingError(f"rung {rung.name} has no media playlist")
-        playlist = parse_media_playlist(playlist_path.read_text())
-        if not playlist.ended:
-            raise PackagingError(f"rung {rung.name}: playlist has no #EXT-X-ENDLIST")
-        count = len(playlist.segments)
-        if count < min_segments and duration >= min_segments * segment_seconds:
-            raise PackagingError(
-                f"rung {rung.name} has {count} segments; at least {min_segments} are "
-                f"required for a {duration:.1f} s video"
-            )
-        for seg in playlist.segments[:-1]:
-            if abs(seg.duration - segment_seconds) > frame + 1e-3:
-                raise PackagingError(
-                    f"rung {rung.name}: segment {seg.uri} lasts {seg.duration:.3f} s, "
-                    f"not {segment_seconds} s"
-                )
-        if abs(playlist.duration - duration) > max(1.0, 2 * frame):
-            raise PackagingError(
-                f"rung {rung.name} lasts {playlist.duration:.2f} s; the source {duration:.2f} s"
-            )
-        peak = 0.0
-        total_bytes = 0
-        for seg in playlist.segments:
-            size = (folder / seg.uri).stat().st_size
-            total_bytes += size
-            peak = max(peak, size * 8 / max(seg.duration, frame))
-        average = total_bytes * 8 / max(playlist.duration, frame)
-        codecs = h264_codec_string(folder / playlist.segments[0].uri)
-        if has_audio:
-            codecs += f",{AAC_LC}"
-        entries.append(
-            {
-                "name": rung.name,
-                "width": rung.width,
-                "height": rung.height,
-                "bandwidth": int(peak),
-                "average_bandwidth": int(average),
-                "codecs": codecs,
-                "segments": len(playlist.segments),
-                "uri": f"{rung.name}/index.m3u8",
-            }
+    entries = [
+        _checked_variant(
+            workdir.hls / rung.name,
+            rung,
+            duration=duration,
+            frame=1 / float(fps),
+            segment_seconds=segment_seconds,
+            min_segments=min_segments,
+            has_audio=has_audio,
         )
+        for rung in rungs
+    ]
+    _write_master(workdir.hls / "master.m3u8", entries, fps)
+    record = {"variants": entries}
+    workdir.mark("package", record)
+    return record
+
+
+def _checked_variant(
+    folder: Path,
+    rung: Rung,
+    *,
+    duration: float,
+    frame: float,
+    segment_seconds: int,
+    min_segments: int,
+    has_audio: bool,
+) -> dict[str, Any]:
+    """One rung's media playlist checked (ended, enough segments, each but the last one
+    segment long, the whole as long as the source), as its master playlist entry."""
+    playlist_path = folder / "index.m3u8"
+    if not playlist_path.is_file():
+        raise PackagingError(f"rung {rung.name} has no media playlist")
+    playlist = parse_media_playlist(playlist_path.read_text())
+    if not playlist.ended:
+        raise PackagingError(f"rung {rung.name}: playlist has no #EXT-X-ENDLIST")
+    count = len(playlist.segments)
+    if count < min_segments and duration >= min_segments * segment_seconds:
+        raise PackagingError(
+            f"rung {rung.name} has {count} segments; at least {min_segments} are "
+            f"required for a {duration:.1f} s video"
+        )
+    for seg in playlist.segments[:-1]:
+        if abs(seg.duration - segment_seconds) > frame + 1e-3:
+            raise PackagingError(
+                f"rung {rung.name}: segment {seg.uri} lasts {seg.duration:.3f} s, "
+                f"not {segment_seconds} s"
+            )
+    if abs(playlist.duration - duration) > max(1.0, 2 * frame):
+        raise PackagingError(
+            f"rung {rung.name} lasts {playlist.duration:.2f} s; the source {duration:.2f} s"
+        )
+    peak = 0.0
+    total_bytes = 0
+    for seg in playlist.segments:
+        size = (folder / seg.uri).stat().st_size
+        total_bytes += size
+        peak = max(peak, size * 8 / max(seg.duration, frame))
+    average = total_bytes * 8 / max(playlist.duration, frame)
+    codecs = h264_codec_string(folder / playlist.segments[0].uri)
+    if has_audio:
+        codecs += f",{AAC_LC}"
+    return {
+        "name": rung.name,
+        "width": rung.width,
+        "height": rung.height,
+        "bandwidth": int(peak),
+        "average_bandwidth": int(average),
+        "codecs": codecs,
+        "segments": len(playlist.segments),
+        "uri": f"{rung.name}/index.m3u8",
+    }
+
+
+def _write_master(path: Path, entries: list[dict[str, Any]], fps: Fraction) -> None:
+    """The master playlist of ``entries``, written atomically (a rename)."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:6", "#EXT-X-INDEPENDENT-SEGMENTS"]
     for e in entries:
         lines.append(
@@ -192,9 +220,6 @@ def ensure_packaged(
             f'CODECS="{e["codecs"]}"'
         )
         lines.append(e["uri"])
-    tmp = workdir.hls / "master.m3u8.tmp"
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, workdir.hls / "master.m3u8")
-    record = {"variants": entries}
-    workdir.mark("package", record)
-    return record
+    os.replace(tmp, path)

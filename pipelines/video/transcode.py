@@ -216,6 +216,127 @@ class _RungOutput:
             self.container.mux(self.audio.encode(frame))
 
 
+class _Decode:
+    """The decoding side of one transcode: each frame re-timed onto the output grid,
+    turned upright, captured for the tiles and the poster, and handed to every rung;
+    audio resampled to ``AUDIO_RATE`` stereo and handed on the same way."""
+
+    def __init__(
+        self,
+        info: ProbeResult,
+        outputs: list[_RungOutput],
+        tiles: Path,
+        poster_time: float,
+        progress: Progress | None,
+    ) -> None:
+        self.info = info
+        self.fps = info.fps
+        self.outputs = outputs
+        self.tiles = tiles
+        self.poster_time = poster_time
+        self.progress = progress
+        self.frames = 0
+        self.tile_times: list[float] = []
+        self.poster_saved = False
+        self.t0: float | None = None
+        self.last_pts = -1
+        self.next_tile = 0.0
+        self.graph: Any | None = None
+        self.last_report = time.monotonic()
+        self.resampler: av.AudioResampler | None = None
+        self.audio_samples = 0
+        self.audio_started = False
+
+    def run(self, source: Path) -> None:
+        with av.open(str(source)) as container:
+            vs = container.streams.video[0]
+            vs.thread_type = "AUTO"
+            streams: list[Any] = [vs]
+            a_in = (
+                container.streams.audio[0]
+                if self.info.has_audio and container.streams.audio
+                else None
+            )
+            if a_in is not None:
+                streams.append(a_in)
+                self.resampler = av.AudioResampler(
+                    format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=1024
+                )
+            for packet in container.demux(*streams):
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError as exc:
+                    raise VideoRejected(
+                        f"the video cannot be decoded at {packet.pts}: {exc}"
+                    ) from None
+                for frame in decoded:
+                    if frame.time is None:
+                        continue
+                    if isinstance(frame, av.VideoFrame):
+                        self._video(frame, float(frame.time))
+                    elif self.resampler is not None and self.t0 is not None:
+                        self._audio(frame, float(frame.time))
+            if self.resampler is not None and self.audio_started:
+                self._send_audio(self.resampler.resample(None))
+
+    def _video(self, frame: av.VideoFrame, at: float) -> None:
+        if self.t0 is None:
+            self.t0 = at
+            if self.info.rotation:
+                self.graph = _rotation_graph(frame, self.info.rotation)
+        rel = at - self.t0
+        pts = round(rel * self.fps)
+        if pts <= self.last_pts:
+            return  # two source frames in one output slot
+        self.last_pts = pts
+        if self.graph is not None:
+            self.graph.push(frame)
+            frame = self.graph.pull()
+        frame.pts = pts
+        frame.time_base = 1 / self.fps
+        frame.pict_type = PictureType.NONE
+        for out in self.outputs:
+            out.put("v", frame)
+        self.frames += 1
+        if rel + 1e-6 >= self.next_tile:
+            _save_tile(frame, self.tiles / f"tile_{len(self.tile_times):05d}.jpg")
+            self.tile_times.append(round(self.next_tile, 3))
+            self.next_tile += TILE_INTERVAL_SECONDS
+        if not self.poster_saved and rel + 1e-6 >= self.poster_time:
+            _save_poster(frame, self.tiles / "poster.jpg")
+            self.poster_saved = True
+        if self.progress is not None and time.monotonic() - self.last_report > 1.0:
+            self.last_report = time.monotonic()
+            self.progress(min(1.0, rel / max(self.info.duration, 0.001)))
+
+    def _audio(self, frame: av.AudioFrame, at: float) -> None:
+        assert self.resampler is not None and self.t0 is not None
+        if not self.audio_started:
+            self.audio_started = True
+            self.audio_samples = max(0, round((at - self.t0) * AUDIO_RATE))
+        frame.pts = None
+        self._send_audio(self.resampler.resample(frame))
+
+    def _send_audio(self, chunks: list[av.AudioFrame]) -> None:
+        for chunk in chunks:
+            chunk.pts = self.audio_samples
+            chunk.time_base = Fraction(1, AUDIO_RATE)
+            self.audio_samples += chunk.samples
+            for out in self.outputs:
+                out.put("a", chunk)
+
+
+def _fresh_partials(workdir: Workdir) -> tuple[Path, Path]:
+    """Empty ``hls.partial`` / ``tiles.partial`` (what a killed run left goes first)."""
+    partial = workdir.path / "hls.partial"
+    tiles_partial = workdir.path / "tiles.partial"
+    for stale in (partial, tiles_partial, workdir.hls, workdir.tiles):
+        shutil.rmtree(stale, ignore_errors=True)
+    partial.mkdir(parents=True)
+    tiles_partial.mkdir(parents=True)
+    return partial, tiles_partial
+
+
 def ensure_transcoded(
     workdir: Workdir,
     info: ProbeResult,
@@ -233,100 +354,15 @@ def ensure_transcoded(
     record = workdir.done("transcode")
     if record is not None and workdir.hls.is_dir():
         return record
-    partial = workdir.path / "hls.partial"
-    tiles_partial = workdir.path / "tiles.partial"
-    for stale in (partial, tiles_partial, workdir.hls, workdir.tiles):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial.mkdir(parents=True)
-    tiles_partial.mkdir(parents=True)
-
+    partial, tiles_partial = _fresh_partials(workdir)
     fps = info.fps
     poster_time = min(poster_at, info.duration / 2) if info.duration < poster_at * 2 else poster_at
     outputs = [
         _RungOutput(r, partial / r.name, fps, segment_seconds, info.has_audio) for r in rungs
     ]
-    frames = 0
-    tile_times: list[float] = []
-    poster_saved = False
+    decode = _Decode(info, outputs, tiles_partial, poster_time, progress)
     try:
-        with av.open(str(workdir.source)) as container:
-            vs = container.streams.video[0]
-            vs.thread_type = "AUTO"
-            streams: list[Any] = [vs]
-            a_in = (
-                container.streams.audio[0] if info.has_audio and container.streams.audio else None
-            )
-            if a_in is not None:
-                streams.append(a_in)
-            resampler = (
-                av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=1024)
-                if a_in is not None
-                else None
-            )
-            t0: float | None = None
-            last_pts = -1
-            audio_samples = 0
-            audio_started = False
-            next_tile = 0.0
-            graph = None
-            last_report = time.monotonic()
-            for packet in container.demux(*streams):
-                try:
-                    decoded = packet.decode()
-                except av.error.InvalidDataError as exc:
-                    raise VideoRejected(
-                        f"the video cannot be decoded at {packet.pts}: {exc}"
-                    ) from None
-                for frame in decoded:
-                    if frame.time is None:
-                        continue
-                    if isinstance(frame, av.VideoFrame):
-                        if t0 is None:
-                            t0 = float(frame.time)
-                            if info.rotation:
-                                graph = _rotation_graph(frame, info.rotation)
-                        rel = float(frame.time) - t0
-                        pts = round(rel * fps)
-                        if pts <= last_pts:
-                            continue  # two source frames in one output slot
-                        last_pts = pts
-                        if graph is not None:
-                            graph.push(frame)
-                            frame = graph.pull()
-                        frame.pts = pts
-                        frame.time_base = 1 / fps
-                        frame.pict_type = PictureType.NONE
-                        for out in outputs:
-                            out.put("v", frame)
-                        frames += 1
-                        if rel + 1e-6 >= next_tile:
-                            _save_tile(frame, tiles_partial / f"tile_{len(tile_times):05d}.jpg")
-                            tile_times.append(round(next_tile, 3))
-                            next_tile += TILE_INTERVAL_SECONDS
-                        if not poster_saved and rel + 1e-6 >= poster_time:
-                            _save_poster(frame, tiles_partial / "poster.jpg")
-                            poster_saved = True
-                        if progress is not None and time.monotonic() - last_report > 1.0:
-                            last_report = time.monotonic()
-                            progress(min(1.0, rel / max(info.duration, 0.001)))
-                    elif resampler is not None and t0 is not None:
-                        if not audio_started:
-                            audio_started = True
-                            audio_samples = max(0, round((float(frame.time) - t0) * AUDIO_RATE))
-                        frame.pts = None
-                        for chunk in resampler.resample(frame):
-                            chunk.pts = audio_samples
-                            chunk.time_base = Fraction(1, AUDIO_RATE)
-                            audio_samples += chunk.samples
-                            for out in outputs:
-                                out.put("a", chunk)
-            if resampler is not None and audio_started:
-                for chunk in resampler.resample(None):
-                    chunk.pts = audio_samples
-                    chunk.time_base = Fraction(1, AUDIO_RATE)
-                    audio_samples += chunk.samples
-                    for out in outputs:
-                        out.put("a", chunk)
+        decode.run(workdir.source)
         for out in outputs:
             out.finish()
     except av.error.FFmpegError as exc:
@@ -337,9 +373,9 @@ def ensure_transcoded(
         for out in outputs:
             out.abort()
         raise
-    if frames == 0:
+    if decode.frames == 0:
         raise VideoRejected("the video stream has no decodable frames")
-    if not poster_saved and tile_times:
+    if not decode.poster_saved and decode.tile_times:
         shutil.copyfile(tiles_partial / "tile_00000.jpg", tiles_partial / "poster.jpg")
     os.replace(partial, workdir.hls)
     os.replace(tiles_partial, workdir.tiles)
@@ -347,8 +383,8 @@ def ensure_transcoded(
         "rungs": [r.as_dict() for r in rungs],
         "fps_num": fps.numerator,
         "fps_den": fps.denominator,
-        "frames": frames,
-        "tile_times": tile_times,
+        "frames": decode.frames,
+        "tile_times": decode.tile_times,
         "tile_interval": TILE_INTERVAL_SECONDS,
         "poster_time": poster_time,
         "segment_seconds": segment_seconds,

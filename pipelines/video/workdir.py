@@ -15,12 +15,21 @@ marker and is redone from a clean slate.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ops.settings import get_settings
+
+# A work directory untouched this long belongs to a video some other worker finished.
+STALE_WORKDIR_SECONDS = 24 * 3600
 
 
 def root(configured: str = "") -> Path:
@@ -70,3 +79,36 @@ class Workdir:
     def remove(self) -> None:
         """Delete everything of this video on this worker (finalise, or a final failure)."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this video's file lock: two copies of one message on one worker (SQS
+        delivers at least once) take turns, and the second finds the step done."""
+        self.ensure()
+        with (self.path / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def workdir_for(video_id: Any) -> Workdir:
+    """The video's work directory under ``VIDEO_WORKER_TEMP_DIR``."""
+    return Workdir(root(get_settings().video_worker_temp_dir), str(video_id))
+
+
+def prune_stale_workdirs(max_age: float = STALE_WORKDIR_SECONDS) -> int:
+    """Remove work directories nobody touched for ``max_age`` seconds (left by a video that
+    another worker finished). Returns how many."""
+    base = root(get_settings().video_worker_temp_dir)
+    cutoff = time.time() - max_age
+    removed = 0
+    for child in base.iterdir():
+        try:
+            if child.is_dir() and child.stat().st_mtime < cutoff:
+                shutil.rmtree(child, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -152,7 +152,7 @@ async def test_a_killed_worker_mid_transcode_is_restarted_cleanly(
     second = start_worker(["video"], env={"SQS_VISIBILITY_TIMEOUT_VIDEO": "3"})
     row = await wait_for(_finished(vid), timeout=240)
     assert row and row["status"] == "READY", (row, second.output()[-4000:])
-    video = await Video.select().where(Video.id == vid).first().output(load_json=True)
+    video = await Video.select().where(Video.id == vid).first()
     assert [r["name"] for r in video["rungs"]] == ["360p", "720p"]
     job = await Job.select().where(Job.id == job_id).first()
     # Six steps, the transcode twice (killed once), and nothing delivered twice while alive.

@@ -10,10 +10,11 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from actors.video import cleanup_raw_uploads, hls_prefix
 from models.tables import Video
 from ops import storage
 from ops.settings import get_settings
+from ops.storage import hls_prefix
+from ops.storage_cleanup import cleanup_raw_uploads
 from pipelines.video.signing import verify
 from tests.factories import create_student
 from tests.factories.accounts import family_headers

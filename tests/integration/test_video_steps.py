@@ -9,7 +9,9 @@ from actors import video as steps
 from models.tables import Job, Video
 from ops import storage
 from ops.settings import get_settings
+from ops.storage import hls_prefix
 from pipelines.video.package import parse_master_playlist
+from pipelines.video.workdir import workdir_for
 from tests.factories.lectures import create_lecture
 from tests.factories.videos import create_video, make_video, truncate
 from tests.sqs_helpers import decode, purge, receive
@@ -51,26 +53,26 @@ async def test_every_step_is_idempotent_under_redelivery(tenant, video_queue, tm
     vid, job_id = created["video"]["id"], created["completed"]["job_id"]
     assert _next_messages(video_queue) == ["video.probe"]
     order = list(steps.ACTORS.items())
-    prefix = steps.hls_prefix(tenant.id, vid)
+    prefix = hls_prefix(tenant.id, vid)
     for i, (name, actor) in enumerate(order):
         await actor(job_id=job_id, video_id=vid)
-        row = await Video.select().where(Video.id == vid).first().output(load_json=True)
+        row = await Video.select().where(Video.id == vid).first()
         assert row["step_done"] == name, (name, row["error"])
         expected_next = [order[i + 1][1].name] if i + 1 < len(order) else []
         assert _next_messages(video_queue) == expected_next
         objects = _objects(prefix)
         # Delivered again: the same state, the same objects, and only the next step re-sent.
         await actor(job_id=job_id, video_id=vid)
-        again = await Video.select().where(Video.id == vid).first().output(load_json=True)
+        again = await Video.select().where(Video.id == vid).first()
         assert again["step_done"] == name and again["status"] == row["status"]
         assert _objects(prefix) == objects
         assert _next_messages(video_queue) == (expected_next if name != "finalise" else [])
 
-    row = await Video.select().where(Video.id == vid).first().output(load_json=True)
+    row = await Video.select().where(Video.id == vid).first()
     assert row["status"] == "READY" and row["duration_seconds"] == pytest.approx(7.0, abs=0.1)
     assert [r["name"] for r in row["rungs"]] == ["180p"]
     assert row["poster_key"] == f"{prefix}/poster.jpg"
-    job = await Job.select().where(Job.id == job_id).first().output(load_json=True)
+    job = await Job.select().where(Job.id == job_id).first()
     assert job["status"] == "DONE" and job["progress"] == 100
     assert job["result"]["rungs"] == ["180p"]
     objects = _objects(prefix)
@@ -80,7 +82,7 @@ async def test_every_step_is_idempotent_under_redelivery(tenant, video_queue, tm
     master = storage.get_bytes(get_settings().r2_video_bucket, f"{prefix}/master.m3u8").decode()
     assert [v["URI"] for v in parse_master_playlist(master)] == ["180p/index.m3u8"]
     # Temporary files are gone once READY.
-    assert not steps.workdir_for(vid).path.exists()
+    assert not workdir_for(vid).path.exists()
 
 
 async def test_a_step_on_a_worker_without_the_earlier_outputs_rebuilds_them(
@@ -96,7 +98,7 @@ async def test_a_step_on_a_worker_without_the_earlier_outputs_rebuilds_them(
     await steps.video_probe(job_id=job_id, video_id=vid)
     await steps.video_transcode(job_id=job_id, video_id=vid)
     # The next step lands on another worker: its work directory is empty.
-    steps.workdir_for(vid).remove()
+    workdir_for(vid).remove()
     for name in ("package", "thumbnails", "upload", "finalise"):
         await steps.ACTORS[name](job_id=job_id, video_id=vid)
     row = await Video.select(Video.status).where(Video.id == vid).first()
@@ -115,10 +117,10 @@ async def test_a_rejected_source_ends_failed_with_its_reason(tenant, video_queue
     await steps.video_probe(job_id=job_id, video_id=vid)
     shown = (await tenant.client.get(f"/api/v1/videos/{vid}", headers=headers)).json()
     assert shown["status"] == "FAILED" and "truncated" in shown["error"]
-    job = await Job.select().where(Job.id == job_id).first().output(load_json=True)
+    job = await Job.select().where(Job.id == job_id).first()
     assert job["status"] == "FAILED" and "truncated" in job["error"]
     assert _next_messages(video_queue) == []
-    assert not steps.workdir_for(vid).path.exists()
+    assert not workdir_for(vid).path.exists()
     # A late copy of any step does nothing.
     await steps.video_transcode(job_id=job_id, video_id=vid)
     assert (await Video.select(Video.status).where(Video.id == vid).first())["status"] == "FAILED"

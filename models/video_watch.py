@@ -1,0 +1,250 @@
+"""Watching videos: who may watch, the watch heartbeat, and the watch report.
+
+The heartbeat is the hottest write of the system (every viewer, every 10 s): one
+transaction, a handful of statements, the student's row locked while it is decided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from models.db import transaction
+from models.enrollments import ACTIVE
+from models.errors import Problem
+from models.pages import Params, as_text, as_uuid, keyset, page_from
+from models.scope import TenantScope
+from models.videos import Rendition, find_video
+from ops.settings import get_settings
+
+# --- records ---------------------------------------------------------------------------
+
+
+class Viewable(msgspec.Struct):
+    """What playback, the heartbeat and the report need of a video."""
+
+    id: uuid.UUID
+    tenant: uuid.UUID
+    lecture: uuid.UUID
+    status: str
+    duration_seconds: float | None
+    proctored: bool
+    rungs: list[Rendition]
+
+
+class WatchLock(msgspec.Struct):
+    """A student's watch row, locked for one heartbeat; ``elapsed``: seconds since the
+    previous accepted heartbeat (None before the first)."""
+
+    id: uuid.UUID
+    intervals: list[tuple[float, float]]
+    last_seq: int | None
+    elapsed: float | None
+
+
+class WatchUpdate(msgspec.Struct):
+    """The state one accepted heartbeat leaves."""
+
+    intervals: list[tuple[float, float]]
+    watched_seconds: float
+    coverage: float
+    position: float
+    frontier: float
+    completed: bool
+    seq: int | None
+
+
+class Watch(msgspec.Struct):
+    """A student's progress on a video, as stored."""
+
+    position: float
+    intervals: list[tuple[float, float]]
+    watched_seconds: float
+    coverage: float
+    completed: bool
+    completed_at: dt.datetime | None
+
+
+class WatchReportRow(msgspec.Struct):
+    student_id: uuid.UUID
+    student_name: str
+    watched_seconds: float
+    coverage_percent: float
+    completed: bool
+    completed_at: dt.datetime | None
+    last_watched_at: dt.datetime | None
+    heartbeats: int
+    rejected_heartbeats: int
+
+    def __post_init__(self) -> None:
+        # The statement gives the percentage unrounded; two places is what clients show.
+        self.coverage_percent = round(self.coverage_percent, 2)
+
+
+class WatchReport(msgspec.Struct):
+    video_id: uuid.UUID
+    duration_seconds: float | None
+    completion_percent: float
+    student_count: int  # on every page: the whole report's size
+    completed_count: int
+    students: list[WatchReportRow]  # a page, by name
+    limit: int
+    next_cursor: str | None
+
+
+class ReportTotals(msgspec.Struct):
+    student_count: int
+    completed_count: int
+
+
+# --- queries ---------------------------------------------------------------------------
+
+
+async def viewable_video(scope: TenantScope, video_id: Any) -> Viewable:
+    return await find_video(scope, Viewable, video_id)
+
+
+async def is_enrolled(scope: TenantScope, lecture_id: uuid.UUID, student_id: uuid.UUID) -> bool:
+    """Whether the student's enrollment in the lecture is active."""
+    found = await scope.value(
+        f"""SELECT 1 FROM enrollment e JOIN student s ON s.id = e.student
+            WHERE e.tenant = $1 AND e.lecture = $2 AND e.student = $3 AND {ACTIVE}""",
+        lecture_id,
+        student_id,
+    )
+    return found is not None
+
+
+async def open_watch(scope: TenantScope, video_id: uuid.UUID, student_id: uuid.UUID) -> None:
+    """Start the real-time clock of the student's first heartbeat (opening playback)."""
+    await scope.execute(
+        """INSERT INTO video_watch (tenant, video, student, last_heartbeat_at)
+           VALUES ($1, $2, $3, now())
+           ON CONFLICT (video, student) DO UPDATE
+           SET last_heartbeat_at = COALESCE(video_watch.last_heartbeat_at, now())""",
+        video_id,
+        student_id,
+    )
+
+
+async def record_heartbeat(
+    scope: TenantScope,
+    video_id: uuid.UUID,
+    student_id: uuid.UUID,
+    advance: Callable[[WatchLock], WatchUpdate],
+) -> Watch:
+    """One heartbeat, in one transaction: the student's watch row is locked, ``advance``
+    turns it into the new state, and that is stored. A heartbeat ``advance`` refuses (a
+    ``Problem``) is counted on the row, and the refusal is raised after the commit."""
+    refused: Problem | None = None
+    saved: Watch | None = None
+    async with transaction():
+        await scope.execute(
+            """INSERT INTO video_watch (tenant, video, student) VALUES ($1, $2, $3)
+               ON CONFLICT (video, student) DO NOTHING""",
+            video_id,
+            student_id,
+        )
+        watch = await scope.row(
+            WatchLock,
+            """SELECT *, EXTRACT(EPOCH FROM now() - last_heartbeat_at) AS elapsed
+               FROM video_watch WHERE tenant = $1 AND video = $2 AND student = $3
+               FOR UPDATE""",
+            video_id,
+            student_id,
+        )
+        assert watch is not None
+        try:
+            update = advance(watch)
+        except Problem as exc:
+            refused = exc
+            await scope.execute(
+                """UPDATE video_watch SET rejected_heartbeats = rejected_heartbeats + 1
+                   WHERE tenant = $1 AND id = $2""",
+                watch.id,
+            )
+        else:
+            saved = await scope.row(
+                Watch,
+                """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
+                       coverage = $5, position = $6, frontier = $7,
+                       completed = completed OR $8,
+                       completed_at = CASE WHEN $8 AND completed_at IS NULL THEN now()
+                                           ELSE completed_at END,
+                       last_seq = COALESCE($9, last_seq), last_heartbeat_at = now(),
+                       heartbeats = heartbeats + 1, updated_at = now()
+                   WHERE tenant = $1 AND id = $2 RETURNING *""",
+                watch.id,
+                update.intervals,
+                update.watched_seconds,
+                update.coverage,
+                update.position,
+                update.frontier,
+                update.completed,
+                update.seq,
+            )
+    if refused is not None:
+        raise refused
+    assert saved is not None
+    return saved
+
+
+def _audience(video: str, lecture: str) -> str:
+    """The report's students: active enrollments in the lecture, plus anyone who watched
+    and has left since (``video``/``lecture``: their placeholders)."""
+    return f"""
+        FROM student s
+        LEFT JOIN video_watch w ON w.student = s.id AND w.video = {video}
+        WHERE s.tenant = $1 AND s.deleted_at IS NULL AND (
+            w.id IS NOT NULL OR EXISTS (
+                SELECT 1 FROM enrollment e WHERE e.student = s.id AND e.lecture = {lecture}
+                                             AND {ACTIVE}))
+    """
+
+
+BY_NAME = keyset(("s.name", as_text), ("s.id", as_uuid))
+
+
+async def watch_report(
+    scope: TenantScope, video_id: Any, *, cursor: str | None, limit: int
+) -> WatchReport:
+    """A page of the video's audience by name, with the whole report's totals."""
+    params = Params()
+    after = BY_NAME.after(cursor, params)  # a foreign cursor is refused before the video is
+    video = await viewable_video(scope, video_id)
+    audience = _audience(params(video.id), params(video.lecture))
+    rows = await scope.fetch(
+        f"""SELECT s.id, s.name, s.id AS student_id, s.name AS student_name,
+                   COALESCE(w.watched_seconds, 0) AS watched_seconds,
+                   COALESCE(w.coverage, 0) * 100 AS coverage_percent,
+                   COALESCE(w.completed, false) AS completed, w.completed_at,
+                   CASE WHEN COALESCE(w.heartbeats, 0) <> 0 THEN w.updated_at
+                   END AS last_watched_at,
+                   COALESCE(w.heartbeats, 0) AS heartbeats,
+                   COALESCE(w.rejected_heartbeats, 0) AS rejected_heartbeats
+            {audience} {"" if after is None else f"AND {after}"}
+            ORDER BY {BY_NAME.order_by} LIMIT {params(limit + 1)}""",
+        *params.values,
+    )
+    totals = await scope.row(
+        ReportTotals,
+        f"""SELECT count(*) AS student_count, count(*) FILTER (WHERE w.completed)
+                   AS completed_count {_audience("$2", "$3")}""",
+        video.id,
+        video.lecture,
+    )
+    page = page_from(rows, limit, BY_NAME, WatchReportRow)
+    return WatchReport(
+        video_id=video.id,
+        duration_seconds=video.duration_seconds,
+        completion_percent=get_settings().video_completion_percent,
+        student_count=totals.student_count if totals else 0,
+        completed_count=totals.completed_count if totals else 0,
+        students=page.items,
+        limit=limit,
+        next_cursor=page.next_cursor,
+    )
