@@ -9,6 +9,8 @@ roster it shows.
 row first (``FOR UPDATE``), several lectures in id order. ``enrol_many`` is the one
 enrolment of the system (one student by hand, thousands from an Excel import): capacity
 holds under any concurrency, and every pair gets an outcome instead of a partial write.
+
+The reads of enrollments (a lecture's roster, a student's lectures) are here too.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from models.pages import Keyset, Page, Params, as_text, as_uuid, page_from
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture as LectureTable
+from models.tables import Student as StudentTable
 
 # Over ``enrollment e JOIN student s ON s.id = e.student``.
 ACTIVE = "e.status = 'active' AND s.deleted_at IS NULL"
@@ -218,3 +222,99 @@ async def drop(scope: TenantScope, lecture_id: uuid.UUID, student_id: uuid.UUID)
         student_id,
     )
     return bool(rows)
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+class RosterEntry(msgspec.Struct):
+    student_id: uuid.UUID
+    name: str
+    phone: str | None
+    school: str
+    grade: str
+    student_status: str
+    enrollment_id: uuid.UUID
+    source: str
+    enrolled_at: dt.datetime
+
+
+class StudentLecture(msgspec.Struct):
+    lecture_id: uuid.UUID
+    title: str
+    subject: str
+    code: str | None
+    teacher_name: str | None
+    lecture_status: str
+    status: str  # the enrollment's: active | dropped
+    source: str
+    enrolled_at: dt.datetime
+    dropped_at: dt.datetime | None
+
+
+ROSTER_ORDER = Keyset(("s.name", "s.id"), ("name", "student_id"), (as_text, as_uuid))
+STUDENT_LECTURES_ORDER = Keyset(("l.title", "l.id"), ("title", "lecture_id"), (as_text, as_uuid))
+
+
+async def roster(
+    scope: TenantScope, lecture_id: Any, *, limit: int, cursor: str | None
+) -> Page[RosterEntry]:
+    """A lecture's actively enrolled students (``ACTIVE``: soft-deleted ones are left
+    out), by name. One statement per page; a lecture of no one here is a 404."""
+    arg = Params()
+    after = ROSTER_ORDER.after(cursor, arg)
+    lecture = arg(parse_id(LectureTable, lecture_id))
+    rows = await scope.fetch(
+        f"""
+        SELECT r.* FROM lecture l
+        LEFT JOIN LATERAL (
+            SELECT s.id AS student_id, s.name, s.phone, s.school, s.grade,
+                   s.status AS student_status, e.id AS enrollment_id, e.source,
+                   e.enrolled_at
+            FROM enrollment e JOIN student s ON s.id = e.student
+            WHERE e.lecture = l.id AND {ACTIVE} {f"AND {after}" if after else ""}
+            ORDER BY {ROSTER_ORDER.order_by} LIMIT {arg(limit + 1)}
+        ) r ON true
+        WHERE l.tenant = $1 AND l.id = {lecture}
+        """,
+        *arg.values,
+    )
+    if not rows:
+        raise NotFoundInTenant(LectureTable, lecture_id)
+    kept = [r for r in rows if r["student_id"] is not None]
+    return page_from(kept, limit, ROSTER_ORDER, RosterEntry)
+
+
+async def lectures_of_student(
+    scope: TenantScope, student_id: Any, *, status: str | None, limit: int, cursor: str | None
+) -> Page[StudentLecture]:
+    """A live student's lectures with the enrollment's status (active and dropped, unless
+    ``status`` picks one), by lecture title. One statement per page; a soft-deleted student
+    is a 404."""
+    arg = Params()
+    after = STUDENT_LECTURES_ORDER.after(cursor, arg)
+    student = arg(parse_id(StudentTable, student_id))
+    extra = f"AND e.status = {arg(status)}" if status is not None else ""
+    if after is not None:
+        extra += f" AND {after}"
+    rows = await scope.fetch(
+        f"""
+        SELECT r.* FROM student s
+        LEFT JOIN LATERAL (
+            SELECT l.id AS lecture_id, l.title, l.subject, l.code, u.name AS teacher_name,
+                   l.status AS lecture_status, e.status, e.source, e.enrolled_at,
+                   e.dropped_at
+            FROM enrollment e
+            JOIN lecture l ON l.id = e.lecture
+            LEFT JOIN app_user u ON u.id = l.teacher AND u.tenant = l.tenant
+            WHERE e.student = s.id {extra}
+            ORDER BY {STUDENT_LECTURES_ORDER.order_by} LIMIT {arg(limit + 1)}
+        ) r ON true
+        WHERE s.tenant = $1 AND s.id = {student} AND s.deleted_at IS NULL
+        """,
+        *arg.values,
+    )
+    if not rows:
+        raise NotFoundInTenant(StudentTable, student_id)
+    kept = [r for r in rows if r["lecture_id"] is not None]
+    return page_from(kept, limit, STUDENT_LECTURES_ORDER, StudentLecture)

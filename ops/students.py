@@ -16,75 +16,13 @@ import argparse
 import asyncio
 import sys
 import uuid
-from dataclasses import dataclass
 
-from models.db import connection, transaction
-
-PURGE_AFTER_DAYS = 30
-
-
-@dataclass(frozen=True)
-class DuplicateGroup:
-    tenant: uuid.UUID
-    name: str
-    guardian_phone: str
-    keep: uuid.UUID
-    remove: tuple[uuid.UUID, ...]
-
-
-async def find_deleted_duplicates(tenant_id: uuid.UUID | None = None) -> list[DuplicateGroup]:
-    """Groups of deleted students sharing tenant + name + a guardian phone (all tenants if
-    ``tenant_id`` is None). A student in two groups (two guardians) is kept or removed once."""
-    async with connection() as conn:
-        rows = await conn.fetch(
-            """
-            SELECT s.tenant, s.name, g.phone,
-                   array_agg(s.id ORDER BY s.deleted_at, s.created_at, s.id) AS ids
-            FROM student s
-            JOIN student_guardian sg ON sg.student = s.id
-            JOIN guardian g ON g.id = sg.guardian
-            WHERE s.deleted_at IS NOT NULL AND ($1::uuid IS NULL OR s.tenant = $1)
-            GROUP BY s.tenant, s.name, g.phone
-            HAVING count(DISTINCT s.id) > 1
-            ORDER BY s.tenant, s.name, g.phone
-            """,
-            tenant_id,
-        )
-    groups: list[DuplicateGroup] = []
-    removed: set[uuid.UUID] = set()
-    for row in rows:
-        ids = [i for i in dict.fromkeys(row["ids"]) if i not in removed]
-        if len(ids) < 2:
-            continue
-        keep, rest = ids[0], tuple(ids[1:])
-        removed.update(rest)
-        groups.append(DuplicateGroup(row["tenant"], row["name"], row["phone"], keep, rest))
-    return groups
-
-
-async def fix_deleted_duplicates(tenant_id: uuid.UUID | None = None) -> list[DuplicateGroup]:
-    async with transaction():
-        groups = await find_deleted_duplicates(tenant_id)
-        ids = [i for g in groups for i in g.remove]
-        if ids:
-            async with connection() as conn:
-                # Only still-deleted rows: a restore that raced us wins.
-                await conn.execute(
-                    "DELETE FROM student WHERE id = ANY($1::uuid[]) AND deleted_at IS NOT NULL", ids
-                )
-    return groups
-
-
-async def purge_deleted(older_than_days: int = PURGE_AFTER_DAYS, dry_run: bool = False) -> int:
-    async with transaction(), connection() as conn:
-        sql = (
-            "FROM student WHERE deleted_at IS NOT NULL "
-            "AND deleted_at < now() - make_interval(days => $1)"
-        )
-        if dry_run:
-            return int(await conn.fetchval(f"SELECT count(*) {sql}", older_than_days))
-        result = await conn.execute(f"DELETE {sql}", older_than_days)
-        return int(result.split()[-1])
+from models.students import (
+    PURGE_AFTER_DAYS,
+    find_deleted_duplicates,
+    fix_deleted_duplicates,
+    purge_deleted,
+)
 
 
 def main_duplicates(argv: list[str] | None = None) -> int:
