@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-import asyncpg
+from models.notifications import Listener
 
 log = logging.getLogger(__name__)
 
@@ -152,26 +152,24 @@ class PageCache:
         """Keep a LISTEN connection open until cancelled, reconnecting with backoff."""
         delay = 0.5
         while True:
-            conn: asyncpg.Connection | None = None
+            listener: Listener | None = None
             try:
-                conn = await asyncpg.connect(dsn)
-                await conn.add_listener(self.channel, self._notified)
+                listener = await Listener.open(dsn, self.channel, self._notified)
                 self.reset()
                 self.listening = True
                 delay = 0.5
                 # A half-open socket would silently stop notifications: ping it.
                 while True:
                     await asyncio.sleep(self.ping_every)
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), self.ping_every)
+                    await listener.ping(self.ping_every)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("%s listener lost (%s); retrying in %.1fs", self.channel, exc, delay)
             finally:
                 self.listening = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
+                if listener is not None:
+                    await listener.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

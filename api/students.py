@@ -24,7 +24,7 @@ from models.pages import Page, as_datetime, as_text, as_uuid, decode_cursor_as, 
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import GuardianRelation, Role, StudentStatus
 from models.tables import Student as StudentRow
-from ops import students as student_ops
+from ops.commands import students as student_ops
 from pipelines.korean import (
     InvalidPhone,
     clean_text,

@@ -171,7 +171,7 @@ async def test_deleted_duplicates_dry_run_then_fix(tenant):
 
 async def test_purge_removes_only_old_deletions(tenant):
     from models.tables import Student
-    from ops.students import purge_deleted
+    from ops.commands.students import purge_deleted
 
     h = await tenant.headers()
     old, recent = await create_student(tenant, h), await create_student(tenant, h)

@@ -12,6 +12,7 @@ import datetime as dt
 import sys
 from typing import Any
 
+from actors.video import cleanup_raw_uploads_command
 from ops import storage
 from ops.settings import Settings, get_settings
 
@@ -55,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         verb = "would delete" if args.dry_run else "deleted"
         print(f"{verb} {count} object(s) under {get_settings().r2_excel_bucket}/{prefix}")
     # Video sources, VIDEO_RAW_RETENTION_DAYS after their video became READY.
-    from actors.video import cleanup_raw_uploads_command
-
     print(cleanup_raw_uploads_command(dry_run=args.dry_run))
     return 0
 
