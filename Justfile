@@ -8,9 +8,9 @@ set positional-arguments := true
 
 export PYTHONPATH := justfile_directory()
 
-# Run the whole system locally (embedded Postgres, local SQS+S3, API, one worker per tier) until Ctrl-C
+# Run the whole system locally (embedded Postgres, local SQS+S3, API, scheduler, one worker per tier) until Ctrl-C
 dev:
-    python -m ops.dev
+    python -m ops.commands.dev
 
 # Run the test suite (starts its own embedded Postgres and local SQS+S3 when not configured)
 test *ARGS:
@@ -22,27 +22,31 @@ bench GROUP="":
 
 # Apply database migrations (to DATABASE_URL, else to the local dev database)
 migrate:
-    python -m ops.runtime run -- python -m ops.migrate
+    python -m ops.runtime run -- python -m ops.commands.migrate
 
 # Create the seed-named queues (with native-redrive DLQs) and the buckets; safe to repeat
 provision:
-    python -m ops.runtime run -- python -m ops.provision
+    python -m ops.runtime run -- python -m ops.commands.provision
 
 # Start the worker for one tier: video | ai-cpu | ai-gpu | messaging | ai-lite | ai-basic | ai-premium
 worker TIER PROCESSES="1" THREADS="4":
-    python -m ops.runtime run -- python -m ops.worker "$@"
+    python -m ops.runtime run -- python -m ops.commands.worker "$@"
 
 # Deployment readiness: check DB, queues and buckets, then run a probe job on every tier queue
 readiness *ARGS:
-    python -m ops.runtime run -- python -m ops.readiness "$@"
+    python -m ops.runtime run -- python -m ops.commands.readiness "$@"
 
 # Bootstrap a tenant (academy) and its owner account; prints the owner's password
 create-tenant NAME OWNER_EMAIL *ARGS:
-    python -m ops.runtime run -- python -m ops.tenants "$@"
+    python -m ops.runtime run -- python -m ops.commands.tenants "$@"
 
-# Re-send jobs that were committed but never reached the queue
+# Run the background rounds (job sweeper, messaging pump, login purge) until stopped; `--once [ROUND...]` runs them once
+scheduler *ARGS:
+    python -m ops.runtime run -- python -m ops.commands.scheduler "$@"
+
+# Re-send jobs that were committed but never reached the queue (the scheduler's sweep round, once)
 sweep:
-    python -m ops.runtime run -- python -c "import asyncio; from actors.broker import setup_broker; from actors.jobs import sweep_unsent; setup_broker(worker=False); print(asyncio.run(sweep_unsent()), 'sent')"
+    python -m ops.runtime run -- python -m ops.commands.scheduler --once sweep
 
 # Lint, format check and type check
 lint:
@@ -60,15 +64,15 @@ deploy *ARGS:
 
 # List a tier's dead letters with their job's status and error (jobs SQS dead-lettered natively are marked FAILED)
 dlq-list TIER:
-    python -m ops.runtime run -- python -m ops.dlq list "$@"
+    python -m ops.runtime run -- python -m ops.commands.dlq list "$@"
 
 # Send a tier's dead letters back to its queue: all, or --id <SQS message id | message id | job id> (repeatable)
 dlq-redrive TIER *ARGS:
-    python -m ops.runtime run -- python -m ops.dlq redrive "$@"
+    python -m ops.runtime run -- python -m ops.commands.dlq redrive "$@"
 
 # Delete a tier's dead letters for good (asks you to type the queue name; --yes skips the question)
 dlq-purge TIER *ARGS:
-    python -m ops.runtime run -- python -m ops.dlq purge "$@"
+    python -m ops.runtime run -- python -m ops.commands.dlq purge "$@"
 
 # Print the `aws cloudwatch put-metric-alarm` commands matching ops/dashboards/alerts.yaml (--apply runs them)
 cloudwatch-alarms *ARGS:
@@ -76,15 +80,15 @@ cloudwatch-alarms *ARGS:
 
 # Deleted duplicate students (same name + guardian phone): a dry run, or --fix to keep the oldest
 students-duplicates *ARGS:
-    python -m ops.runtime run -- python -m ops.students duplicates "$@"
+    python -m ops.runtime run -- python -m ops.commands.students duplicates "$@"
 
 # Delete for good the students soft-deleted over 30 days ago (--dry-run to count); run it daily
 students-purge *ARGS:
-    python -m ops.runtime run -- python -m ops.students purge "$@"
+    python -m ops.runtime run -- python -m ops.commands.students purge "$@"
 
 # Delete Excel exports older than 24 h, abandoned import files and video sources N days after READY (--dry-run to count); run hourly
 storage-cleanup *ARGS:
-    python -m ops.runtime run -- python -m ops.storage_cleanup "$@"
+    python -m ops.runtime run -- python -m ops.commands.storage_cleanup "$@"
 
 # Play our HLS in headless Chromium with hls.js through the signing edge (needs Debian's chromium: apt-get install chromium; npm installs hls.js)
 check-playback:

@@ -71,7 +71,7 @@ class AcademySQSBroker(SQSBroker):
                     f"SQS queue {queue_name!r} (or its -dlq) does not exist: run `just provision`"
                 ) from None
             # Outside production, provision on first use so a bare dev setup works.
-            from ops.provision import ensure_queues
+            from ops.queues import ensure_queues
 
             ensure_queues(self.settings, client=client)
             queue = self.sqs.get_queue_by_name(QueueName=queue_name)

@@ -1,17 +1,20 @@
 """Builds the Litestar application: ``create_app()``.
 
 Run: ``uvicorn api.app:create_app --factory`` (``just dev`` does this for you).
+
+The API serves requests only: the background rounds (job sweeper, messaging pump, purge
+of stale login rows) run in the scheduler process, ``python -m ops.commands.scheduler``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import dramatiq.broker
 from litestar import Litestar, Router
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
@@ -21,20 +24,20 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from actors.messaging import pump
+from actors.broker import setup_broker
 from api import attendance, grades, lectures, me, users
 from api import excel as excel_api
 from api import messaging as messaging_api
 from api import omr as omr_api
 from api import ops as ops_api
 from api import videos as videos_api
-from api.auth import AuthController, provide_principal, provide_scope, purge_expired
+from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
 from api.jobs import JobController
 from api.list_cache import invalidate_after_write, listening
 from api.students import StudentController
-from models.db import DB, close_pool, configure_db, run_exclusively_forever, start_pool
+from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
 from ops.settings import get_settings
 
@@ -84,13 +87,6 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-async def _sweep() -> None:
-    from actors.jobs import sweep_unsent
-
-    await sweep_unsent()
-    await purge_expired()
-
-
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -103,45 +99,29 @@ async def _invalidate_after_write(message: Message, scope: Scope) -> None:
             invalidate_after_write(principal.tenant_id)
 
 
-def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    configure_db()
+def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+    """Start-up and shutdown: the broker the API enqueues on, the connection pool, and the
+    list caches' listener."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        from actors.broker import setup_broker
-
-        if dramatiq_broker_missing():
+        if dramatiq.broker.global_broker is None:
             setup_broker(worker=False)
         if pool:
             await start_pool()
-        stack = contextlib.AsyncExitStack()
-        await stack.enter_async_context(listening(DB.config["dsn"]))
-        # Background rounds, each in one API process at a time: committed-but-unsent jobs
-        # and stale login rows; outbox events (absences, scores...) to the messaging workers.
-        rounds = (
-            [
-                ("academy.job_sweeper", max(10.0, settings.job_sweep_after_seconds / 5), _sweep),
-                ("academy.messaging_pump", settings.messaging_outbox_poll_seconds, pump),
-            ]
-            if sweeper
-            else []
-        )
-        tasks = [asyncio.create_task(run_exclusively_forever(*r)) for r in rounds]
         try:
-            yield
+            async with listening(DB.config["dsn"]):
+                yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await stack.aclose()
             if pool:
                 await close_pool()
 
-    api_v1 = Router(
+    return lifespan
+
+
+def _api_router() -> Router:
+    """Every ``/api/v1`` controller, with the caller's principal and tenant scope."""
+    return Router(
         path="/",
         route_handlers=[
             AuthController,
@@ -163,7 +143,11 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             "tenant_scope": Provide(provide_scope),
         },
     )
-    openapi = OpenAPIConfig(
+
+
+def _openapi() -> OpenAPIConfig:
+    """The OpenAPI document at ``/schema``, its Swagger UI served from local assets."""
+    return OpenAPIConfig(
         title="academy API",
         version="1.0.0",
         description="Backend for private academies (학원). Errors are RFC 9457 problem+json.",
@@ -178,18 +162,29 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
             )
         ],
     )
+
+
+def create_app(*, pool: bool = True, sweeper: bool = False) -> Litestar:
+    """The application. ``pool=False`` leaves the connection pool to the caller (tests).
+
+    ``sweeper`` changes nothing: the background rounds it once started in the API run in
+    the scheduler process now. It is still accepted so callers that pass it keep working.
+    """
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    configure_db()
     app = Litestar(
         route_handlers=[
             health,
             ops_api.metrics,
-            api_v1,
+            _api_router(),
             create_static_files_router(
                 path=SWAGGER_STATIC, directories=[swagger_ui_path], include_in_schema=False
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=openapi,
-        lifespan=[lifespan],
+        openapi_config=_openapi(),
+        lifespan=[_lifespan(pool)],
         before_send=[_invalidate_after_write],
         # Our JSON logging (configure_logging) stays in charge of every logger.
         logging_config=None,
@@ -199,9 +194,3 @@ def create_app(*, pool: bool = True, sweeper: bool = True) -> Litestar:
     # only for matched routes, and 404/405 answers need their request id too.
     app.asgi_handler = request_id_middleware(app.asgi_handler)
     return app
-
-
-def dramatiq_broker_missing() -> bool:
-    import dramatiq.broker
-
-    return dramatiq.broker.global_broker is None

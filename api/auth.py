@@ -32,9 +32,13 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
 from api.errors import Problem
+from models import accounts
+from models import auth as logins
+from models.accounts import Holder, Me
 from models.db import transaction
 from models.scope import TenantScope
-from models.tables import LoginAttempt, RefreshToken, Role, Tenant, User
+from models.auth import StoredToken
+from models.tables import Role
 from ops.passwords import verify_password
 from ops.settings import get_settings
 
@@ -68,21 +72,6 @@ class TokenPair(msgspec.Struct):
     refresh_token: str
     expires_in: int
     token_type: str = "bearer"
-
-
-class TenantInfo(msgspec.Struct):
-    id: uuid.UUID
-    slug: str
-    name: str
-
-
-class Me(msgspec.Struct):
-    id: uuid.UUID
-    email: str
-    name: str
-    role: str
-    student_id: uuid.UUID | None
-    tenant: TenantInfo
 
 
 # --- tokens ----------------------------------------------------------------------------
@@ -163,13 +152,13 @@ def _hash_token(token: str) -> str:
 async def _issue_pair(principal: Principal, family: uuid.UUID | None = None) -> TokenPair:
     settings = get_settings()
     raw = secrets.token_urlsafe(32)
-    await RefreshToken(
-        tenant=principal.tenant_id,
-        user=principal.user_id,
+    await logins.store_refresh_token(
+        tenant_id=principal.tenant_id,
+        user_id=principal.user_id,
         family=family or uuid.uuid4(),
         token_hash=_hash_token(raw),
         expires_at=utcnow() + dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
-    ).save()
+    )
     return TokenPair(
         access_token=issue_access_token(principal),
         refresh_token=raw,
@@ -177,30 +166,24 @@ async def _issue_pair(principal: Principal, family: uuid.UUID | None = None) -> 
     )
 
 
-async def _rotate(row: dict[str, Any]) -> TokenPair:
-    """Spend the refresh token ``row`` (locked by the caller) and issue the next pair."""
-    if row["expires_at"] <= utcnow():
+async def _rotate(token: StoredToken) -> TokenPair:
+    """Spend ``token`` (locked by the caller) and issue the next pair."""
+    if token.expires_at <= utcnow():
         raise NotAuthorizedException("refresh token expired")
-    user = (
-        await User.select(
-            User.id, User.tenant, User.role, User.student_id, User.guardian_id, User.is_active
-        )
-        .where(User.id == row["user"])
-        .first()
-    )
-    if user is None or not user["is_active"]:
+    user = await accounts.holder(token.user)
+    if user is None or not user.is_active:
         raise NotAuthorizedException("account disabled")
-    await RefreshToken.update({RefreshToken.used_at: utcnow()}).where(RefreshToken.id == row["id"])
-    return await _issue_pair(_principal_of(user), family=row["family"])
+    await logins.mark_used(token.id)
+    return await _issue_pair(_principal_of(user), family=token.family)
 
 
-def _principal_of(user: dict[str, Any]) -> Principal:
+def _principal_of(user: Holder) -> Principal:
     return Principal(
-        user_id=user["id"],
-        tenant_id=user["tenant"],
-        role=Role(user["role"]),
-        student_id=user["student_id"],
-        guardian_id=user["guardian_id"],
+        user_id=user.id,
+        tenant_id=user.tenant,
+        role=Role(user.role),
+        student_id=user.student_id,
+        guardian_id=user.guardian_id,
     )
 
 
@@ -257,41 +240,16 @@ async def provide_scope(principal: NamedDependency[Principal]) -> TenantScope:
 async def _check_rate_limit(email: str, client: str) -> None:
     settings = get_settings()
     since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
-    failures = await LoginAttempt.count().where(
-        (LoginAttempt.email == email)
-        & (LoginAttempt.succeeded.eq(False))
-        & (LoginAttempt.created_at > since)
-    )
-    attempts = await LoginAttempt.count().where(
-        (LoginAttempt.client == client) & (LoginAttempt.created_at > since)
-    )
+    counts = await logins.login_counts(email, client, since)
     if (
-        failures >= settings.login_max_failures_per_account
-        or attempts >= settings.login_max_attempts_per_client
+        counts.failures >= settings.login_max_failures_per_account
+        or counts.attempts >= settings.login_max_attempts_per_client
     ):
         raise Problem(
             HTTP_429_TOO_MANY_REQUESTS,
             "too many login attempts; try again later",
             headers={"Retry-After": str(settings.login_window_seconds)},
         )
-
-
-async def purge_expired() -> dict[str, int]:
-    """Drop login attempts older than the rate-limit window and refresh tokens expired a
-    day ago: neither can change an answer again, and both tables grow with every login."""
-    now = utcnow()
-    window = dt.timedelta(seconds=get_settings().login_window_seconds)
-    attempts = (
-        await LoginAttempt.delete()
-        .where(LoginAttempt.created_at < now - window)
-        .returning(LoginAttempt._meta.primary_key)
-    )
-    tokens = (
-        await RefreshToken.delete()
-        .where(RefreshToken.expires_at < now - dt.timedelta(days=1))
-        .returning(RefreshToken.id)
-    )
-    return {"login_attempts": len(attempts), "refresh_tokens": len(tokens)}
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -313,20 +271,9 @@ class AuthController(Controller):
         client = _client_of(request)
         await _check_rate_limit(email, client)
 
-        query = User.select(
-            User.id,
-            User.tenant,
-            User.role,
-            User.student_id,
-            User.guardian_id,
-            User.password_hash,
-            User.is_active,
-        ).where(User.email == email)
-        if data.tenant:
-            query = query.where(User.tenant.slug == data.tenant)
-        candidates = await query
+        candidates = await accounts.login_candidates(email, data.tenant or None)
         if candidates:
-            hashes = [c["password_hash"] for c in candidates]
+            hashes = [c.password_hash for c in candidates]
             matches = await asyncio.to_thread(
                 lambda: [verify_password(h, data.password) for h in hashes]
             )
@@ -341,33 +288,27 @@ class AuthController(Controller):
                 type_="/problems/tenant-required",
             )
         user = candidates[0] if candidates else None
-        ok = user is not None and bool(user["is_active"])
-        await LoginAttempt(email=email, client=client, succeeded=ok).save()
+        ok = user is not None and user.is_active
+        await logins.record_login_attempt(email, client, ok)
         if not ok or user is None:
             raise NotAuthorizedException("invalid e-mail or password")
-        await User.update({User.last_login_at: utcnow()}).where(User.id == user["id"])
+        await accounts.touch_last_login(user.id)
         return await _issue_pair(_principal_of(user))
 
     @post("/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
     async def refresh(self, data: JSONBody[RefreshRequest]) -> TokenPair:
-        token_hash = _hash_token(data.refresh_token)
         async with transaction():
-            rows = await RefreshToken.raw(
-                "SELECT * FROM refresh_token WHERE token_hash = {} FOR UPDATE", token_hash
-            )
-            if not rows:
+            token = await logins.lock_refresh_token(_hash_token(data.refresh_token))
+            if token is None:
                 raise NotAuthorizedException("invalid refresh token")
-            row = rows[0]
-            if row["revoked_at"] is not None:
+            if token.revoked_at is not None:
                 raise NotAuthorizedException("refresh token revoked")
-            reused = row["used_at"] is not None
+            reused = token.used_at is not None
             if reused:
                 # Reuse of a rotated token: assume theft, end every session of this login.
-                await RefreshToken.update({RefreshToken.revoked_at: utcnow()}).where(
-                    (RefreshToken.family == row["family"]) & RefreshToken.revoked_at.is_null()
-                )
+                await logins.revoke_family(token.family)
             else:
-                pair = await _rotate(row)
+                pair = await _rotate(token)
         if reused:
             # Raised only after COMMIT: raised inside the transaction, it rolled the
             # revocation back and the stolen family stayed usable.
@@ -380,29 +321,10 @@ class AuthController(Controller):
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="Revoke a refresh token's login")
     async def logout(self, data: JSONBody[RefreshRequest]) -> None:
-        token_hash = _hash_token(data.refresh_token)
-        row = (
-            await RefreshToken.select(RefreshToken.family)
-            .where(RefreshToken.token_hash == token_hash)
-            .first()
-        )
-        if row is not None:
-            await RefreshToken.update({RefreshToken.revoked_at: utcnow()}).where(
-                (RefreshToken.family == row["family"]) & RefreshToken.revoked_at.is_null()
-            )
+        await logins.revoke_family_of(_hash_token(data.refresh_token))
 
     @get("/me", guards=[require_auth], summary="The caller's account")
     async def me(
         self, principal: NamedDependency[Principal], tenant_scope: NamedDependency[TenantScope]
     ) -> Me:
-        user = await tenant_scope.get(User, principal.user_id)
-        tenant = await Tenant.select().where(Tenant.id == principal.tenant_id).first()
-        assert tenant is not None
-        return Me(
-            id=user["id"],
-            email=user["email"],
-            name=user["name"],
-            role=user["role"],
-            student_id=user["student_id"],
-            tenant=TenantInfo(id=tenant["id"], slug=tenant["slug"], name=tenant["name"]),
-        )
+        return await accounts.me(tenant_scope, principal.user_id)

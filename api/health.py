@@ -11,42 +11,24 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
 from litestar import Response, get
 
-from models.db import ensure_configured
+from models.ops import ping
+from ops.queues import sqs_client
 from ops.settings import get_settings
+from ops.storage import client as storage_client
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def check_database() -> float:
-    started = time.perf_counter()
-    engine = ensure_configured()
-    if engine.pool is not None:
-        async with engine.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-    else:
-        conn = await asyncpg.connect(engine.config["dsn"], timeout=CHECK_TIMEOUT_SECONDS)
-        try:
-            await conn.fetchval("SELECT 1")
-        finally:
-            await conn.close()
-    return time.perf_counter() - started
-
-
 def _check_broker() -> None:
-    from ops.provision import sqs_client
-
     settings = get_settings()
     client = _cached("sqs", lambda: sqs_client(settings))
     client.get_queue_url(QueueName=settings.queue_for("video"))
 
 
 def _check_storage() -> None:
-    from ops.storage import client
-
-    client().head_bucket(Bucket=get_settings().r2_storage_bucket)
+    storage_client().head_bucket(Bucket=get_settings().r2_storage_bucket)
 
 
 _clients: dict[str, Any] = {}
@@ -70,7 +52,7 @@ async def _timed(fn: Any) -> tuple[bool, float, str]:
 async def _timed_db() -> tuple[bool, float, str]:
     started = time.perf_counter()
     try:
-        await asyncio.wait_for(check_database(), CHECK_TIMEOUT_SECONDS)
+        await asyncio.wait_for(ping(CHECK_TIMEOUT_SECONDS), CHECK_TIMEOUT_SECONDS)
         return True, time.perf_counter() - started, ""
     except Exception as exc:
         return False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:200]

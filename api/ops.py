@@ -11,10 +11,8 @@ depths (global numbers, nothing tenant-specific) and the academy's own recent fa
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hmac
 import ipaddress
-import uuid
 from typing import Any
 
 import msgspec
@@ -23,6 +21,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
 from api.auth import require_admin
+from models.ops import ActorFailures, FailedJob, failures_by_actor, recent_failures
 from models.scope import TenantScope
 from ops import metrics as ops_metrics
 from ops.settings import get_settings
@@ -77,24 +76,6 @@ class QueueView(msgspec.Struct):
     oldest_pending_job_age_seconds: float
 
 
-class ActorFailures(msgspec.Struct):
-    actor: str
-    failed_24h: int
-    done_24h: int
-    last_error: str | None
-    last_failed_at: dt.datetime | None
-
-
-class FailedJob(msgspec.Struct):
-    job_id: uuid.UUID
-    actor: str
-    kind: str
-    error: str | None
-    attempts: int
-    request_id: str
-    finished_at: dt.datetime | None
-
-
 class OpsQueues(msgspec.Struct):
     queues: list[QueueView]
     failures_by_actor: list[ActorFailures]
@@ -129,51 +110,10 @@ class OpsController(Controller):
             )
             for tier, name in settings.queues.items()
         ]
-        per_actor = await tenant_scope.fetch(
-            """
-            SELECT actor_name,
-                   count(*) FILTER (WHERE status = 'FAILED') AS failed,
-                   count(*) FILTER (WHERE status = 'DONE') AS done,
-                   max(finished_at) FILTER (WHERE status = 'FAILED') AS last_failed_at,
-                   (array_agg(error ORDER BY finished_at DESC)
-                        FILTER (WHERE status = 'FAILED'))[1] AS last_error
-            FROM job
-            WHERE tenant = $1 AND finished_at > now() - interval '24 hours'
-            GROUP BY actor_name ORDER BY failed DESC, actor_name
-            """
-        )
-        recent = await tenant_scope.fetch(
-            """
-            SELECT id, actor_name, kind, error, attempts, request_id, finished_at
-            FROM job WHERE tenant = $1 AND status = 'FAILED'
-            ORDER BY finished_at DESC NULLS LAST, id LIMIT $2
-            """,
-            RECENT_FAILURES,
-        )
         return OpsQueues(
             queues=views,
-            failures_by_actor=[
-                ActorFailures(
-                    actor=r["actor_name"],
-                    failed_24h=r["failed"],
-                    done_24h=r["done"],
-                    last_error=r["last_error"],
-                    last_failed_at=r["last_failed_at"],
-                )
-                for r in per_actor
-            ],
-            recent_failures=[
-                FailedJob(
-                    job_id=r["id"],
-                    actor=r["actor_name"],
-                    kind=r["kind"],
-                    error=r["error"],
-                    attempts=r["attempts"],
-                    request_id=r["request_id"],
-                    finished_at=r["finished_at"],
-                )
-                for r in recent
-            ],
+            failures_by_actor=await failures_by_actor(tenant_scope),
+            recent_failures=await recent_failures(tenant_scope, RECENT_FAILURES),
         )
 
 

@@ -7,24 +7,24 @@ guardian record, and through it sees every linked child.
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 import uuid
-from typing import Any
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, KwargDefinition
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Principal, require_admin
 from api.errors import Problem
 from api.pagination import DEFAULT_LIMIT, check_limit
-from models.db import transaction
-from models.pages import Page, decode_cursor, page_of
+from models import accounts
+from models.accounts import Account
+from models.pages import Page
 from models.scope import TenantScope
-from models.tables import Guardian, RefreshToken, Role, Student, User
+from models.tables import Role
 from ops.passwords import MIN_PASSWORD_LENGTH, hash_password
 
 MANAGED_BY: dict[Role, frozenset[Role]] = {
@@ -33,16 +33,11 @@ MANAGED_BY: dict[Role, frozenset[Role]] = {
 }
 
 
-class Account(msgspec.Struct):
-    id: uuid.UUID
-    email: str
-    name: str
-    role: str
-    student_id: uuid.UUID | None
-    guardian_id: uuid.UUID | None
-    is_active: bool
-    created_at: dt.datetime
-    last_login_at: dt.datetime | None
+# Litestar names a generic component after its argument's module: this page was published
+# as "Page_api.users.Account_" while Account was defined here, and keeps that name.
+AccountPage = Annotated[
+    Page[Account], KwargDefinition(schema_component_key="Page_api.users.Account_")
+]
 
 
 class AccountCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,10 +64,6 @@ class AccountCreated(msgspec.Struct):
     password: str | None  # only when generated
 
 
-def _account(row: dict[str, Any]) -> Account:
-    return Account(**{f: row[f] for f in Account.__struct_fields__})
-
-
 def _may_manage(principal: Principal, role: Role) -> None:
     if role not in MANAGED_BY.get(principal.role, frozenset()):
         raise Problem(403, f"a {principal.role.value} cannot manage {role.value} accounts")
@@ -85,20 +76,14 @@ async def _check_links(
     if role == Role.student:
         if student_id is None:
             errors.append({"field": "student_id", "message": "required for a student account"})
-        elif (
-            not await scope.select(Student, Student.id)
-            .where((Student.id == student_id) & Student.deleted_at.is_null())
-            .first()
-        ):
+        elif not await accounts.student_exists(scope, student_id):
             errors.append({"field": "student_id", "message": "no such student in this academy"})
     elif student_id is not None:
         errors.append({"field": "student_id", "message": "only for student accounts"})
     if role == Role.parent:
         if guardian_id is None:
             errors.append({"field": "guardian_id", "message": "required for a parent account"})
-        elif (
-            not await scope.select(Guardian, Guardian.id).where(Guardian.id == guardian_id).first()
-        ):
+        elif not await accounts.guardian_exists(scope, guardian_id):
             errors.append({"field": "guardian_id", "message": "no such guardian in this academy"})
     elif guardian_id is not None:
         errors.append({"field": "guardian_id", "message": "only for parent accounts"})
@@ -117,16 +102,10 @@ class UserController(Controller):
         role: FromQuery[Role | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> Page[Account]:
-        limit = check_limit(limit)
-        query = tenant_scope.select(User).order_by(User.email).limit(limit + 1)
-        if role is not None:
-            query = query.where(User.role == role.value)
-        after = decode_cursor(cursor, 1)
-        if after is not None:
-            query = query.where(User.email > str(after[0]))
-        rows = await query
-        return page_of(rows, limit, lambda r: [r["email"]], _account)
+    ) -> AccountPage:
+        return await accounts.list_accounts(
+            tenant_scope, role=role, cursor=cursor, limit=check_limit(limit)
+        )
 
     @post("/", status_code=HTTP_201_CREATED, summary="Create an account")
     async def create(
@@ -146,21 +125,19 @@ class UserController(Controller):
             )
         if errors:
             raise Problem(422, f"{len(errors)} field error(s)", errors=errors)
-        if await tenant_scope.select(User, User.id).where(User.email == email).first():
+        if await accounts.email_taken(tenant_scope, email):
             raise Problem(409, f"{email} already has an account in this academy")
         password = data.password or secrets.token_urlsafe(12)
-        row = tenant_scope.new(
-            User,
+        account = await accounts.create_account(
+            tenant_scope,
             email=email,
             name=data.name.strip(),
-            role=data.role.value,
+            role=data.role,
             password_hash=hash_password(password),
             student_id=data.student_id,
             guardian_id=data.guardian_id,
         )
-        await row.save()
-        created = await tenant_scope.get(User, row.id)
-        return AccountCreated(_account(created), None if data.password else password)
+        return AccountCreated(account, None if data.password else password)
 
     @patch("/{user_id:str}", summary="Rename, change role, (de)activate")
     async def update(
@@ -170,39 +147,29 @@ class UserController(Controller):
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> Account:
-        current = await tenant_scope.get(User, user_id)
-        _may_manage(principal, Role(current["role"]))
-        values: dict[Any, Any] = {}
+        current = await accounts.get_account(tenant_scope, user_id)
+        _may_manage(principal, Role(current.role))
+        name: str | None = None
+        role: Role | None = None
+        is_active: bool | None = None
         if data.name is not msgspec.UNSET:
-            values[User.name] = data.name.strip()
+            name = data.name.strip()
         if data.role is not msgspec.UNSET:
             _may_manage(principal, data.role)
-            if {Role(current["role"]), data.role} & {
+            if {Role(current.role), data.role} & {
                 Role.student,
                 Role.parent,
-            } and data.role != current["role"]:
+            } and data.role != current.role:
                 raise Problem(422, "role: family accounts keep their role; create a new account",
                                        errors=[{"field": "role", "message": "cannot change to or from student/parent"}])  # fmt: skip
-            values[User.role] = data.role.value
+            role = data.role
         if data.is_active is not msgspec.UNSET:
-            if current["id"] == principal.user_id and not data.is_active:
+            if current.id == principal.user_id and not data.is_active:
                 raise Problem(409, "you cannot deactivate your own account")
-            values[User.is_active] = data.is_active
-        async with transaction():
-            if current["role"] == Role.owner.value and (
-                values.get(User.role, Role.owner.value) != Role.owner.value
-                or values.get(User.is_active) is False
-            ):
-                owners = await tenant_scope.select(User, User.id).where(
-                    (User.role == Role.owner.value) & (User.is_active.eq(True))
-                )
-                if len(owners) <= 1:
-                    raise Problem(409, "an academy keeps at least one active owner")
-            if values:
-                await tenant_scope.update(User, values).where(User.id == current["id"])
-            if values.get(User.is_active) is False:
-                await _revoke_sessions(tenant_scope, current["id"])
-        return _account(await tenant_scope.get(User, current["id"]))
+            is_active = data.is_active
+        return await accounts.update_account(
+            tenant_scope, current, name=name, role=role, is_active=is_active
+        )
 
     @post("/{user_id:str}/password", status_code=200, summary="Set or generate a new password")
     async def reset_password(
@@ -212,24 +179,14 @@ class UserController(Controller):
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> AccountCreated:
-        current = await tenant_scope.get(User, user_id)
-        _may_manage(principal, Role(current["role"]))
+        current = await accounts.get_account(tenant_scope, user_id)
+        _may_manage(principal, Role(current.role))
         if data.password is not None and len(data.password) < MIN_PASSWORD_LENGTH:
             raise Problem(422, "password too short", errors=[
                 {"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}])  # fmt: skip
         password = data.password or secrets.token_urlsafe(12)
-        async with transaction():
-            await tenant_scope.update(User, {User.password_hash: hash_password(password)}).where(
-                User.id == current["id"]
-            )
-            await _revoke_sessions(tenant_scope, current["id"])
-        return AccountCreated(_account(current), None if data.password else password)
-
-
-async def _revoke_sessions(scope: TenantScope, user_id: Any) -> None:
-    await scope.update(RefreshToken, {RefreshToken.revoked_at: dt.datetime.now(dt.UTC)}).where(
-        (RefreshToken.user == user_id) & RefreshToken.revoked_at.is_null()
-    )
+        await accounts.set_password(tenant_scope, current.id, hash_password(password))
+        return AccountCreated(current, None if data.password else password)
 
 
 CONTROLLERS: list[type[Controller]] = [UserController]

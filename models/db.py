@@ -191,22 +191,27 @@ async def execute(sql: str, *args: Any) -> str:
         return str(await conn.execute(sql, *args))
 
 
+async def run_exclusively(name: str, work: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+    """``work()`` in a transaction that holds the advisory lock ``name``, unless another
+    session holds it. Returns (ran, what ``work`` returned)."""
+    async with transaction():
+        async with connection() as conn:
+            got = await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", name)
+        if not got:
+            return False, None
+        return True, await work()
+
+
 async def run_exclusively_forever(
     name: str, interval: float, work: Callable[[], Awaitable[Any]]
 ) -> None:
-    """Every ``interval`` seconds, ``work()`` in a transaction that holds the advisory lock
-    ``name``: with several API processes, one does the round and the others skip it. A
-    failing round is logged and the next one comes anyway."""
+    """Every ``interval`` seconds, ``run_exclusively(name, work)``: with several processes
+    running the same rounds, one does each round and the others skip it. A failing round
+    is logged and the next one comes anyway."""
     while True:
         await asyncio.sleep(interval)
         try:
-            async with transaction():
-                async with connection() as conn:
-                    got = await conn.fetchval(
-                        "SELECT pg_try_advisory_xact_lock(hashtext($1))", name
-                    )
-                if got:
-                    await work()
+            await run_exclusively(name, work)
         except asyncio.CancelledError:
             raise
         except Exception:

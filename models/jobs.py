@@ -18,9 +18,9 @@ from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Job as JobTable
 
 
-class JobView(msgspec.Struct):
-    """A job as its client sees it."""
-
+# A job as its client sees it (GET /api/v1/jobs/{id}). No docstring: it would become the
+# OpenAPI description of ``Job``.
+class Job(msgspec.Struct):
     id: uuid.UUID
     kind: str
     status: str
@@ -52,6 +52,24 @@ class JobRecord(msgspec.Struct):
     created_at: dt.datetime
 
 
+class JobState(msgspec.Struct):
+    """Where a job stands, for operators' tools (readiness probes, dead letters)."""
+
+    id: uuid.UUID
+    status: str
+    result: Any
+    error: str | None
+
+
+class Reopened(msgspec.Struct):
+    """A job's state before ``reopen`` put it back to PENDING (for ``restore``)."""
+
+    status: str
+    stage: str
+    error: str | None
+    finished_at: dt.datetime | None
+
+
 class Unsent(msgspec.Struct):
     id: uuid.UUID
     actor_name: str
@@ -62,9 +80,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def get_job(scope: TenantScope, job_id: Any) -> JobView:
+async def get_job(scope: TenantScope, job_id: Any) -> Job:
     found = await scope.row(
-        JobView, "SELECT * FROM job WHERE tenant = $1 AND id = $2", parse_id(JobTable, job_id)
+        Job, "SELECT * FROM job WHERE tenant = $1 AND id = $2", parse_id(JobTable, job_id)
     )
     if found is None:
         raise NotFoundInTenant(JobTable, job_id)
@@ -174,4 +192,39 @@ async def fail_job(job_id: Any, reason: str) -> None:
         """,
         uuid.UUID(str(job_id)),
         reason[:2000],
+    )
+
+
+async def job_states(job_ids: list[uuid.UUID]) -> list[JobState]:
+    return await db.rows(
+        JobState, "SELECT id, status, result, error FROM job WHERE id = ANY($1::uuid[])", job_ids
+    )
+
+
+async def reopen(job_id: uuid.UUID, stage: str) -> Reopened | None:
+    """Put a job that is not DONE back to PENDING (at ``stage``) so its message can be sent
+    again: a worker skips finished jobs. Returns what it was (None: DONE or unknown)."""
+    return await db.row(
+        Reopened,
+        """
+        UPDATE job SET status = 'PENDING', stage = $2, error = NULL,
+               finished_at = NULL, updated_at = now()
+        FROM (SELECT id, status, stage, error, finished_at FROM job WHERE id = $1) AS old
+        WHERE job.id = old.id AND job.status <> 'DONE'
+        RETURNING old.status, old.stage, old.error, old.finished_at
+        """,
+        job_id,
+        stage,
+    )
+
+
+async def restore(job_id: uuid.UUID, previous: Reopened) -> None:
+    """Undo ``reopen`` (its message could not be sent after all)."""
+    await db.execute(
+        "UPDATE job SET status = $2, stage = $3, error = $4, finished_at = $5 WHERE id = $1",
+        job_id,
+        previous.status,
+        previous.stage,
+        previous.error,
+        previous.finished_at,
     )

@@ -1,1 +1,4 @@
-"""Operations: settings, storage, logging, local runtime, provisioning and maintenance."""
+"""Operations. The base every layer imports: settings, logging, storage, SQS queues, local
+runtime, passwords, idle shutdown and metrics. The commands that drive the system
+(``just dev``, migrate, provision, workers, the scheduler, maintenance) are in
+``ops.commands``."""

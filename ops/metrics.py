@@ -11,17 +11,24 @@ worker, so the numbers an operator alerts on come from places that outlive worke
 
 Counters come from rows, so they only grow while job rows are kept. One scrape costs one
 GetQueueAttributes call per queue and four aggregate queries.
+
+Part of the ops base (the API serves it), and the one base module that reads the
+database: through ``models.ops``, whose imports end at ``ops.settings``, so no cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from models.ops import PendingAge, job_table_stats
+from models.ops import oldest_pending as pending_ages
+from ops.queues import sqs_client
 from ops.settings import Settings, get_settings
 
 # Seconds. Covers a 100 ms probe up to an hour-long transcode.
@@ -45,8 +52,6 @@ class QueueStats:
 
 def _sqs(settings: Settings) -> Any:
     if "sqs" not in _clients:
-        from ops.provision import sqs_client
-
         _clients["sqs"] = sqs_client(settings)
     return _clients["sqs"]
 
@@ -105,72 +110,17 @@ class ActorStats:
     queue_wait: Histogram
 
 
-JOB_COUNTS_SQL = """
-SELECT actor_name, tier, status, count(*) AS n,
-       coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries
-FROM job GROUP BY actor_name, tier, status
-"""
-
-FINISHED_CTE = """
-WITH d AS (
-    SELECT actor_name, tier,
-           greatest(extract(epoch FROM finished_at - started_at)::float8, 0) AS processing,
-           greatest(extract(epoch FROM started_at - coalesce(sent_at, created_at))::float8, 0)
-               AS wait
-    FROM job
-    WHERE status IN ('DONE', 'FAILED') AND started_at IS NOT NULL AND finished_at IS NOT NULL
-)
-"""
-
-JOB_SUMS_SQL = (
-    FINISHED_CTE
-    + """
-SELECT actor_name, tier, count(*) AS n, sum(processing) AS processing_sum, sum(wait) AS wait_sum
-FROM d GROUP BY actor_name, tier
-"""
-)
-
-# Cumulative bucket counts: every finished job against every bound, in one pass.
-JOB_BUCKETS_SQL = (
-    FINISHED_CTE
-    + """
-SELECT actor_name, tier, b.i,
-       count(*) FILTER (WHERE processing <= b.le) AS processing_le,
-       count(*) FILTER (WHERE wait <= b.le) AS wait_le
-FROM d CROSS JOIN unnest($1::float8[]) WITH ORDINALITY AS b(le, i)
-GROUP BY actor_name, tier, b.i
-"""
-)
-
-OLDEST_PENDING_SQL = """
-SELECT tier, extract(epoch FROM now() - min(coalesce(sent_at, created_at)))::float8 AS age
-FROM job WHERE status = 'PENDING' GROUP BY tier
-"""
-
-
-def _oldest(rows: Iterable[Any]) -> dict[str, float]:
-    return {row["tier"]: float(row["age"]) for row in rows}
+def _oldest(ages: Iterable[PendingAge]) -> dict[str, float]:
+    return {a.tier: a.age for a in ages}
 
 
 async def oldest_pending() -> dict[str, float]:
-    """Age of the oldest job not yet started, per tier (tiers with none waiting are absent).
-
-    Its own query so a caller that needs only this skips the histogram scans of job_stats.
-    """
-    from models.db import connection
-
-    async with connection() as conn:
-        return _oldest(await conn.fetch(OLDEST_PENDING_SQL))
+    """Age of the oldest job not yet started, per tier (tiers with none waiting are absent)."""
+    return _oldest(await pending_ages())
 
 
 async def job_stats() -> tuple[list[ActorStats], dict[str, float]]:
-    from models.db import connection
-
-    async with connection() as conn:
-        counts = await conn.fetch(JOB_COUNTS_SQL)
-        sums = await conn.fetch(JOB_SUMS_SQL)
-        buckets = await conn.fetch(JOB_BUCKETS_SQL, list(BUCKETS))
-        oldest = await conn.fetch(OLDEST_PENDING_SQL)
+    stats = await job_table_stats(BUCKETS)
     empty = [0] * len(BUCKETS)
     actors: dict[tuple[str, str], ActorStats] = {}
 
@@ -182,20 +132,20 @@ async def job_stats() -> tuple[list[ActorStats], dict[str, float]]:
             )
         return actors[key]
 
-    for row in counts:
-        a = actor(row["actor_name"], row["tier"])
-        a.by_status[row["status"]] = int(row["n"])
-        a.retries += int(row["retries"])
-    for row in sums:
-        a = actor(row["actor_name"], row["tier"])
-        a.processing.count = a.queue_wait.count = int(row["n"])
-        a.processing.total = float(row["processing_sum"])
-        a.queue_wait.total = float(row["wait_sum"])
-    for row in buckets:
-        a = actor(row["actor_name"], row["tier"])
-        a.processing.buckets[row["i"] - 1] = int(row["processing_le"])
-        a.queue_wait.buckets[row["i"] - 1] = int(row["wait_le"])
-    return sorted(actors.values(), key=lambda a: (a.tier, a.actor)), _oldest(oldest)
+    for c in stats.counts:
+        a = actor(c.actor_name, c.tier)
+        a.by_status[c.status] = c.n
+        a.retries += c.retries
+    for s in stats.sums:
+        a = actor(s.actor_name, s.tier)
+        a.processing.count = a.queue_wait.count = s.n
+        a.processing.total = s.processing_sum
+        a.queue_wait.total = s.wait_sum
+    for b in stats.buckets:
+        a = actor(b.actor_name, b.tier)
+        a.processing.buckets[b.i - 1] = b.processing_le
+        a.queue_wait.buckets[b.i - 1] = b.wait_le
+    return sorted(actors.values(), key=lambda a: (a.tier, a.actor)), _oldest(stats.oldest)
 
 
 # --- Prometheus text exposition (version 0.0.4) -------------------------------------------
@@ -322,8 +272,6 @@ async def collect(settings: Settings | None = None) -> str:
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Read an exposition back: {(name, labels): value}. Strict: raises on a bad line."""
-    import re
-
     sample = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$")
     label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
     out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops.settings import get_settings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Runtime state (embedded database, logs); ACADEMY_DATA_DIR moves it (tests use that to run
 # a second `just dev` beside a developer's own).
@@ -229,8 +231,6 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
         if rt.pg_data is not None or rt.moto is not None:
             rt.watchdog = _start_watchdog(rt)
         os.environ.update(rt.env)
-        from ops.settings import get_settings
-
         get_settings.cache_clear()
         yield rt
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 ENVIRONMENTS = ("development", "test", "production")
@@ -237,6 +238,7 @@ DEV_SECRET = "dev-insecure-secret-key-change-me-0123456789"
 
 
 IDLE_STOP_MODES = ("ec2", "exit", "off")
+EC2_METADATA = "http://169.254.169.254"
 
 
 def _idle_stop_mode() -> str:
@@ -248,7 +250,26 @@ def _idle_stop_mode() -> str:
 
 
 def load_settings() -> Settings:
-    """Read the environment; raise ``SettingsError`` naming the first bad variable."""
+    """Read the environment; raise ``SettingsError`` naming the first bad variable.
+
+    The parts are read in this order, each checking its own variables, so the first bad
+    variable named is always the same one."""
+    environment = _environment()
+    queues = _queue_settings()
+    return Settings(
+        environment=environment,
+        **_core_settings(environment),
+        **queues,
+        **_storage_settings(),
+        **_worker_settings(),
+        **_account_and_runtime_settings(),
+        **_messaging_settings(environment),
+        **_upload_settings(),
+    )
+
+
+def _environment() -> str:
+    """ACADEMY_ENV, and in production every variable that has no safe default."""
     environment = _env("ACADEMY_ENV", "development").lower()
     if environment not in ENVIRONMENTS:
         raise SettingsError(f"ACADEMY_ENV must be one of {ENVIRONMENTS}, got {environment!r}")
@@ -261,7 +282,11 @@ def load_settings() -> Settings:
             raise SettingsError("missing required production setting(s): " + ", ".join(missing))
         if len(_env("SECRET_KEY")) < 32:
             raise SettingsError("SECRET_KEY must be at least 32 characters in production")
+    return environment
 
+
+def _queue_settings() -> dict[str, Any]:
+    """The tier queues, their visibility timeouts and the long-poll wait, within SQS limits."""
     queues = {tier: _env(var, default) for tier, (var, default) in TIER_QUEUE_ENV.items()}
     visibility = {
         tier: _int(f"SQS_VISIBILITY_TIMEOUT_{tier.upper().replace('-', '_')}", seconds)
@@ -276,82 +301,110 @@ def load_settings() -> Settings:
                 f"SQS_VISIBILITY_TIMEOUT_{tier.upper().replace('-', '_')} must be within "
                 f"2..43200 seconds, got {seconds}"
             )
+    return {"queues": queues, "visibility_timeouts": visibility, "sqs_wait_time_seconds": wait}
 
-    return Settings(
-        environment=environment,
-        debug=_bool("DEBUG", environment == "development"),
-        secret_key=_env("SECRET_KEY") or DEV_SECRET,
-        site_url=_env("SITE_URL", "http://127.0.0.1:8000"),
-        internal_worker_token=_env("INTERNAL_WORKER_TOKEN", "dev-internal-token"),
-        database_url=_database_url(),
-        aws_region=_env("AWS_REGION", "ap-northeast-2"),
-        sqs_endpoint_url=_env("SQS_ENDPOINT_URL"),
-        sqs_wait_time_seconds=wait,
-        sqs_max_receive_count=_int("SQS_MAX_RECEIVE_COUNT", 5),
-        queues=queues,
-        visibility_timeouts=visibility,
-        r2_access_key=_env("R2_ACCESS_KEY"),
-        r2_secret_key=_env("R2_SECRET_KEY"),
-        r2_endpoint=_env("R2_ENDPOINT"),
-        r2_public_base_url=_env("R2_PUBLIC_BASE_URL"),
-        r2_region=_env("R2_REGION", "auto"),
-        r2_prefix=_env("R2_PREFIX").strip("/"),
-        r2_ai_bucket=_env("R2_AI_BUCKET", "academy-ai"),
-        r2_video_bucket=_env("R2_VIDEO_BUCKET", "academy-video"),
-        r2_excel_bucket=_env("R2_EXCEL_BUCKET", "academy-excel"),
-        r2_storage_bucket=_env("R2_STORAGE_BUCKET", "academy-storage"),
-        cdn_hls_base_url=_env("CDN_HLS_BASE_URL"),
-        cdn_hls_signing_secret=_env("CDN_HLS_SIGNING_SECRET") or DEV_SECRET,
-        cdn_hls_signing_key_id=_env("CDN_HLS_SIGNING_KEY_ID", "dev"),
-        ec2_idle_stop_threshold=_int("EC2_IDLE_STOP_THRESHOLD", 5),
-        ai_worker_basic_poll_weight=_int("AI_WORKER_BASIC_POLL_WEIGHT", 3),
-        ai_worker_lite_poll_weight=_int("AI_WORKER_LITE_POLL_WEIGHT", 1),
-        video_worker_id=_env("VIDEO_WORKER_ID"),
-        hls_time_seconds=_int("HLS_TIME_SECONDS", 6),
-        min_segments_per_variant=_int("MIN_SEGMENTS_PER_VARIANT", 3),
-        thumbnail_at_seconds=_float("THUMBNAIL_AT_SECONDS", 5.0),
-        upload_max_concurrency=_int("UPLOAD_MAX_CONCURRENCY", 4),
-        retry_max_attempts=_int("RETRY_MAX_ATTEMPTS", 5),
-        backoff_base_seconds=_float("BACKOFF_BASE_SECONDS", 0.5),
-        backoff_cap_seconds=_float("BACKOFF_CAP_SECONDS", 10.0),
-        video_worker_temp_dir=_env("VIDEO_WORKER_TEMP_DIR"),
-        access_token_ttl_seconds=_int("ACCESS_TOKEN_TTL_SECONDS", 900),
-        refresh_token_ttl_seconds=_int("REFRESH_TOKEN_TTL_SECONDS", 14 * 86400),
-        login_max_failures_per_account=_int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
-        login_max_attempts_per_client=_int("LOGIN_MAX_ATTEMPTS_PER_CLIENT", 30),
-        login_window_seconds=_int("LOGIN_WINDOW_SECONDS", 900),
-        job_sweep_after_seconds=_int("JOB_SWEEP_AFTER_SECONDS", 300),
-        log_level=_env("LOG_LEVEL", "INFO").upper(),
-        extra_actor_modules=_csv("ACADEMY_EXTRA_ACTOR_MODULES"),
-        excel_max_upload_bytes=_int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
-        excel_max_rows=_int("EXCEL_MAX_ROWS", 200_000),
-        idle_stop_mode=_idle_stop_mode(),
-        ec2_metadata_endpoint=_env("EC2_METADATA_ENDPOINT", "http://169.254.169.254").rstrip("/"),
-        ec2_endpoint_url=_env("EC2_ENDPOINT_URL"),
-        metrics_token=_env("METRICS_TOKEN"),
-        worker_metrics_port=_int("WORKER_METRICS_PORT", 0),
-        worker_metrics_host=_env("WORKER_METRICS_HOST", "127.0.0.1"),
-        messaging_provider=_env(
+
+def _core_settings(environment: str) -> dict[str, Any]:
+    return {
+        "debug": _bool("DEBUG", environment == "development"),
+        "secret_key": _env("SECRET_KEY") or DEV_SECRET,
+        "site_url": _env("SITE_URL", "http://127.0.0.1:8000"),
+        "internal_worker_token": _env("INTERNAL_WORKER_TOKEN", "dev-internal-token"),
+        "database_url": _database_url(),
+        "aws_region": _env("AWS_REGION", "ap-northeast-2"),
+        "sqs_endpoint_url": _env("SQS_ENDPOINT_URL"),
+        "sqs_max_receive_count": _int("SQS_MAX_RECEIVE_COUNT", 5),
+    }
+
+
+def _storage_settings() -> dict[str, Any]:
+    """R2 (or any S3) and the CDN that serves HLS."""
+    return {
+        "r2_access_key": _env("R2_ACCESS_KEY"),
+        "r2_secret_key": _env("R2_SECRET_KEY"),
+        "r2_endpoint": _env("R2_ENDPOINT"),
+        "r2_public_base_url": _env("R2_PUBLIC_BASE_URL"),
+        "r2_region": _env("R2_REGION", "auto"),
+        "r2_prefix": _env("R2_PREFIX").strip("/"),
+        "r2_ai_bucket": _env("R2_AI_BUCKET", "academy-ai"),
+        "r2_video_bucket": _env("R2_VIDEO_BUCKET", "academy-video"),
+        "r2_excel_bucket": _env("R2_EXCEL_BUCKET", "academy-excel"),
+        "r2_storage_bucket": _env("R2_STORAGE_BUCKET", "academy-storage"),
+        "cdn_hls_base_url": _env("CDN_HLS_BASE_URL"),
+        "cdn_hls_signing_secret": _env("CDN_HLS_SIGNING_SECRET") or DEV_SECRET,
+        "cdn_hls_signing_key_id": _env("CDN_HLS_SIGNING_KEY_ID", "dev"),
+    }
+
+
+def _worker_settings() -> dict[str, Any]:
+    """Worker hosts and the video pipeline."""
+    return {
+        "ec2_idle_stop_threshold": _int("EC2_IDLE_STOP_THRESHOLD", 5),
+        "ai_worker_basic_poll_weight": _int("AI_WORKER_BASIC_POLL_WEIGHT", 3),
+        "ai_worker_lite_poll_weight": _int("AI_WORKER_LITE_POLL_WEIGHT", 1),
+        "video_worker_id": _env("VIDEO_WORKER_ID"),
+        "hls_time_seconds": _int("HLS_TIME_SECONDS", 6),
+        "min_segments_per_variant": _int("MIN_SEGMENTS_PER_VARIANT", 3),
+        "thumbnail_at_seconds": _float("THUMBNAIL_AT_SECONDS", 5.0),
+        "upload_max_concurrency": _int("UPLOAD_MAX_CONCURRENCY", 4),
+        "retry_max_attempts": _int("RETRY_MAX_ATTEMPTS", 5),
+        "backoff_base_seconds": _float("BACKOFF_BASE_SECONDS", 0.5),
+        "backoff_cap_seconds": _float("BACKOFF_CAP_SECONDS", 10.0),
+        "video_worker_temp_dir": _env("VIDEO_WORKER_TEMP_DIR"),
+    }
+
+
+def _account_and_runtime_settings() -> dict[str, Any]:
+    """Tokens and log-in limits, jobs, logging, Excel limits, idle shutdown, metrics."""
+    return {
+        "access_token_ttl_seconds": _int("ACCESS_TOKEN_TTL_SECONDS", 900),
+        "refresh_token_ttl_seconds": _int("REFRESH_TOKEN_TTL_SECONDS", 14 * 86400),
+        "login_max_failures_per_account": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+        "login_max_attempts_per_client": _int("LOGIN_MAX_ATTEMPTS_PER_CLIENT", 30),
+        "login_window_seconds": _int("LOGIN_WINDOW_SECONDS", 900),
+        "job_sweep_after_seconds": _int("JOB_SWEEP_AFTER_SECONDS", 300),
+        "log_level": _env("LOG_LEVEL", "INFO").upper(),
+        "extra_actor_modules": _csv("ACADEMY_EXTRA_ACTOR_MODULES"),
+        "excel_max_upload_bytes": _int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        "excel_max_rows": _int("EXCEL_MAX_ROWS", 200_000),
+        "idle_stop_mode": _idle_stop_mode(),
+        "ec2_metadata_endpoint": _env("EC2_METADATA_ENDPOINT", EC2_METADATA).rstrip("/"),
+        "ec2_endpoint_url": _env("EC2_ENDPOINT_URL"),
+        "metrics_token": _env("METRICS_TOKEN"),
+        "worker_metrics_port": _int("WORKER_METRICS_PORT", 0),
+        "worker_metrics_host": _env("WORKER_METRICS_HOST", "127.0.0.1"),
+    }
+
+
+def _messaging_settings(environment: str) -> dict[str, Any]:
+    return {
+        "messaging_provider": _env(
             "MESSAGING_PROVIDER", "" if environment == "production" else "console"
         ).lower(),
-        messaging_credentials_keys=_csv("MESSAGING_CREDENTIALS_KEYS"),
-        solapi_base_url=_env("SOLAPI_BASE_URL", "https://api.solapi.com").rstrip("/"),
-        messaging_http_timeout_seconds=_float("MESSAGING_HTTP_TIMEOUT_SECONDS", 10.0),
-        messaging_send_lease_seconds=_int("MESSAGING_SEND_LEASE_SECONDS", 60),
-        messaging_batch_size=_int("MESSAGING_BATCH_SIZE", 100),
-        messaging_rate_per_second=_float("MESSAGING_RATE_PER_SECOND", 50.0),
-        messaging_poll_delay_seconds=_int("MESSAGING_POLL_DELAY_SECONDS", 60),
-        messaging_outbox_poll_seconds=_float("MESSAGING_OUTBOX_POLL_SECONDS", 5.0),
-        messaging_console_outbox=_env("MESSAGING_CONSOLE_OUTBOX"),
-        omr_tier=_env("OMR_TIER"),
-        omr_lite_max_pages=_int("OMR_LITE_MAX_PAGES", 3),
-        omr_max_upload_bytes=_int("OMR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
-        video_max_upload_bytes=_int("VIDEO_MAX_UPLOAD_BYTES", 20 * 1024**3),
-        video_multipart_threshold_bytes=_int("VIDEO_MULTIPART_THRESHOLD_BYTES", 256 * 1024**2),
-        video_multipart_part_bytes=_int("VIDEO_MULTIPART_PART_BYTES", 64 * 1024**2),
-        video_completion_percent=_float("VIDEO_COMPLETION_PERCENT", 90.0),
-        video_raw_retention_days=_int("VIDEO_RAW_RETENTION_DAYS", 30),
-    )
+        "messaging_credentials_keys": _csv("MESSAGING_CREDENTIALS_KEYS"),
+        "solapi_base_url": _env("SOLAPI_BASE_URL", "https://api.solapi.com").rstrip("/"),
+        "messaging_http_timeout_seconds": _float("MESSAGING_HTTP_TIMEOUT_SECONDS", 10.0),
+        "messaging_send_lease_seconds": _int("MESSAGING_SEND_LEASE_SECONDS", 60),
+        "messaging_batch_size": _int("MESSAGING_BATCH_SIZE", 100),
+        "messaging_rate_per_second": _float("MESSAGING_RATE_PER_SECOND", 50.0),
+        "messaging_poll_delay_seconds": _int("MESSAGING_POLL_DELAY_SECONDS", 60),
+        "messaging_outbox_poll_seconds": _float("MESSAGING_OUTBOX_POLL_SECONDS", 5.0),
+        "messaging_console_outbox": _env("MESSAGING_CONSOLE_OUTBOX"),
+    }
+
+
+def _upload_settings() -> dict[str, Any]:
+    """OMR and video: tiers and the largest uploads accepted."""
+    return {
+        "omr_tier": _env("OMR_TIER"),
+        "omr_lite_max_pages": _int("OMR_LITE_MAX_PAGES", 3),
+        "omr_max_upload_bytes": _int("OMR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024),
+        "video_max_upload_bytes": _int("VIDEO_MAX_UPLOAD_BYTES", 20 * 1024**3),
+        "video_multipart_threshold_bytes": _int("VIDEO_MULTIPART_THRESHOLD_BYTES", 256 * 1024**2),
+        "video_multipart_part_bytes": _int("VIDEO_MULTIPART_PART_BYTES", 64 * 1024**2),
+        "video_completion_percent": _float("VIDEO_COMPLETION_PERCENT", 90.0),
+        "video_raw_retention_days": _int("VIDEO_RAW_RETENTION_DAYS", 30),
+    }
 
 
 @lru_cache(maxsize=1)

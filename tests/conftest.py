@@ -63,7 +63,7 @@ def runtime() -> Iterator[Any]:
 @pytest_asyncio.fixture(scope="session")
 async def database(runtime: Any) -> AsyncIterator[None]:
     from models.db import configure_db
-    from ops.migrate import migrate
+    from ops.commands.migrate import migrate
 
     configure_db(os.environ["DATABASE_URL"])
     await migrate()
@@ -72,7 +72,7 @@ async def database(runtime: Any) -> AsyncIterator[None]:
 
 @pytest.fixture(scope="session")
 def provisioned(runtime: Any) -> list[tuple[str, str]]:
-    from ops.provision import provision
+    from ops.commands.provision import provision
 
     return provision()
 
@@ -88,7 +88,7 @@ def broker(provisioned: Any) -> Any:
 async def app(database: None, broker: Any) -> Any:
     from api.app import create_app
 
-    return create_app(pool=False, sweeper=False)
+    return create_app(pool=False)
 
 
 @pytest_asyncio.fixture
@@ -135,7 +135,7 @@ class TenantCtx:
 
 @pytest_asyncio.fixture
 async def make_tenant(database: None, client: Any) -> Callable[[], Any]:
-    from ops.tenants import create_tenant
+    from ops.commands.tenants import create_tenant
 
     async def make() -> TenantCtx:
         slug = f"t-{secrets.token_hex(5)}"
@@ -159,7 +159,7 @@ class WorkerProcess:
     """A real ``dramatiq`` worker process consuming the given tiers over HTTP SQS."""
 
     def __init__(self, tiers: list[str], env: dict[str, str] | None = None, threads: int = 2):
-        from ops.worker import queues_for
+        from ops.commands.worker import queues_for
 
         queues = [q for tier in tiers for q in queues_for(tier)]
         self.log_path = ROOT / ".data" / f"worker-{os.getpid()}-{secrets.token_hex(3)}.log"

@@ -7,7 +7,7 @@ from typing import Any
 
 import dramatiq
 
-from ops.provision import sqs_client
+from ops.queues import sqs_client
 from ops.settings import get_settings
 
 

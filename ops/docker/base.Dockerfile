@@ -40,4 +40,4 @@ USER academy
 ENV VIDEO_WORKER_TEMP_DIR=/tmp/academy
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["python", "-m", "ops.readiness"]
+CMD ["python", "-m", "ops.commands.readiness"]

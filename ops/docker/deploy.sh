@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Deploy: build, push, migrate (once, from one place), provision, rolling restart, readiness.
+# Deploy: build, push, migrate (once, from one place), provision, rolling restart (each API
+# host runs the API and a scheduler), readiness.
 #
 # From the environment:
 #   DEPLOY_REGISTRY      registry to push to, e.g. 123456789012.dkr.ecr.ap-northeast-2.amazonaws.com
@@ -52,10 +53,10 @@ done
 first="${API_HOSTS[0]}"
 echo "== migrate and provision (once, on $first)"
 on "$first" docker pull "$(image api)"
-on "$first" docker run --rm --env-file "$ENV_FILE" "$(image api)" python -m ops.migrate
-on "$first" docker run --rm --env-file "$ENV_FILE" "$(image api)" python -m ops.provision
+on "$first" docker run --rm --env-file "$ENV_FILE" "$(image api)" python -m ops.commands.migrate
+on "$first" docker run --rm --env-file "$ENV_FILE" "$(image api)" python -m ops.commands.provision
 
-echo "== rolling restart: API"
+echo "== rolling restart: API and its scheduler"
 for host in "${API_HOSTS[@]}"; do
   on "$host" docker pull "$(image api)"
   on "$host" "docker rm -f academy-api >/dev/null 2>&1 || true"
@@ -63,6 +64,11 @@ for host in "${API_HOSTS[@]}"; do
     -p 8000:8000 "$(image api)"
   # The next host only once this one answers /health.
   on "$host" "for i in \$(seq 60); do curl -fsS http://127.0.0.1:8000/health >/dev/null && exit 0; sleep 2; done; exit 1"
+  # The background rounds, one scheduler per API host: each round takes an advisory lock,
+  # so the hosts never run the same round twice, and any one of them keeps them going.
+  on "$host" "docker stop academy-scheduler >/dev/null 2>&1 || true; docker rm academy-scheduler >/dev/null 2>&1 || true"
+  on "$host" docker run -d --name academy-scheduler --restart unless-stopped --env-file "$ENV_FILE" \
+    "$(image api)" python -m ops.commands.scheduler
 done
 
 echo "== rolling restart: workers"
@@ -83,5 +89,5 @@ if [ "${#skipped[@]}" -gt 0 ]; then
 fi
 
 echo "== readiness"
-on "$first" docker run --rm --env-file "$ENV_FILE" "$(image api)" python -m ops.readiness
+on "$first" docker run --rm --env-file "$ENV_FILE" "$(image api)" python -m ops.commands.readiness
 echo "deployed $TAG"

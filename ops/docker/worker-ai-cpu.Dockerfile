@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# Worker for the ai-cpu tier: `python -m ops.worker ai-cpu PROCESSES THREADS`.
+# Worker for the ai-cpu tier: `python -m ops.commands.worker ai-cpu PROCESSES THREADS`.
 # basic + lite queues, 3:1 by AI_WORKER_BASIC_POLL_WEIGHT / AI_WORKER_LITE_POLL_WEIGHT.
 # SIGTERM (docker stop) is a graceful stop: running jobs finish, the rest return to SQS at
 # once. Give it time: `docker stop -t 600`. With IDLE_STOP_MODE=ec2 the container needs
@@ -10,4 +10,4 @@ FROM ${BASE_IMAGE}
 ENV WORKER_PROCESSES=1 \
     WORKER_THREADS=4
 STOPSIGNAL SIGTERM
-CMD ["sh", "-c", "exec python -m ops.worker ai-cpu \"$WORKER_PROCESSES\" \"$WORKER_THREADS\""]
+CMD ["sh", "-c", "exec python -m ops.commands.worker ai-cpu \"$WORKER_PROCESSES\" \"$WORKER_THREADS\""]

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# Worker for the ai-gpu tier: `python -m ops.worker ai-gpu PROCESSES THREADS`.
+# Worker for the ai-gpu tier: `python -m ops.commands.worker ai-gpu PROCESSES THREADS`.
 # premium queue. Runs on the CPU wheels as built; on a GPU host run it with
 # --gpus all (NVIDIA container toolkit) once onnxruntime-gpu is in the lock file.
 # SIGTERM (docker stop) is a graceful stop: running jobs finish, the rest return to SQS at
@@ -11,4 +11,4 @@ FROM ${BASE_IMAGE}
 ENV WORKER_PROCESSES=1 \
     WORKER_THREADS=4
 STOPSIGNAL SIGTERM
-CMD ["sh", "-c", "exec python -m ops.worker ai-gpu \"$WORKER_PROCESSES\" \"$WORKER_THREADS\""]
+CMD ["sh", "-c", "exec python -m ops.commands.worker ai-gpu \"$WORKER_PROCESSES\" \"$WORKER_THREADS\""]

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# Worker for the messaging tier: `python -m ops.worker messaging PROCESSES THREADS`.
+# Worker for the messaging tier: `python -m ops.commands.worker messaging PROCESSES THREADS`.
 # SMS / Alimtalk sends: network-bound, so more threads than the CPU tiers.
 # SIGTERM (docker stop) is a graceful stop: running jobs finish, the rest return to SQS at
 # once. Give it time: `docker stop -t 600`. With IDLE_STOP_MODE=ec2 the container needs
@@ -10,4 +10,4 @@ FROM ${BASE_IMAGE}
 ENV WORKER_PROCESSES=1 \
     WORKER_THREADS=8
 STOPSIGNAL SIGTERM
-CMD ["sh", "-c", "exec python -m ops.worker messaging \"$WORKER_PROCESSES\" \"$WORKER_THREADS\""]
+CMD ["sh", "-c", "exec python -m ops.commands.worker messaging \"$WORKER_PROCESSES\" \"$WORKER_THREADS\""]

@@ -10,7 +10,7 @@ segments, poster and thumbnails. Parameters::
     sig   base64url(HMAC-SHA256(secret, "kid\\npfx\\nexp")), unpadded
 
 Relative URIs in a playlist lose the query string when a player resolves them, so the
-verifying edge (a CDN worker, or ``ops.hls_server`` in development) rewrites each URI of a
+verifying edge (a CDN worker, or ``ops.commands.hls_server`` in development) rewrites each URI of a
 playlist or WebVTT file it serves to carry the request's token (``propagate_token``);
 the stored playlists stay token-free.
 """

@@ -52,7 +52,7 @@ def test_dev_starts_healthy_and_ctrl_c_leaves_nothing(tmp_path_factory) -> None:
     log = tmp_path_factory.mktemp("dev") / "dev.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.dev"],
+            [sys.executable, "-m", "ops.commands.dev"],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from actors.jobs import submit
+from ops.commands.worker import queues_for
 from ops.settings import get_settings
-from ops.worker import queues_for
 from tests import actors as test_actors
 from tests.conftest import ROOT, wait_for
 from tests.idle_helpers import FakeAws, assert_stopped_exactly_once, events, exited, names

@@ -11,8 +11,8 @@ import pytest
 from actors.jobs import submit
 from actors.system import PROBES
 from models.tables import Job
+from ops.commands.worker import command
 from ops.settings import get_settings
-from ops.worker import command
 from tests import actors as test_actors
 from tests.conftest import wait_for
 from tests.idle_helpers import events, exited, names

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from ops.commands.worker import GROUPS
 from ops.settings import get_settings
-from ops.worker import GROUPS
 from tests.conftest import ROOT
 
 DOCKER = ROOT / "ops" / "docker"
@@ -24,7 +24,7 @@ def test_every_worker_role_has_an_image_that_starts_its_tier() -> None:
         text = (DOCKER / f"worker-{role}.Dockerfile").read_text()
         assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.MULTILINE)
         (cmd,) = re.findall(r"^CMD (.+)$", text, re.MULTILINE)
-        started = re.search(r"python -m ops\.worker (\S+)", cmd)
+        started = re.search(r"python -m ops\.commands\.worker (\S+)", cmd)
         assert started and started.group(1) == role and role in tiers
         assert "STOPSIGNAL SIGTERM" in text
 
@@ -81,7 +81,7 @@ def test_deploy_names_what_it_needs() -> None:
         env=env,
     ).stdout
     steps = [line for line in out.splitlines() if line.startswith("+ ")]
-    migrate = [i for i, s in enumerate(steps) if "ops.migrate" in s]
+    migrate = [i for i, s in enumerate(steps) if "ops.commands.migrate" in s]
     assert len(migrate) == 1 and "api-1" in steps[migrate[0]], "migrations run once, from one place"
     api_runs = [i for i, s in enumerate(steps) if "docker run -d --name academy-api" in s]
     assert len(api_runs) == 2 and migrate[0] < api_runs[0]

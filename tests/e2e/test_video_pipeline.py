@@ -1,5 +1,5 @@
 """Videos through the real broker path: HTTP upload to the storage server, a real video
-worker process over HTTP SQS, and playback through the signing edge (``ops.hls_server``)."""
+worker process over HTTP SQS, and playback through the signing edge (``ops.commands.hls_server``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from models.tables import Job, Video
-from ops.hls_server import serve_in_thread
+from ops.commands.hls_server import serve_in_thread
 from ops.settings import get_settings
 from pipelines.video.package import parse_master_playlist, parse_media_playlist
 from tests.conftest import wait_for

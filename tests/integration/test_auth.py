@@ -296,7 +296,7 @@ async def test_expired_refresh_token_is_401(tenant: Any, client: Any) -> None:
 
 
 async def test_stale_login_rows_are_purged(tenant: Any, client: Any) -> None:
-    from api.auth import purge_expired
+    from models.auth import purge_expired
     from models.tables import LoginAttempt
 
     tokens = await tenant.login()

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from actors.jobs import fail_job, start_job, submit
-from ops import dlq
-from ops.provision import sqs_client
+from ops.commands import dlq
+from ops.queues import sqs_client
 from ops.settings import get_settings
 from tests import actors as test_actors
 from tests.conftest import wait_for

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from ops import storage
-from ops.provision import ensure_lifecycle
+from ops.commands.provision import ensure_lifecycle
+from ops.commands.storage_cleanup import cleanup
 from ops.settings import get_settings
-from ops.storage_cleanup import cleanup
 from tests.factories.lectures import create_lecture
 from tests.sqs_helpers import purge
 

@@ -14,7 +14,7 @@ from actors.jobs import submit
 from actors.system import PROBES
 from models.tables import Job
 from ops.metrics import BUCKETS, parse
-from ops.provision import sqs_client
+from ops.queues import sqs_client
 from ops.settings import get_settings
 from tests.conftest import wait_for
 from tests.sqs_helpers import purge

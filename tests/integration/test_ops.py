@@ -8,10 +8,11 @@ import httpx
 import pytest
 
 from ops import storage
-from ops.provision import provision, sqs_client
-from ops.readiness import render, run_checks
+from ops.commands.provision import provision
+from ops.commands.readiness import render, run_checks
+from ops.commands.tenants import create_tenant
+from ops.queues import sqs_client
 from ops.settings import get_settings
-from ops.tenants import create_tenant
 
 
 def test_provision_twice_changes_nothing(provisioned):

@@ -2,7 +2,7 @@
 
 Makes a 16 s 720p video, runs it through the pipeline (probe, transcode, package,
 thumbnails, upload to ``R2_VIDEO_BUCKET``), serves it on 127.0.0.1 through the signing
-edge (``ops.hls_server``), and opens a page in headless Chromium that plays the signed
+edge (``ops.commands.hls_server``), and opens a page in headless Chromium that plays the signed
 master URL with hls.js. It passes when playback advances past the first segment, frames
 are decoded, and the player has played at least two rungs (it asks for the top rung if
 its ABR does not switch by itself).
@@ -54,7 +54,7 @@ def ensure_hlsjs() -> bool:
 def build_video(work: Path) -> tuple[str, str, list[Any]]:
     """Run the pipeline on a generated source and upload it; returns (tenant, video, rungs)."""
     from ops import storage
-    from ops.provision import ensure_buckets
+    from ops.commands.provision import ensure_buckets
     from ops.settings import get_settings
     from pipelines.video.ladder import plan_ladder
     from pipelines.video.package import ensure_packaged
@@ -168,7 +168,7 @@ def main() -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     from ops import storage
-    from ops.hls_server import serve_in_thread
+    from ops.commands.hls_server import serve_in_thread
     from ops.settings import get_settings
     from pipelines.video.signing import sign_url
 

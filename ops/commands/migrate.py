@@ -6,12 +6,12 @@ import asyncio
 import os
 import sys
 
+from models.db import ensure_configured
+
 
 async def migrate() -> None:
     os.environ.setdefault("PICCOLO_CONF", "models.piccolo_conf")
     from piccolo.apps.migrations.commands.forwards import run_forwards
-
-    from models.db import ensure_configured
 
     ensure_configured()
     response = await run_forwards(app_name="all", migration_id="all", fake=False)

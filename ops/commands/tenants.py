@@ -9,8 +9,8 @@ import secrets
 import sys
 import unicodedata
 
-from models.db import transaction
-from models.tables import Role, Tenant, User
+from models import accounts
+from models.accounts import Owner, TenantInfo
 from ops.passwords import hash_password
 
 
@@ -23,26 +23,15 @@ def slugify(name: str) -> str:
 
 async def create_tenant(
     name: str, owner_email: str, password: str | None = None, slug: str | None = None
-) -> tuple[Tenant, User, str]:
+) -> tuple[TenantInfo, Owner, str]:
     """Create the tenant and its owner. Returns the owner's password (generated if not given).
 
     Refuses (ValueError) if the slug is taken, so running it twice creates nothing twice.
     """
     password = password or secrets.token_urlsafe(12)
-    slug = slug or slugify(name)
-    async with transaction():
-        if await Tenant.exists().where(Tenant.slug == slug):
-            raise ValueError(f"a tenant with slug {slug!r} already exists")
-        tenant = Tenant(name=name, slug=slug)
-        await tenant.save()
-        owner = User(
-            tenant=tenant.id,
-            email=owner_email.strip().lower(),
-            name="Owner",
-            role=Role.owner.value,
-            password_hash=hash_password(password),
-        )
-        await owner.save()
+    tenant, owner = await accounts.create_tenant(
+        name, slug or slugify(name), owner_email.strip().lower(), hash_password(password)
+    )
     return tenant, owner, password
 
 

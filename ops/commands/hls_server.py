@@ -1,7 +1,7 @@
 """The development HLS edge: serves ``R2_VIDEO_BUCKET``'s ``hls/`` prefix over HTTP on
 127.0.0.1, through the same token verification a production CDN worker runs.
 
-    python -m ops.hls_server [--port 8089] [--static DIR]
+    python -m ops.commands.hls_server [--port 8089] [--static DIR]
 
 * ``/hls/<tenant>/<video>/...`` -> object ``hls/<tenant>/<video>/...``: 403 unless the
   request carries a valid, unexpired token whose prefix covers the path
@@ -32,7 +32,7 @@ from ops import storage
 from ops.settings import get_settings
 from pipelines.video.signing import propagate_token, verify
 
-log = logging.getLogger("ops.hls_server")
+log = logging.getLogger("ops.commands.hls_server")
 
 MOUNT = "/hls/"
 STATIC = "/static/"

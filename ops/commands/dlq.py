@@ -30,6 +30,10 @@ from typing import Any
 
 import dramatiq
 
+from models.db import configure_db
+from models.jobs import fail_job, job_states, reopen, restore
+from ops.commands.worker import GROUPS
+from ops.queues import sqs_client
 from ops.settings import Settings, get_settings
 
 READ_VISIBILITY_SECONDS = 30
@@ -66,15 +70,7 @@ class DeadLetter:
         return bool({self.sqs_message_id, self.message_id, self.job_id} & wanted)
 
 
-def _client(settings: Settings) -> Any:
-    from ops.provision import sqs_client
-
-    return sqs_client(settings)
-
-
 def tiers_for(name: str) -> list[str]:
-    from ops.worker import GROUPS
-
     settings = get_settings()
     tiers = list(GROUPS.get(name, (name,)))
     for tier in tiers:
@@ -159,24 +155,18 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 async def _link_jobs(letters: list[DeadLetter]) -> None:
-    from models.db import connection
-
     ids = [u for u in (_uuid(d.job_id) for d in letters) if u is not None]
     if not ids:
         return
-    async with connection() as conn:
-        rows = await conn.fetch("SELECT id, status, error FROM job WHERE id = ANY($1::uuid[])", ids)
-    by_id = {str(r["id"]): r for r in rows}
+    by_id = {str(state.id): state for state in await job_states(ids)}
     for d in letters:
-        row = by_id.get(d.job_id)
-        if row is not None:
-            d.job_status, d.job_error = row["status"], row["error"] or ""
+        state = by_id.get(d.job_id)
+        if state is not None:
+            d.job_status, d.job_error = state.status, state.error or ""
 
 
 async def reconcile(letters: list[DeadLetter]) -> list[DeadLetter]:
     """Mark FAILED the jobs whose message is dead but which still look alive."""
-    from actors.jobs import fail_job
-
     fixed = []
     for d in letters:
         if d.job_status in ("PENDING", "RUNNING"):
@@ -191,7 +181,7 @@ async def reconcile(letters: list[DeadLetter]) -> list[DeadLetter]:
 async def read(tier: str, settings: Settings | None = None) -> tuple[list[DeadLetter], Any, str]:
     """The tier's dead letters, still held (release or delete them)."""
     s = settings or get_settings()
-    client = _client(s)
+    client = sqs_client(s)
     url = _url(client, s.dlq_for(tier))
     letters = [_parse(m) for m in await asyncio.to_thread(_read_all, client, url)]
     await _link_jobs(letters)
@@ -218,8 +208,6 @@ def _fresh_body(letter: DeadLetter) -> str:
 async def redrive(tier: str, ids: set[str] | None = None) -> tuple[int, list[str]]:
     """Send the dead letters (all, or those whose SQS id, message id or job id is in
     ``ids``) back to the tier's queue. Returns (moved, problems)."""
-    from models.db import connection
-
     s = get_settings()
     letters, client, url = await read(tier, s)
     chosen = [d for d in letters if ids is None or d.matches(ids)]
@@ -235,34 +223,15 @@ async def redrive(tier: str, ids: set[str] | None = None) -> tuple[int, list[str
             problems.append(f"{d.sqs_message_id}: undecodable body, left in the DLQ")
             keep.append(d)
             continue
-        previous = None
         job_id = _uuid(d.job_id)
-        if job_id is not None:
-            async with connection() as conn:
-                previous = await conn.fetchrow(
-                    """
-                    UPDATE job SET status = 'PENDING', stage = 'redriven', error = NULL,
-                           finished_at = NULL, updated_at = now()
-                    FROM (SELECT id, status, stage, error, finished_at FROM job WHERE id = $1)
-                         AS old
-                    WHERE job.id = old.id AND job.status <> 'DONE'
-                    RETURNING old.status, old.stage, old.error, old.finished_at
-                    """,
-                    job_id,
-                )
+        previous = None if job_id is None else await reopen(job_id, "redriven")
         try:
             await asyncio.to_thread(
                 client.send_message, QueueUrl=target, MessageBody=_fresh_body(d)
             )
         except Exception as exc:
-            if previous is not None:
-                async with connection() as conn:
-                    await conn.execute(
-                        "UPDATE job SET status = $2, stage = $3, error = $4, finished_at = $5 "
-                        "WHERE id = $1",
-                        job_id,
-                        *previous,
-                    )
+            if job_id is not None and previous is not None:
+                await restore(job_id, previous)
             problems.append(f"{d.sqs_message_id}: not sent ({type(exc).__name__}: {exc})")
             keep.append(d)
             continue
@@ -315,8 +284,6 @@ def _confirm(queue: str, count: int, assume_yes: bool) -> bool:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from models.db import configure_db
-
     configure_db()
     status = 0
     for tier in tiers_for(args.tier):

@@ -1,8 +1,9 @@
 """``just dev``: the whole system on embedded defaults, until Ctrl-C.
 
 Starts the local runtime (embedded Postgres, local SQS+S3) for whatever the environment
-does not provide, migrates, provisions, ensures a demo tenant, starts the API and one worker
-process per tier, runs the readiness check once and prints the URLs. Ctrl-C (or SIGTERM)
+does not provide, migrates, provisions, ensures a demo tenant, starts the API, the
+scheduler and one worker process per tier, runs the readiness check once and prints the
+URLs. Ctrl-C (or SIGTERM)
 stops everything it started; children also die with it if it is killed outright.
 """
 
@@ -18,6 +19,15 @@ import sys
 import time
 import urllib.request
 
+from models import accounts
+from models.db import configure_db
+from ops.commands.migrate import migrate
+from ops.commands.provision import provision
+from ops.commands.readiness import render, run_checks
+from ops.commands.tenants import create_tenant
+from ops.commands.worker import command
+from ops.logging import configure_logging
+from ops.passwords import hash_password
 from ops.runtime import (
     PROJECT_ROOT,
     _die_with_parent,
@@ -25,6 +35,7 @@ from ops.runtime import (
     local_runtime,
     publish_dev_env,
 )
+from ops.settings import get_settings
 
 DEMO_SLUG = "demo"
 DEMO_EMAIL = "owner@demo.academy"
@@ -46,24 +57,15 @@ def _spawn(cmd: list[str], name: str) -> subprocess.Popen[bytes]:
 
 
 async def _ensure_demo_tenant() -> str:
-    from models.tables import Tenant, User
-    from ops.passwords import hash_password
-    from ops.tenants import create_tenant
-
-    if await Tenant.exists().where(Tenant.slug == DEMO_SLUG):
+    if await accounts.tenant_id(DEMO_SLUG) is not None:
         # Keep the printed password true even if someone changed it.
-        await User.update({User.password_hash: hash_password(DEMO_PASSWORD)}).where(
-            (User.email == DEMO_EMAIL) & (User.tenant.slug == DEMO_SLUG)
-        )
+        await accounts.set_password_by_email(DEMO_SLUG, DEMO_EMAIL, hash_password(DEMO_PASSWORD))
         return "exists"
     await create_tenant("데모 학원", DEMO_EMAIL, DEMO_PASSWORD, slug=DEMO_SLUG)
     return "created"
 
 
 async def _prepare() -> str:
-    from models.db import configure_db
-    from ops.migrate import migrate
-
     configure_db()
     await migrate()
     return await _ensure_demo_tenant()
@@ -110,12 +112,6 @@ def _port_free(port: int) -> bool:
 
 
 def _run(procs: list[tuple[str, subprocess.Popen[bytes]]], started: float) -> int:
-    from ops.logging import configure_logging
-    from ops.provision import provision
-    from ops.readiness import render, run_checks
-    from ops.settings import get_settings
-    from ops.worker import command
-
     configure_logging("WARNING")
     demo = asyncio.run(_prepare())
     changed = [f"{action} {res}" for res, action in provision() if action != "unchanged"]
@@ -134,9 +130,11 @@ def _run(procs: list[tuple[str, subprocess.Popen[bytes]]], started: float) -> in
         # The local HLS edge: serves the renditions through the playback-token verifier.
         hls_port = free_port()
         os.environ["CDN_HLS_BASE_URL"] = f"http://127.0.0.1:{hls_port}/hls"
-        hls_cmd = [sys.executable, "-m", "ops.hls_server", "--port", str(hls_port)]
+        hls_cmd = [sys.executable, "-m", "ops.commands.hls_server", "--port", str(hls_port)]
         procs.append(("hls edge", _spawn(hls_cmd, "hls edge")))
     procs.append(("api", _spawn(api_cmd, "api")))
+    scheduler_cmd = [sys.executable, "-m", "ops.commands.scheduler"]
+    procs.append(("scheduler", _spawn(scheduler_cmd, "scheduler")))
     for group in WORKER_GROUPS:
         procs.append((f"worker {group}", _spawn(command(group, 1, 2), f"worker {group}")))
 

@@ -3,8 +3,6 @@
 Checks the database, every queue and its DLQ, and every bucket from this side; then sends a
 probe job to every tier queue and waits until a worker of that tier has run it against the
 database and storage. Prints one table; exits non-zero if anything failed.
-
-It sits at the top of the stack (it drives actors), so it imports them lazily.
 """
 
 from __future__ import annotations
@@ -18,6 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dramatiq.broker
+
+from actors.broker import setup_broker
+from actors.jobs import submit
+from actors.system import PROBES
+from models.accounts import ensure_tenant
+from models.db import ensure_configured
+from models.jobs import job_states
+from models.ops import server_version
+from ops import storage
+from ops.queues import sqs_client
 from ops.settings import get_settings
 
 READINESS_TENANT_SLUG = "_readiness"
@@ -42,13 +51,6 @@ async def _timed(component: str, fn: Callable[[], Awaitable[str]]) -> Check:
         )
 
 
-async def _database() -> str:
-    from models.tables import Tenant
-
-    rows = await Tenant.raw("SELECT version() AS v")
-    return str(rows[0]["v"]).split(" on ")[0]
-
-
 def _queue(client: Any, name: str) -> Callable[[], Awaitable[str]]:
     async def check() -> str:
         def run() -> str:
@@ -70,8 +72,6 @@ def _queue(client: Any, name: str) -> Callable[[], Awaitable[str]]:
 
 def _bucket(bucket: str) -> Callable[[], Awaitable[str]]:
     async def check() -> str:
-        from ops import storage
-
         def run() -> str:
             key = storage.object_key("_readiness", "api-side.txt")
             storage.put_bytes(bucket, key, b"ok")
@@ -85,44 +85,19 @@ def _bucket(bucket: str) -> Callable[[], Awaitable[str]]:
     return check
 
 
-async def _readiness_tenant() -> Any:
-    from models.tables import Tenant
-
-    row = await Tenant.select(Tenant.id).where(Tenant.slug == READINESS_TENANT_SLUG).first()
-    if row:
-        return row["id"]
-    await Tenant.raw(
-        "INSERT INTO tenant (id, slug, name, created_at) VALUES (gen_random_uuid(), {}, {}, now()) "
-        "ON CONFLICT (slug) DO NOTHING",
-        READINESS_TENANT_SLUG,
-        "readiness probes",
-    )
-    row = await Tenant.select(Tenant.id).where(Tenant.slug == READINESS_TENANT_SLUG).first()
-    assert row is not None
-    return row["id"]
-
-
 def _probe(tier: str, tenant_id: Any, timeout: float) -> Callable[[], Awaitable[str]]:
     async def check() -> str:
-        from actors.jobs import submit
-        from actors.system import PROBES
-        from models.tables import Job
-
         job = await submit(
             PROBES[tier], tenant_id=tenant_id, kind="readiness", request_id="readiness"
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            row = (
-                await Job.select(Job.status, Job.result, Job.error).where(Job.id == job.id).first()
-            )
-            if row and row["status"] == "DONE":
-                result = (
-                    json.loads(row["result"]) if isinstance(row["result"], str) else row["result"]
-                )
-                return f"ran on {result['host']} pid {result['pid']}"
-            if row and row["status"] == "FAILED":
-                raise RuntimeError(row["error"])
+            found = await job_states([job.id])
+            state = found[0] if found else None
+            if state and state.status == "DONE":
+                return f"ran on {state.result['host']} pid {state.result['pid']}"
+            if state and state.status == "FAILED":
+                raise RuntimeError(state.error)
             await asyncio.sleep(0.25)
         raise TimeoutError(f"no {tier} worker ran the probe within {timeout:.0f}s")
 
@@ -130,28 +105,21 @@ def _probe(tier: str, tenant_id: Any, timeout: float) -> Callable[[], Awaitable[
 
 
 async def run_checks(tiers: list[str] | None = None, probe_timeout: float = 60.0) -> list[Check]:
-    from actors.broker import setup_broker
-    from models.db import ensure_configured
-
     settings = get_settings()
     ensure_configured()
-    import dramatiq.broker
-
     if dramatiq.broker.global_broker is None:
         setup_broker(worker=False)
-    from ops.provision import sqs_client
-
     # One client shared by the queue checks: boto3 clients are thread-safe, but creating them
     # from several threads at once on the default session is not.
     sqs = sqs_client(settings)
-    checks = [await _timed("database", _database)]
+    checks = [await _timed("database", server_version)]
     checks += await asyncio.gather(
         *[_timed(f"queue {name}", _queue(sqs, name)) for name in settings.queues.values()],
         *[_timed(f"bucket {b}", _bucket(b)) for b in settings.buckets.values()],
     )
     if not checks[0].ok:
         return checks
-    tenant_id = await _readiness_tenant()
+    tenant_id = await ensure_tenant(READINESS_TENANT_SLUG, "readiness probes")
     checks += await asyncio.gather(
         *[
             _timed(f"worker {tier}", _probe(tier, tenant_id, probe_timeout))
