@@ -53,7 +53,7 @@ from models.enrollments import ENROLLED, enrol_many
 from models.imports import ImportRecord
 from models.scope import TenantScope
 from ops import storage
-from ops.logging import current_context, log_event
+from ops.logging import log_event
 from ops.settings import get_settings
 from pipelines.excel import exports as sheets
 from pipelines.excel.apply import ChunkRows, chunk_bounds, enrol_error, row_error
@@ -138,11 +138,6 @@ def _expiry() -> str:
 # --- the chain -----------------------------------------------------------------------------
 
 
-def _message(job_id: str) -> dict[str, Any]:
-    """A step's message: the job, and the request that started it (bound by ``@job``)."""
-    return {"job_id": job_id, "request_id": str(current_context().get("request_id") or "")}
-
-
 async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody) -> None:
     """Run ``body`` as the import's ``step`` (``actors.jobs.run_step``): the import row is
     the claim, and an ``ImportFailure`` fails the import at once with its message."""
@@ -174,7 +169,7 @@ async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody
         claim=claim,
         body=guarded,
         on_failure=_fail_import,
-        next_kwargs=_message(job_id),
+        next_kwargs={"job_id": job_id},
     )
 
 
@@ -202,7 +197,7 @@ async def _wait_for_lock(imp: ImportRecord, step: str, holder: uuid.UUID) -> Non
     await imports.mark_waiting(imp.id)
     await set_progress(imp.id, 40, "waiting for another import")
     log_event(log, "EXCEL_IMPORT_WAITING", job_id=str(imp.id), holder=str(holder))
-    await IMPORT.send(step, delay_ms=LOCK_RETRY_MS, **_message(str(imp.id)))
+    await IMPORT.send(step, delay_ms=LOCK_RETRY_MS, job_id=str(imp.id))
 
 
 # --- step 1: parse -------------------------------------------------------------------------

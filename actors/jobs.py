@@ -263,7 +263,10 @@ class Chain:
     async def send(
         self, step: str, *, delay_ms: int | None = None, **kwargs: Any
     ) -> dramatiq.Message[Any]:
-        """Send ``step``'s actor now (``delay_ms`` later: SQS caps it at 15 minutes)."""
+        """Send ``step``'s actor now (``delay_ms`` later: SQS caps it at 15 minutes). The
+        request that started the chain goes along (``@job`` binds it into the context), so
+        every step's log lines carry its ``request_id``."""
+        kwargs.setdefault("request_id", str(current_context().get("request_id") or ""))
         actor = self.actors[step]
         return await asyncio.to_thread(actor.actor.send_with_options, kwargs=kwargs, delay=delay_ms)
 

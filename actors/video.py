@@ -147,7 +147,6 @@ async def _chain_step(
     step: str,
     job_id: str,
     video_id: str,
-    request_id: str,
     body: Callable[[VideoWork], Awaitable[Record]],
 ) -> None:
     """``step`` of the chain on this video: claimed on its row, ``body`` run, recorded."""
@@ -167,11 +166,11 @@ async def _chain_step(
         claim=claim,
         body=body,
         on_failure=on_failure,
-        next_kwargs={"job_id": job_id, "video_id": video_id, "request_id": request_id},
+        next_kwargs={"job_id": job_id, "video_id": video_id},
     )
 
 
-async def _run_step(step: str, job_id: str, video_id: str, request_id: str, work: Work) -> None:
+async def _run_step(step: str, job_id: str, video_id: str, work: Work) -> None:
     """A step whose ``work`` runs in a thread under the per-video lock."""
 
     async def body(video: VideoWork) -> Record:
@@ -201,14 +200,14 @@ async def _run_step(step: str, job_id: str, video_id: str, request_id: str, work
         )
         return functools.partial(videos.record_step, video_id, step, output)
 
-    await _chain_step(step, job_id, video_id, request_id, body)
+    await _chain_step(step, job_id, video_id, body)
 
 
 # --- the actors ------------------------------------------------------------------------
 
 
 @job("video.probe", tier="video", max_retries=MAX_RETRIES)
-async def video_probe(job_id: str, video_id: str, request_id: str = "") -> None:
+async def video_probe(job_id: str, video_id: str) -> None:
     """Download the source and read its facts; plan the ladder. Rejects non-videos."""
     await asyncio.to_thread(prune_stale_workdirs)
 
@@ -225,7 +224,7 @@ async def video_probe(job_id: str, video_id: str, request_id: str = "") -> None:
             rungs=[r.as_dict() for r in rungs],
         )
 
-    await _run_step("probe", job_id, video_id, request_id, work)
+    await _run_step("probe", job_id, video_id, work)
 
 
 @job(
@@ -234,39 +233,39 @@ async def video_probe(job_id: str, video_id: str, request_id: str = "") -> None:
     max_retries=MAX_RETRIES,
     time_limit_ms=TRANSCODE_TIME_LIMIT_MS,
 )
-async def video_transcode(job_id: str, video_id: str, request_id: str = "") -> None:
+async def video_transcode(job_id: str, video_id: str) -> None:
     """Decode once, encode every rung into HLS segments (the long step)."""
 
     def work(video: VideoWork, workdir: Workdir, report: Report) -> None:
         _prepare(video, workdir, "transcode", report)
 
-    await _run_step("transcode", job_id, video_id, request_id, work)
+    await _run_step("transcode", job_id, video_id, work)
 
 
 @job("video.package", tier="video", max_retries=MAX_RETRIES, time_limit_ms=TRANSCODE_TIME_LIMIT_MS)
-async def video_package(job_id: str, video_id: str, request_id: str = "") -> None:
+async def video_package(job_id: str, video_id: str) -> None:
     """Check every rung's playlist and segments; write the master playlist."""
 
     def work(video: VideoWork, workdir: Workdir, _: Report) -> None:
         _prepare(video, workdir, "package", None)
 
-    await _run_step("package", job_id, video_id, request_id, work)
+    await _run_step("package", job_id, video_id, work)
 
 
 @job(
     "video.thumbnails", tier="video", max_retries=MAX_RETRIES, time_limit_ms=TRANSCODE_TIME_LIMIT_MS
 )
-async def video_thumbnails(job_id: str, video_id: str, request_id: str = "") -> None:
+async def video_thumbnails(job_id: str, video_id: str) -> None:
     """Poster, sprite sheets and the WebVTT thumbnail track."""
 
     def work(video: VideoWork, workdir: Workdir, _: Report) -> None:
         _prepare(video, workdir, "thumbnails", None)
 
-    await _run_step("thumbnails", job_id, video_id, request_id, work)
+    await _run_step("thumbnails", job_id, video_id, work)
 
 
 @job("video.upload", tier="video", max_retries=MAX_RETRIES, time_limit_ms=TRANSCODE_TIME_LIMIT_MS)
-async def video_upload(job_id: str, video_id: str, request_id: str = "") -> None:
+async def video_upload(job_id: str, video_id: str) -> None:
     """Upload the HLS output (skipping files already there with the same size)."""
 
     def work(video: VideoWork, workdir: Workdir, report: Report) -> StepOutput:
@@ -285,11 +284,11 @@ async def video_upload(job_id: str, video_id: str, request_id: str = "") -> None
         log_event(log, "VIDEO_UPLOADED", video_id=str(video.id), **counts)
         return StepOutput(hls_prefix=prefix, poster_key=f"{prefix}/poster.jpg")
 
-    await _run_step("upload", job_id, video_id, request_id, work)
+    await _run_step("upload", job_id, video_id, work)
 
 
 @job("video.finalise", tier="video", max_retries=MAX_RETRIES)
-async def video_finalise(job_id: str, video_id: str, request_id: str = "") -> None:
+async def video_finalise(job_id: str, video_id: str) -> None:
     """READY: the video is playable. The work directory is removed."""
 
     async def removed() -> None:
@@ -311,7 +310,7 @@ async def video_finalise(job_id: str, video_id: str, request_id: str = "") -> No
 
         return record
 
-    await _chain_step("finalise", job_id, video_id, request_id, body)
+    await _chain_step("finalise", job_id, video_id, body)
 
 
 ACTORS: dict[str, JobActor] = {

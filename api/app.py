@@ -164,12 +164,10 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
-def create_app(*, pool: bool = True, sweeper: bool = False) -> Litestar:
+def create_app(*, pool: bool = True) -> Litestar:
     """The application. ``pool=False`` leaves the connection pool to the caller (tests).
-
-    ``sweeper`` changes nothing: the background rounds it once started in the API run in
-    the scheduler process now. It is still accepted so callers that pass it keep working.
-    """
+    Background rounds (sweeper, messaging pump, purges) are not the API's: they run in the
+    scheduler process (``ops.commands.scheduler``)."""
     settings = get_settings()
     configure_logging(settings.log_level)
     configure_db()

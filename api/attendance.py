@@ -42,7 +42,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import Principal, require_staff
 from api.errors import field_error
-from api.pagination import DEFAULT_LIMIT, check_limit
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models.attendance import (
     Counts,
     LectureHead,
@@ -269,6 +269,9 @@ DateTo = Annotated[
 ]
 
 
+StudentReportRowPage = Annotated[Page[StudentReportRow], page_schema(StudentReportRow)]
+
+
 class SessionAttendanceController(Controller):
     """A session's sheet and its checks. Any staff role (owner, admin, teacher, staff)."""
 
@@ -354,7 +357,7 @@ class AttendanceReportController(Controller):
         lecture_id: FromQuery[uuid.UUID | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> Page[StudentReportRow]:
+    ) -> StudentReportRowPage:
         _check_range(date_from, date_to)
         page = await student_tallies(
             tenant_scope,

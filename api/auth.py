@@ -35,9 +35,9 @@ from api.errors import Problem
 from models import accounts
 from models import auth as logins
 from models.accounts import Holder, Me
+from models.auth import StoredToken
 from models.db import transaction
 from models.scope import TenantScope
-from models.auth import StoredToken
 from models.tables import Role
 from ops.passwords import verify_password
 from ops.settings import get_settings

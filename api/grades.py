@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
@@ -29,11 +29,11 @@ from litestar.utils.scope.state import ScopeState
 
 from api.auth import Principal, require_roles, require_staff
 from api.errors import field_error, handle_http, problem
-from api.pagination import DEFAULT_LIMIT, check_limit
-from models import grades
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models.db import transaction
 from models.errors import fail_fields
 from models.grades import (
+    Exam,
     LockedExam,
     Standing,
     check_students,
@@ -93,11 +93,6 @@ class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
     max_score: float | msgspec.UnsetType = msgspec.UNSET
     question_count: int | msgspec.UnsetType | None = msgspec.UNSET
     answer_key: dict[str, list[str]] | msgspec.UnsetType | None = msgspec.UNSET
-
-
-class Exam(grades.Exam):
-    """An exam (declared here so that the list's schema keeps its name: ``Page[Exam]``
-    is named after the module of ``Exam``)."""
 
 
 class ScoreIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -342,6 +337,10 @@ def _bulk_scores(
 SortParam = Literal["date", "-date"]
 
 
+ExamPage = Annotated[Page[Exam], page_schema(Exam)]
+GradeEntryPage = Annotated[Page[GradeEntry], page_schema(GradeEntry)]
+
+
 class LectureExamController(Controller):
     path = "/api/v1/lectures/{lecture_id:str}/exams"
     tags = ["grades"]
@@ -355,10 +354,9 @@ class LectureExamController(Controller):
         sort: FromQuery[SortParam] = "date",
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> Page[Exam]:
+    ) -> ExamPage:
         return await list_exams(
             tenant_scope,
-            Exam,
             lecture_id,
             descending=sort == "-date",
             limit=check_limit(limit),
@@ -373,7 +371,7 @@ class LectureExamController(Controller):
         tenant_scope: NamedDependency[TenantScope],
     ) -> Exam:
         lecture = await lecture_exists(tenant_scope, lecture_id)
-        return await create_exam(tenant_scope, Exam, lecture, _validate_exam(data, None))
+        return await create_exam(tenant_scope, lecture, _validate_exam(data, None))
 
 
 class ExamController(Controller):
@@ -385,7 +383,7 @@ class ExamController(Controller):
     async def get_one(
         self, exam_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> Exam:
-        return await load_exam(tenant_scope, Exam, exam_id)
+        return await load_exam(tenant_scope, exam_id)
 
     @patch("/{exam_id:str}", guards=[require_grader], summary="Change some fields")
     async def update(
@@ -399,7 +397,7 @@ class ExamController(Controller):
         async with transaction():
             current = await lock_exam(tenant_scope, exam_id)
             await update_exam(tenant_scope, current.id, _validate_exam(data, current))
-        return await load_exam(tenant_scope, Exam, current.id)
+        return await load_exam(tenant_scope, current.id)
 
     @delete("/{exam_id:str}", status_code=HTTP_204_NO_CONTENT, guards=[require_grader],
             summary="Delete an exam (with its scores only when force=true)")  # fmt: skip
@@ -554,7 +552,7 @@ class StudentScoreController(Controller):
         tenant_scope: NamedDependency[TenantScope],
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> Page[GradeEntry]:
+    ) -> GradeEntryPage:
         """Every exam the student has a score in, oldest first (undated exams last), with
         the rank and percentile the student has in that exam. Two statements per page,
         whatever its size."""

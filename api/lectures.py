@@ -29,7 +29,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from api.auth import require_roles, require_staff
 from api.errors import Problem, field_error
-from api.pagination import DEFAULT_LIMIT, check_limit, component
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import enrollments, lectures, sessions
 from models.db import transaction
 from models.enrollments import Enrollment, RosterEntry, StudentLecture, enrol_many, lock_lecture
@@ -116,10 +116,10 @@ class EnrollmentCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # The published names of the pages' schemas (see ``component``).
-LecturePage = Annotated[Page[Lecture], component("Page_api.lectures.Lecture_")]
-SessionPage = Annotated[Page[Session], component("Page_api.lectures.Session_")]
-RosterPage = Annotated[Page[RosterEntry], component("Page_api.lectures.RosterEntry_")]
-StudentLecturePage = Annotated[Page[StudentLecture], component("Page_api.lectures.StudentLecture_")]
+LecturePage = Annotated[Page[Lecture], page_schema(Lecture)]
+SessionPage = Annotated[Page[Session], page_schema(Session)]
+RosterPage = Annotated[Page[RosterEntry], page_schema(RosterEntry)]
+StudentLecturePage = Annotated[Page[StudentLecture], page_schema(StudentLecture)]
 LectureSort = Literal["title", "-title", "created_at", "-created_at"]
 
 

@@ -15,7 +15,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from api.auth import Principal, require_roles
-from api.pagination import DEFAULT_LIMIT, check_limit, component
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import family
 from models.family import MyLecture, MyScore, MySession, MyStudent, Viewer
 from models.pages import Page
@@ -26,10 +26,10 @@ from pipelines.korean import today_kst
 require_family = require_roles(Role.student, Role.parent)
 
 # The published names of the pages' schemas (see ``component``).
-MyStudentPage = Annotated[Page[MyStudent], component("Page_api.me.MyStudent_")]
-MyLecturePage = Annotated[Page[MyLecture], component("Page_api.me.MyLecture_")]
-MySessionPage = Annotated[Page[MySession], component("Page_api.me.MySession_")]
-MyScorePage = Annotated[Page[MyScore], component("Page_api.me.MyScore_")]
+MyStudentPage = Annotated[Page[MyStudent], page_schema(MyStudent)]
+MyLecturePage = Annotated[Page[MyLecture], page_schema(MyLecture)]
+MySessionPage = Annotated[Page[MySession], page_schema(MySession)]
+MyScorePage = Annotated[Page[MyScore], page_schema(MyScore)]
 
 
 def _viewer(principal: Principal) -> Viewer:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, KwargDefinition
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from actors.jobs import submit
@@ -27,7 +27,7 @@ from actors.messaging import expand, send_batch
 from api.auth import Principal, require_admin, require_staff
 from api.errors import Problem, field_error
 from api.messaging_send import SendAccepted, SendRequest, prepare_send, problem, refuse_text_errors
-from api.pagination import DEFAULT_LIMIT, check_limit
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import messaging as message_store
 from models import messaging_config
 from models.errors import fail_fields
@@ -51,15 +51,9 @@ log = logging.getLogger("api.messaging")
 
 # Litestar names a page's component after the module of its item (``Page_<module>.<Item>_``);
 # the items are the query layer's Structs now, and these keep the published names.
-SenderPage = Annotated[
-    Page[Sender], KwargDefinition(schema_component_key="Page_api.messaging.Sender_")
-]
-TemplatePage = Annotated[
-    Page[Template], KwargDefinition(schema_component_key="Page_api.messaging.Template_")
-]
-MessagePage = Annotated[
-    Page[Message], KwargDefinition(schema_component_key="Page_api.messaging.Message_")
-]
+SenderPage = Annotated[Page[Sender], page_schema(Sender)]
+TemplatePage = Annotated[Page[Template], page_schema(Template)]
+MessagePage = Annotated[Page[Message], page_schema(Message)]
 
 TEMPLATE_CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REPORT_PARSERS = {"solapi": solapi.parse_reports, "console": console.parse_reports}

@@ -24,7 +24,7 @@ import msgspec
 from litestar import Controller, Request, get, post, put
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, KwargDefinition
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from actors.jobs import submit
@@ -32,7 +32,7 @@ from actors.omr import SPLIT_BATCH
 from api.auth import Principal, require_staff
 from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
-from api.pagination import DEFAULT_LIMIT, check_limit
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from api.uploads import refuse_declared_size, refuse_read_size
 from models import omr as omr_models
 from models import omr_pages
@@ -58,10 +58,8 @@ HARD_CAP = 1024 * 1024 * 1024
 
 # A list's schema component is named after its item's module: these keep the names the
 # lists had while their items were declared here (the OpenAPI document does not change).
-BatchList = Annotated[
-    Page[BatchOut], KwargDefinition(schema_component_key="Page_api.omr.BatchOut_")
-]
-PageList = Annotated[Page[PageOut], KwargDefinition(schema_component_key="Page_api.omr.PageOut_")]
+BatchOutPage = Annotated[Page[BatchOut], page_schema(BatchOut)]
+PageOutPage = Annotated[Page[PageOut], page_schema(PageOut)]
 
 
 class ExamOmrUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -363,7 +361,7 @@ class ExamOmrController(Controller):
         tenant_scope: NamedDependency[TenantScope],
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> BatchList:
+    ) -> BatchOutPage:
         limit = check_limit(limit)
         exam = await omr_models.get_exam_omr(tenant_scope, exam_id)
         return await omr_models.list_batches(tenant_scope, exam.exam_id, cursor=cursor, limit=limit)
@@ -375,7 +373,7 @@ class ExamOmrController(Controller):
         tenant_scope: NamedDependency[TenantScope],
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> PageList:
+    ) -> PageOutPage:
         """Low-confidence, multiply marked or erased questions, and sheets whose student
         was not found (unmatched, ambiguous or a second sheet for the same student);
         oldest first."""
@@ -406,7 +404,7 @@ class BatchController(Controller):
         tenant_scope: NamedDependency[TenantScope],
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> PageList:
+    ) -> PageOutPage:
         limit = check_limit(limit)
         pages = await omr_pages.list_pages(tenant_scope, batch_id, cursor=cursor, limit=limit)
         return _signed_pages(pages)

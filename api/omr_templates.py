@@ -15,12 +15,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, KwargDefinition
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import require_roles, require_staff
 from api.errors import Problem, field_error
-from api.pagination import DEFAULT_LIMIT, check_limit
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import omr as omr_models
 from models.omr import TemplateOut
 from models.pages import Page
@@ -39,9 +39,7 @@ require_grader = require_roles(Role.owner, Role.admin, Role.teacher)
 
 # The list's schema component is named after its item's module: this keeps the name it
 # had while ``TemplateOut`` was declared in ``api.omr`` (the OpenAPI document does not change).
-TemplateList = Annotated[
-    Page[TemplateOut], KwargDefinition(schema_component_key="Page_api.omr.TemplateOut_")
-]
+TemplateOutPage = Annotated[Page[TemplateOut], page_schema(TemplateOut)]
 
 
 class TemplateCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -119,7 +117,7 @@ class TemplateController(Controller):
         tenant_scope: NamedDependency[TenantScope],
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
-    ) -> TemplateList:
+    ) -> TemplateOutPage:
         return await omr_models.list_templates(
             tenant_scope, cursor=cursor, limit=check_limit(limit)
         )

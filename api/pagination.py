@@ -16,11 +16,11 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def component(key: str) -> KwargDefinition:
-    """Metadata that names a response type's OpenAPI component:
-    ``Annotated[Page[Lecture], component("Page_api.lectures.Lecture_")]``.
+def page_schema(item: type) -> KwargDefinition:
+    """Names the OpenAPI component of ``Page[item]`` ``<Item>Page``:
+    ``LecturePage = Annotated[Page[Lecture], page_schema(Lecture)]``.
 
-    Litestar names a generic after the module of its argument (``Page_<module>.<Item>_``),
-    so a page's item Struct moving from ``api/`` to ``models/`` would rename the published
-    component; this keeps the name clients generated their code against."""
-    return KwargDefinition(schema_component_key=key)
+    Left alone, Litestar names a generic after the module path of its argument
+    (``Page_models.lectures.Lecture_``): a name that changes whenever a Struct moves, and
+    that no client should have to spell."""
+    return KwargDefinition(schema_component_key=f"{item.__name__}Page")

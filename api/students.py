@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import Principal, require_admin, require_roles, require_staff
 from api.list_cache import STUDENT_LIST
-from api.pagination import DEFAULT_LIMIT, check_limit, component
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import students
 from models.errors import fail_fields
 from models.pages import Page
@@ -178,7 +178,7 @@ _encode = msgspec.json.Encoder().encode
 
 SortParam = Literal["name", "-name", "created_at", "-created_at"]
 # The published name of the list's schema (see ``component``).
-StudentPage = Annotated[Page[Student], component("Page_api.students.Student_")]
+StudentPage = Annotated[Page[Student], page_schema(Student)]
 
 
 class StudentController(Controller):

@@ -14,12 +14,12 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, KwargDefinition
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Principal, require_admin
 from api.errors import Problem
-from api.pagination import DEFAULT_LIMIT, check_limit
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import accounts
 from models.accounts import Account
 from models.pages import Page
@@ -35,9 +35,7 @@ MANAGED_BY: dict[Role, frozenset[Role]] = {
 
 # Litestar names a generic component after its argument's module: this page was published
 # as "Page_api.users.Account_" while Account was defined here, and keeps that name.
-AccountPage = Annotated[
-    Page[Account], KwargDefinition(schema_component_key="Page_api.users.Account_")
-]
+AccountPage = Annotated[Page[Account], page_schema(Account)]
 
 
 class AccountCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -33,14 +33,14 @@ import msgspec
 from botocore.exceptions import ClientError
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, KwargDefinition
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from actors.jobs import submit
 from actors.video import video_probe
 from api.auth import STAFF_ROLES, Principal, require_roles, require_staff
 from api.errors import Problem, field_error
-from api.pagination import DEFAULT_LIMIT, check_limit
+from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
@@ -76,7 +76,7 @@ MAX_PLAYED_INTERVALS = 200
 
 # Litestar keys a generic's schema component by its item class's module: the page keeps
 # the key it had while ``Video`` was declared here, so generated clients keep their names.
-VideoPage = Annotated[Page[Video], KwargDefinition(schema_component_key="Page_api.videos.Video_")]
+VideoPage = Annotated[Page[Video], page_schema(Video)]
 
 
 # --- schemas ---------------------------------------------------------------------------

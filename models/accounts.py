@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 import msgspec
 
 from models import db
+from models.auth import revoke_sessions
 from models.db import transaction
 from models.errors import Problem
 from models.pages import Page, Params, as_text, keyset, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
-from models.auth import revoke_sessions
 from models.tables import Role
 from models.tables import User as UserTable
 

@@ -17,7 +17,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -178,8 +178,6 @@ EXAM_COLUMNS = """
 """
 EXAM_FROM = "exam e JOIN lecture l ON l.id = e.lecture AND l.tenant = $1"
 
-E = TypeVar("E", bound=Exam)
-
 # Exams by date, undated last, then id (``e`` is the exam).
 BY_DATE = ("COALESCE(e.date, DATE '9999-12-31')", "e.id")
 
@@ -189,10 +187,10 @@ def by_date(*, descending: bool = False, id_field: str = "id") -> Keyset:
     return Keyset(BY_DATE, ("sort_date", id_field), (as_date, as_uuid), descending)
 
 
-async def load_exam(scope: TenantScope, type_: type[E], exam_id: Any) -> E:
+async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
     """The exam, or a 404 when it is not one of this academy's."""
     found = await scope.row(
-        type_,
+        Exam,
         f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE e.tenant = $1 AND e.id = $2",
         parse_id(ExamTable, exam_id),
     )
@@ -203,19 +201,18 @@ async def load_exam(scope: TenantScope, type_: type[E], exam_id: Any) -> E:
 
 async def list_exams(
     scope: TenantScope,
-    type_: type[E],
     lecture_id: Any,
     *,
     descending: bool,
     limit: int,
     cursor: str | None,
-) -> Page[E]:
+) -> Page[Exam]:
     """A page of the lecture's exams by date (a 404 when the lecture is not here)."""
     lecture = await lecture_exists(scope, lecture_id)
     params = Params()
     return await keyset_page(
         scope,
-        type_,
+        Exam,
         select=f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM}",
         where=["e.tenant = $1", f"e.lecture = {params(lecture)}"],
         params=params,
@@ -225,13 +222,11 @@ async def list_exams(
     )
 
 
-async def create_exam(
-    scope: TenantScope, type_: type[E], lecture_id: uuid.UUID, values: dict[str, Any]
-) -> E:
+async def create_exam(scope: TenantScope, lecture_id: uuid.UUID, values: dict[str, Any]) -> Exam:
     """A new exam of the lecture with validated ``values`` (column -> value)."""
     row = scope.new(ExamTable, lecture=lecture_id, **values)
     await row.save()
-    return await load_exam(scope, type_, row.id)
+    return await load_exam(scope, row.id)
 
 
 async def update_exam(scope: TenantScope, exam_id: uuid.UUID, values: dict[str, Any]) -> None:

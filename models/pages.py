@@ -182,16 +182,3 @@ async def keyset_page(
     )
     rows = await scope.fetch(sql, *params.values)
     return page_from(rows, limit, key, type_)
-
-
-def page_of(
-    rows: Sequence[Any],
-    limit: int,
-    cursor_of: Callable[[Any], list[Any]],
-    convert: Callable[[Any], Any] | None = None,
-) -> Page[Any]:
-    """TRANSITIONAL (removed once every list uses ``keyset_page``/``page_from``)."""
-    kept = rows[:limit]
-    next_cursor = encode_cursor(cursor_of(kept[-1])) if len(rows) > limit else None
-    items = [convert(r) for r in kept] if convert is not None else list(kept)
-    return Page(items=items, limit=limit, next_cursor=next_cursor)

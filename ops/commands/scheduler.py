@@ -28,8 +28,8 @@ from typing import Any
 from actors.broker import setup_broker
 from actors.jobs import sweep_unsent
 from actors.messaging import pump
-from models.db import close_pool, configure_db, run_exclusively, run_exclusively_forever, start_pool
 from models.auth import purge_expired
+from models.db import close_pool, configure_db, run_exclusively, run_exclusively_forever, start_pool
 from ops.logging import configure_logging, log_event
 from ops.settings import Settings, get_settings
 

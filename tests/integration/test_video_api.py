@@ -12,9 +12,9 @@ import pytest
 
 from models.tables import Video
 from ops import storage
+from ops.commands.storage_cleanup import cleanup_raw_uploads
 from ops.settings import get_settings
 from ops.storage import hls_prefix
-from ops.storage_cleanup import cleanup_raw_uploads
 from pipelines.video.signing import verify
 from tests.factories import create_student
 from tests.factories.accounts import family_headers
