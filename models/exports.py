@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from models.enrollments import ACTIVE
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Exam as ExamTable
 from models.tables import Lecture as LectureTable
@@ -112,13 +113,13 @@ async def student_lines(scope: TenantScope) -> list[StudentLine]:
 async def roster_lines(scope: TenantScope, lecture_id: uuid.UUID) -> list[RosterLine]:
     return await scope.rows(
         RosterLine,
-        """
+        f"""
         SELECT l.title, s.name, s.phone, s.school, s.grade,
                s.guardians_json->0->>'phone' AS guardian_phone, e.source, e.enrolled_at
         FROM enrollment e
         JOIN student s ON s.id = e.student
         JOIN lecture l ON l.id = e.lecture
-        WHERE e.tenant = $1 AND e.lecture = $2 AND e.status = 'active' AND s.deleted_at IS NULL
+        WHERE e.tenant = $1 AND e.lecture = $2 AND {ACTIVE}
         ORDER BY s.name, s.id
         """,
         lecture_id,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from models import db
-from models.enrollments import active_count
+from models.enrollments import ACTIVE, active_count
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import ExcelImport
 from models.tables import Job as JobTable
@@ -294,8 +294,9 @@ async def active_enrolments(
 ) -> list[ActiveEnrolment]:
     return await scope.rows(
         ActiveEnrolment,
-        "SELECT student::text AS student_id, lecture::text AS lecture_id FROM enrollment "
-        "WHERE tenant = $1 AND status = 'active' AND student = ANY($2::uuid[])",
+        "SELECT e.student::text AS student_id, e.lecture::text AS lecture_id "
+        "FROM enrollment e JOIN student s ON s.id = e.student "
+        f"WHERE e.tenant = $1 AND {ACTIVE} AND e.student = ANY($2::uuid[])",
         student_ids,
     )
 
