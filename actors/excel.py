@@ -51,6 +51,7 @@ from models import exports, imports
 from models.db import on_commit, transaction
 from models.enrollments import ENROLLED, enrol_many
 from models.imports import ImportRecord
+from models.jobs import JobRecord
 from models.scope import TenantScope
 from ops import storage
 from ops.logging import log_event
@@ -148,7 +149,7 @@ async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody
         # matching, it only sends the finish once matching is done.
         step, body = "matched", _writes_nothing
 
-    async def claim() -> Claim | None:
+    async def claim(_: JobRecord) -> Claim | None:
         if imp is None:
             await fail_job(job_id, "the import record is missing")
             return None

@@ -19,6 +19,7 @@ import dramatiq
 
 from models.db import on_commit, transaction
 from models.jobs import (
+    JobRecord,
     fail_job,
     finish_job,
     insert_job,
@@ -234,23 +235,31 @@ class Claim:
     done: str
 
 
+FanOut = Callable[..., Awaitable[None]]
+"""A step sent as many messages (a read per scanned page, a send per batch of messages).
+Called inside the transaction that recorded the step before it, it finds its items there
+and registers one send each, after the commit (``on_commit``)."""
+
+
 @dataclass
 class Chain:
     """The steps of one pipeline, in order, recorded on one row (``video.step_done``,
-    ``excel_import.step``): each step's actor sends the next one only after its own result
-    is committed, and a redelivered step that finds itself done only re-sends the next.
+    ``excel_import.step``, ``omr_batch.page_count``): each step sends the next one only
+    after its own result is committed, and a redelivered step that finds itself done only
+    re-sends the next.
 
-    ``send`` builds the next step's message arguments from the step's own; ``strict``
-    chains (the import) run a step only once the previous one is recorded, others (the
-    video, whose steps can rebuild what they need) run it whenever it comes.
+    A step is an actor (one message) or a ``FanOut`` (one message per item; the items then
+    meet again at a ``when_last`` barrier). ``strict`` chains (the import) run a step only
+    once the previous one is recorded; others (the video, whose steps can rebuild what they
+    need) run it whenever it comes.
     """
 
     steps: Sequence[str]
     strict: bool = False
-    actors: dict[str, JobActor] = field(default_factory=dict)
+    actors: dict[str, JobActor | FanOut] = field(default_factory=dict)
 
-    def bind(self, **actors: JobActor) -> None:
-        """Name the actor of each step (after the actors are declared)."""
+    def bind(self, **actors: JobActor | FanOut) -> None:
+        """Name the actor (or fan-out) of each step, once they are declared."""
         self.actors.update(actors)
 
     def index(self, step: str) -> int:
@@ -268,13 +277,20 @@ class Chain:
         every step's log lines carry its ``request_id``."""
         kwargs.setdefault("request_id", str(current_context().get("request_id") or ""))
         actor = self.actors[step]
+        if not isinstance(actor, JobActor):
+            raise TypeError(f"step {step!r} is a fan-out: it sends its own messages")
         return await asyncio.to_thread(actor.actor.send_with_options, kwargs=kwargs, delay=delay_ms)
 
     async def send_after(self, step: str, **kwargs: Any) -> None:
         """Send the step that follows ``step`` once the current transaction commits."""
         following = self.following(step)
-        if following is not None:
+        if following is None:
+            return
+        target = self.actors[following]
+        if isinstance(target, JobActor):
             await on_commit(functools.partial(self.send, following, **kwargs))
+        else:
+            await target(**kwargs)
 
     def following(self, step: str) -> str | None:
         index = self.index(step) + 1
@@ -290,26 +306,28 @@ async def run_step(
     *,
     job_id: str,
     stage: str,
-    claim: Callable[[], Awaitable[Claim | None]],
+    claim: Callable[[JobRecord], Awaitable[Claim | None]],
     body: StepBody,
-    on_failure: Callable[[Any, str], Awaitable[None]],
     next_kwargs: dict[str, Any],
+    on_failure: Callable[[Any, str], Awaitable[None]] | None = None,
 ) -> None:
     """One step of ``chain``: the bookkeeping every pipeline shares.
 
-    1. start the job (a finished job: nothing to do) and ``claim`` the step's row (None:
-       the work is gone, cancelled or finished);
+    1. start the job (a finished job: nothing to do) and ``claim(job)`` the step's row
+       (None: the work is gone, cancelled or finished);
     2. a step already done only re-sends the next one (its first run may have died
        between its commit and that send); in a ``strict`` chain a step whose previous one
        is not recorded yet does nothing (the chain sends it again in its turn);
     3. ``body(row)`` does the work and returns how to record it (a coroutine function run
        in one transaction with the send of the next step), or None when it arranged its
        own continuation (waiting for a lock, say);
-    4. a ``StepFailed`` ends the work with its reason through ``on_failure``.
+    4. a ``StepFailed`` ends the work with its reason through ``on_failure`` (by default:
+       the job FAILED with that reason).
     """
-    if await start_job(job_id, stage) is None:
+    job_row = await start_job(job_id, stage)
+    if job_row is None:
         return
-    claimed = await claim()
+    claimed = await claim(job_row)
     if claimed is None:
         return
     if chain.past(claimed.done, step):
@@ -322,7 +340,10 @@ async def run_step(
     try:
         record = await body(claimed.row)
     except StepFailed as exc:
-        await on_failure(claimed.row, str(exc))
+        if on_failure is None:
+            await fail_job(job_id, str(exc))
+        else:
+            await on_failure(claimed.row, str(exc))
         return
     if record is None:
         return
@@ -343,6 +364,7 @@ async def when_last(done: int, total: int | None, send: Callable[[], Awaitable[A
 __all__ = [
     "Chain",
     "Claim",
+    "FanOut",
     "JobActor",
     "StepFailed",
     "bind_actors",

@@ -39,13 +39,14 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import dramatiq
 
-from actors.jobs import finish_job, job, set_progress, start_job, when_last
+from actors.jobs import Chain, Claim, finish_job, job, run_step, set_progress, when_last
 from models.db import on_commit, transaction
+from models.jobs import JobRecord
 from models.messaging import (
     Claimed,
     Failure,
@@ -128,6 +129,12 @@ async def _send_batch_message(batch: list[str], extra: dict[str, str]) -> None:
 # --- 1. expand ---------------------------------------------------------------------------
 
 
+# Expand, then one send per batch of the job's queued rows (a fan-out), whose fan-in is
+# ``finish_if_done``. Expanding again is always safe: rows are keyed, so nothing is
+# inserted twice, and the fan-out re-sends every batch still queued.
+EXPAND = Chain(("expand", "send"))
+
+
 @job("messaging.expand", tier=TIER, max_retries=5)
 async def expand(
     job_id: str,
@@ -135,36 +142,49 @@ async def expand(
     target: dict[str, Any],
     variables: dict[str, Any],
     sender: str,
-) -> dict[str, Any] | None:
+) -> None:
     """A send request's recipients -> message rows (keyed by job, recipient, channel)."""
-    row = await start_job(job_id, stage="expanding")
-    if row is None:
-        return None
-    tenant_id = row.tenant
-    the_spec = Spec(**spec)
-    config = await tenant_messaging(tenant_id)
-    recipients = await resolve_recipients(TenantScope(tenant_id), target)
-    composed = compose_all(the_spec, recipients, config.academy, variables)
-    rows = rows_for(composed, the_spec, sender, f"job:{job_id}")
-    async with transaction():
-        await insert_messages(tenant_id, rows, job_id=job_id)
-        # Every queued row of the job, not only the new ones: a redelivered expand sends
-        # again the batches a crash may have lost (send_batch skips what is done).
-        batches = await enqueue_batches(await queued_of_job(job_id), job_id)
-    failed = sum(1 for c in composed if c.error)
-    log_event(
-        log,
-        "MESSAGING_EXPANDED",
+
+    async def claim(job_row: JobRecord) -> Claim:
+        return Claim(job_row, "")
+
+    async def body(job_row: JobRecord) -> Callable[[], Awaitable[None]]:
+        the_spec = Spec(**spec)
+        config = await tenant_messaging(job_row.tenant)
+        recipients = await resolve_recipients(TenantScope(job_row.tenant), target)
+        composed = compose_all(the_spec, recipients, config.academy, variables)
+        rows = rows_for(composed, the_spec, sender, f"job:{job_id}")
+        failed = sum(1 for c in composed if c.error)
+        log_event(log, "MESSAGING_EXPANDED", job_id=job_id, recipients=len(rows), failed=failed)
+
+        async def record() -> None:
+            await insert_messages(job_row.tenant, rows, job_id=job_id)
+
+        return record
+
+    await run_step(
+        EXPAND,
+        "expand",
         job_id=job_id,
-        recipients=len(rows),
-        failed=failed,
-        batches=batches,
+        stage="expanding",
+        claim=claim,
+        body=body,
+        next_kwargs={"job_id": job_id},
     )
+
+
+async def _send_queued(job_id: str) -> None:
+    """The fan-out after expanding: every queued row of the job in batches (not only the
+    new ones: a redelivered expand sends again the batches a crash may have lost, and
+    ``send_batch`` skips what is done); with none queued the job is done already."""
+    batches = await enqueue_batches(await queued_of_job(job_id), job_id)
     if batches:
-        await set_progress(job_id, 5, "sending")
+        await on_commit(functools.partial(set_progress, job_id, 5, "sending"))
     else:
-        await finish_if_done(job_id)
-    return {"recipients": len(rows), "batches": batches}
+        await on_commit(functools.partial(finish_if_done, job_id))
+
+
+EXPAND.bind(send=_send_queued)
 
 
 async def finish_if_done(job_id: Any) -> bool:

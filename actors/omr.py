@@ -24,16 +24,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 
-from actors.jobs import JobActor, fail_job, finish_job, job, set_progress, start_job, when_last
+from actors.jobs import (
+    Chain,
+    Claim,
+    JobActor,
+    fail_job,
+    finish_job,
+    job,
+    run_step,
+    set_progress,
+    when_last,
+)
 from models import omr as omr_models
 from models import omr_pages
 from models.db import on_commit, transaction
-from models.jobs import raise_progress
+from models.jobs import JobRecord, raise_progress
 from models.omr import BatchRecord, NewPage
 from models.omr_pages import ClaimedPage, StoredReading
 from models.scope import TenantScope
@@ -60,25 +70,42 @@ def _suffix(tier: str) -> str:
 # --- split -----------------------------------------------------------------------------
 
 
+# Split, then one read per page (a fan-out), then the finish, sent by the last page read.
+SPLIT = Chain(("split", "read", "finish"))
+
+
 async def _split(job_id: str, batch_id: str) -> None:
-    if await start_job(job_id, stage="splitting") is None:
-        return
-    batch = await omr_models.load_batch(batch_id)
-    if batch is None:
-        await fail_job(job_id, "the scan batch no longer exists (its exam was deleted)")
-        return
-    if batch.page_count is not None:
-        # A redelivery after the split committed: the reads may not have been sent.
-        await _send_reads(batch, await omr_models.pending_pages(batch.id))
-        return
-    pages = await _pages_of(batch)
-    async with transaction():
-        pending = await omr_models.split_into_pages(batch, pages)
-        if pending is None:
-            return  # another delivery split it meanwhile
-        await on_commit(functools.partial(_send_reads, batch, pending))
-    await set_progress(job_id, 5, f"reading {len(pages)} page(s)")
-    log_event(log, "OMR_BATCH_SPLIT", batch_id=batch_id, pages=len(pages), tier=batch.tier)
+    """Rasterise the batch's uploads into pages and record them (``page_count`` is the
+    record: set once); the reads are sent after that commit."""
+
+    async def claim(_: JobRecord) -> Claim | None:
+        batch = await omr_models.load_batch(batch_id)
+        if batch is None:
+            await fail_job(job_id, "the scan batch no longer exists (its exam was deleted)")
+            return None
+        return Claim(batch, "split" if batch.page_count is not None else "")
+
+    async def body(batch: BatchRecord) -> Callable[[], Awaitable[None]]:
+        pages = await _pages_of(batch)
+
+        async def record() -> None:
+            # None: another delivery split it first; the reads of its pages go out anyway,
+            # and a read that finds its page read does nothing.
+            await omr_models.split_into_pages(batch, pages)
+
+        await set_progress(job_id, 5, f"reading {len(pages)} page(s)")
+        log_event(log, "OMR_BATCH_SPLIT", batch_id=batch_id, pages=len(pages), tier=batch.tier)
+        return record
+
+    await run_step(
+        SPLIT,
+        "split",
+        job_id=job_id,
+        stage="splitting",
+        claim=claim,
+        body=body,
+        next_kwargs={"batch_id": batch_id},
+    )
 
 
 async def _pages_of(batch: BatchRecord) -> list[NewPage]:
@@ -103,12 +130,18 @@ async def _pages_of(batch: BatchRecord) -> list[NewPage]:
     return pages
 
 
-async def _send_reads(batch: BatchRecord, pending: list[uuid.UUID]) -> None:
-    """Send the read of every pending page; with none pending, the batch may be done."""
+async def _send_reads(batch_id: str) -> None:
+    """The fan-out after the split: a read of every pending page, after the commit; with
+    none pending (every page failed at the split) the batch may be done already."""
+    batch = await omr_models.load_batch(batch_id)
+    if batch is None:
+        return
+    pending = await omr_models.pending_pages(batch.id)
+    read = READ_PAGE[batch.tier]
     for page_id in pending:
-        await READ_PAGE[batch.tier].send_async(page_id=str(page_id))
+        await on_commit(functools.partial(read.send_async, page_id=str(page_id)))
     if not pending:
-        await _maybe_finish(batch.id)
+        await on_commit(functools.partial(_maybe_finish, batch.id))
 
 
 # --- read one page -----------------------------------------------------------------------
@@ -284,6 +317,7 @@ def _declare(tier: str) -> tuple[JobActor, JobActor, JobActor]:
 
 
 _ACTORS = {tier: _declare(tier) for tier in TIERS}
+SPLIT.bind(read=_send_reads)
 SPLIT_BATCH: dict[str, JobActor] = {t: a[0] for t, a in _ACTORS.items()}
 READ_PAGE: dict[str, JobActor] = {t: a[1] for t, a in _ACTORS.items()}
 FINISH_BATCH: dict[str, JobActor] = {t: a[2] for t, a in _ACTORS.items()}

@@ -47,6 +47,7 @@ from actors.jobs import (
 )
 from models import videos
 from models.db import on_commit
+from models.jobs import JobRecord
 from models.videos import StepOutput, VideoWork
 from ops import storage
 from ops.logging import log_event
@@ -151,7 +152,7 @@ async def _chain_step(
 ) -> None:
     """``step`` of the chain on this video: claimed on its row, ``body`` run, recorded."""
 
-    async def claim() -> Claim | None:
+    async def claim(_: JobRecord) -> Claim | None:
         video = await videos.claim_step(video_id, step)
         return None if video is None else Claim(video, video.step_done)
 

@@ -99,6 +99,15 @@ class TenantScope:
         found = await self.fetchrow(sql, *args)
         return None if found is None else as_struct(type_, found)
 
+    async def one(self, type_: type[R], table: type[Table], sql: str, row_id: Any, *args: Any) -> R:
+        """The row of ``sql`` whose ``$2`` is ``row_id`` (an id of ``table``) as ``type_``:
+        the by-id read of every resource. A malformed id, an id of another academy and an
+        unknown id are the same ``NotFoundInTenant`` (a 404)."""
+        found = await self.row(type_, sql, parse_id(table, row_id), *args)
+        if found is None:
+            raise NotFoundInTenant(table, row_id)
+        return found
+
     async def value(self, sql: str, *args: Any) -> Any:
         """The first column of the first row (None when there is no row)."""
         found = await self.fetchrow(sql, *args)
