@@ -494,7 +494,7 @@ async def _event_values(
     return notices.video_values(await video_fact(tenant_id, payload))
 
 
-# --- the pump (run every few seconds by a background loop) ---------------------------
+# --- the pump (a round of the scheduler, ops.commands.scheduler, every few seconds) ------
 
 
 _reminders_checked_at: float | None = None

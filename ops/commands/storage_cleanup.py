@@ -1,7 +1,7 @@
 """Expire Excel exports and abandoned import files: ``just storage-cleanup [--dry-run]``.
 
 Provisioning sets a bucket lifecycle rule that does this where the storage supports one
-(``ops.provision.ensure_lifecycle``); this command does the same job everywhere else. Run
+(``ops.commands.provision.ensure_lifecycle``); this command does the same job everywhere else. Run
 it from cron (hourly keeps exports within about 25 h of their creation).
 
 It also deletes the sources of lecture videos ``VIDEO_RAW_RETENTION_DAYS`` after they

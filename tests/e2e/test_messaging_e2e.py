@@ -58,7 +58,7 @@ async def test_absence_sends_one_notice_end_to_end(tenant, client, start_worker)
         await check(tenant, sessions[0], student["id"], "absent", headers)
         await check(tenant, sessions[0], student["id"], "absent", headers, note="연락 없음")
         worker = start_worker(["messaging"], env=_worker_env(fake))
-        # What the API's background loop does every few seconds.
+        # What the scheduler's pump round does every few seconds.
         assert (await pipeline.pump())["events"] == 1
 
         async def delivered():
