@@ -110,15 +110,13 @@ class _SheetLine(msgspec.Struct):
 
 async def load_session(scope: TenantScope, session_id: Any) -> SessionRef:
     """The session, or a 404 when it is not one of this academy's."""
-    found = await scope.row(
+    return await scope.one(
         SessionRef,
+        LectureSession,
         "SELECT ls.id, ls.lecture AS lecture_id, ls.date FROM lecture_session ls "
         "WHERE ls.tenant = $1 AND ls.id = $2",
-        parse_id(LectureSession, session_id),
+        session_id,
     )
-    if found is None:
-        raise NotFoundInTenant(LectureSession, session_id)
-    return found
 
 
 async def lock_enrolled(
@@ -329,15 +327,13 @@ async def lecture_tallies(
 ) -> tuple[LectureHead, list[SessionTally]]:
     """The lecture with its number of active enrollments, and the per-session counts over
     those students (one GROUP BY query), by date. A 404 when the lecture is not here."""
-    key = parse_id(Lecture, lecture_id)
-    head = await scope.row(
+    head = await scope.one(
         LectureHead,
+        Lecture,
         f"SELECT l.id AS lecture_id, l.title, {active_count()} AS enrolled "
         "FROM lecture l WHERE l.tenant = $1 AND l.id = $2",
-        key,
+        lecture_id,
     )
-    if head is None:
-        raise NotFoundInTenant(Lecture, lecture_id)
     sessions = await scope.rows(
         SessionTally,
         f"""
@@ -355,7 +351,7 @@ async def lecture_tallies(
         GROUP BY ls.id
         ORDER BY ls.date, ls.seq, ls.id
         """,
-        key,
+        head.lecture_id,
         date_from,
         date_to,
     )
