@@ -33,16 +33,21 @@ class SessionRef(msgspec.Struct, frozen=True):
     date: dt.date
 
 
-class StoredCheck(msgspec.Struct):
-    """An ``attendance`` row."""
-
-    id: uuid.UUID
+# A student's check in a session, as the API shows it (no docstring: it would become the
+# OpenAPI description).
+class Attendance(msgspec.Struct):
     session_id: uuid.UUID
     student_id: uuid.UUID
     status: str
     note: str
     checked_at: dt.datetime
     checked_by: uuid.UUID | None
+
+
+class StoredCheck(Attendance):
+    """An ``attendance`` row."""
+
+    id: uuid.UUID
 
 
 CHECK_COLUMNS = (
@@ -72,27 +77,26 @@ class SheetRow(msgspec.Struct):
     check: Check | None  # None: not checked yet
 
 
-class Sheet(msgspec.Struct):
+class SheetHead(msgspec.Struct):
+    """The session a sheet is of, with its lecture."""
+
     session_id: uuid.UUID
     lecture_id: uuid.UUID
     lecture_title: str
     seq: int
     date: dt.date
     topic: str
+
+
+class Sheet(SheetHead):
     counts: Counts
     items: list[SheetRow]
 
 
-class _SheetLine(msgspec.Struct):
+class _SheetLine(SheetHead):
     """A row of ``SHEET_SQL``: the session, and one enrollee with their check (all None on
     the one row of a session without enrollees; the check's fields None if unchecked)."""
 
-    session_id: uuid.UUID
-    lecture_id: uuid.UUID
-    lecture_title: str
-    seq: int
-    date: dt.date
-    topic: str
     student_id: uuid.UUID | None
     name: str | None
     status: str | None
@@ -227,12 +231,7 @@ async def load_sheet(scope: TenantScope, session_id: Any) -> Sheet:
     tally = collections.Counter(i.check.status if i.check else "unchecked" for i in items)
     head = lines[0]
     return Sheet(
-        session_id=head.session_id,
-        lecture_id=head.lecture_id,
-        lecture_title=head.lecture_title,
-        seq=head.seq,
-        date=head.date,
-        topic=head.topic,
+        **{field: getattr(head, field) for field in SheetHead.__struct_fields__},
         counts=Counts(**{f: tally[f] for f in Counts.__struct_fields__}),
         items=items,
     )

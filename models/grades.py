@@ -389,9 +389,9 @@ async def score_values(scope: TenantScope, exam_id: Any) -> ScoreValues:
     )
 
 
-class GradeRow(msgspec.Struct):
-    """A student's score in one exam, with their standing there (see ``RankedScore``);
-    ``count`` is the exam's number of scores."""
+class ExamGrade(msgspec.Struct):
+    """A student's score in one exam and their rank there: what a row of the grade
+    history and the API's entry for it share."""
 
     exam_id: uuid.UUID
     exam_title: str
@@ -401,6 +401,12 @@ class GradeRow(msgspec.Struct):
     score: float
     max_score: float
     rank: int
+
+
+class GradeRow(ExamGrade):
+    """A grade with its standing in the exam (see ``RankedScore``); ``count`` is the
+    exam's number of scores."""
+
     below: int
     count: int
 

@@ -49,22 +49,11 @@ class Student(msgspec.Struct):
     deleted_at: dt.datetime | None
 
 
-class ListedStudent(msgspec.Struct):
+class ListedStudent(Student):
     """``Student`` as the list encodes it: the guardians' JSON goes out as stored."""
 
-    id: uuid.UUID
-    name: str
-    phone: str | None
-    school: str
-    grade: str
-    birth_date: dt.date | None
-    memo: str
-    status: str
-    guardians: msgspec.Raw
-    enrollment_count: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    deleted_at: dt.datetime | None
+    # msgspec keeps an overridden field in its place (the list builds rows positionally).
+    guardians: msgspec.Raw  # type: ignore[assignment]
 
 
 class RawPage(msgspec.Struct):
