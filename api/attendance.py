@@ -44,6 +44,7 @@ from api.auth import Principal, require_staff
 from api.errors import field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models.attendance import (
+    Attendance,
     Counts,
     LectureHead,
     SessionRef,
@@ -102,15 +103,6 @@ class BulkCheckIn(msgspec.Struct, forbid_unknown_fields=True):
     are (a batch upsert, not a replacement of the sheet)."""
 
     items: list[BulkItem]
-
-
-class Attendance(msgspec.Struct):
-    session_id: uuid.UUID
-    student_id: uuid.UUID
-    status: str
-    note: str
-    checked_at: dt.datetime
-    checked_by: uuid.UUID | None
 
 
 class StudentReportRow(StudentTally):
@@ -338,6 +330,7 @@ class SessionAttendanceController(Controller):
             fail_fields(errors)
             wanted = Wanted(student_key, data.status.value, note, data.checked_at)
             checks = await _check(tenant_scope, principal.user_id, session, [wanted])
+        # The stored check without its row id.
         return msgspec.convert(checks[student_key], Attendance, from_attributes=True)
 
 

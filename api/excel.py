@@ -38,7 +38,7 @@ from models.errors import fail_fields
 from models.imports import EXPORT_KIND, IMPORT_KIND, ExcelJobStatus
 from models.lectures import lecture_exists
 from models.scope import NotFoundInTenant, TenantScope
-from models.tables import Role
+from models.tables import Exam, Lecture, Role
 from ops import storage
 from ops.settings import get_settings
 from pipelines.excel.common import ImportFailure
@@ -272,7 +272,7 @@ class ExportController(Controller):
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> JobAccepted:
-        lecture = await exports.lecture_titled(tenant_scope, lecture_id)
+        lecture = await exports.titled(tenant_scope, Lecture, lecture_id)
         return await _start_export(
             principal,
             "roster",
@@ -319,7 +319,7 @@ class ExportController(Controller):
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> JobAccepted:
-        exam = await exports.exam_titled(tenant_scope, exam_id)
+        exam = await exports.titled(tenant_scope, Exam, exam_id)
         return await _start_export(
             principal,
             "scores",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
@@ -34,7 +34,10 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.grades import (
     Exam,
+    ExamGrade,
+    GradeRow,
     LockedExam,
+    RankedScore,
     Standing,
     check_students,
     create_exam,
@@ -67,6 +70,8 @@ from pipelines.korean import clean_text
 require_grader = require_roles(Role.owner, Role.admin, Role.teacher)
 
 MAX_BULK_ITEMS = 1000
+
+T = TypeVar("T")
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -162,15 +167,7 @@ class ExamStats(msgspec.Struct):
     distribution: list[ScoreBin]
 
 
-class GradeEntry(msgspec.Struct):
-    exam_id: uuid.UUID
-    exam_title: str
-    date: dt.date | None
-    lecture_id: uuid.UUID
-    lecture_title: str
-    score: float
-    max_score: float
-    rank: int
+class GradeEntry(ExamGrade):
     percentile: float
     count: int  # scores in that exam
 
@@ -307,6 +304,14 @@ def _bulk_body_problem(
     return handle_http(request, exc)
 
 
+def _with_percentile(type_: type[T], row: RankedScore | GradeRow, scores: int) -> T:
+    """``row`` as ``type_`` (its fields by name), the number of scores below it given as
+    its percentile among the exam's ``scores``."""
+    return msgspec.convert(
+        {**msgspec.structs.asdict(row), "percentile": percentile(row.below, scores)}, type_
+    )
+
+
 def _bulk_scores(
     data: list[ScoreItem], standing: dict[uuid.UUID, Standing], max_score: Decimal
 ) -> list[tuple[uuid.UUID, Decimal]]:
@@ -418,17 +423,7 @@ class ExamController(Controller):
     ) -> ExamScores:
         """Best first (ties by name). One statement: the exam and its ranked scores."""
         head, ranked = await exam_scores(tenant_scope, exam_id)
-        items = [
-            ExamScore(
-                student_id=r.student_id,
-                student_name=r.student_name,
-                score=r.score,
-                rank=r.rank,
-                percentile=percentile(r.below, r.n),
-                updated_at=r.updated_at,
-            )
-            for r in ranked
-        ]
+        items = [_with_percentile(ExamScore, r, r.n) for r in ranked]
         return ExamScores(
             exam_id=head.exam_id, max_score=head.max_score, count=len(items), items=items
         )
@@ -558,21 +553,7 @@ class StudentScoreController(Controller):
         whatever its size."""
         limit = check_limit(limit)
         page = await grade_history(tenant_scope, student_id, limit=limit, cursor=cursor)
-        items = [
-            GradeEntry(
-                exam_id=r.exam_id,
-                exam_title=r.exam_title,
-                date=r.date,
-                lecture_id=r.lecture_id,
-                lecture_title=r.lecture_title,
-                score=r.score,
-                max_score=r.max_score,
-                rank=r.rank,
-                percentile=percentile(r.below, r.count),
-                count=r.count,
-            )
-            for r in page.items
-        ]
+        items = [_with_percentile(GradeEntry, r, r.count) for r in page.items]
         return Page(items=items, limit=page.limit, next_cursor=page.next_cursor)
 
 

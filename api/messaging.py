@@ -128,19 +128,18 @@ def _settings_out(stored: StoredSettings) -> MessagingSettings:
     except CredentialsError as exc:
         # Still answer, so an admin can see the problem and store them again.
         masked = {"error": str(exc)}
-    return MessagingSettings(
-        provider=stored.provider,
-        effective_provider=effective,
-        credentials=masked,
-        pf_id=stored.pf_id,
-        opt_out_number=stored.opt_out_number,
-        auto_absence=stored.auto_absence,
-        auto_late=stored.auto_late,
-        auto_score=stored.auto_score,
-        auto_video_reminder=stored.auto_video_reminder,
-        webhook_url=f"{get_settings().site_url}/api/v1/messaging/webhooks/{effective or 'solapi'}"
-        f"?tenant={stored.slug}",
-        webhook_secret=webhook_secret(stored.tenant_id),
+    # The stored settings by name (the academy's id, name and slug are not shown), the
+    # credentials masked, and what the provider's side needs.
+    return msgspec.convert(
+        {
+            **msgspec.structs.asdict(stored),
+            "effective_provider": effective,
+            "credentials": masked,
+            "webhook_url": f"{get_settings().site_url}/api/v1/messaging/webhooks/"
+            f"{effective or 'solapi'}?tenant={stored.slug}",
+            "webhook_secret": webhook_secret(stored.tenant_id),
+        },
+        MessagingSettings,
     )
 
 

@@ -41,7 +41,7 @@ from models.errors import fail_fields
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
-from models.scope import TenantScope
+from models.scope import NotFoundInTenant, TenantScope
 from ops import storage
 from ops.settings import get_settings
 from pipelines.grading import InvalidAnswerKey, normalize_answer_key
@@ -175,8 +175,9 @@ async def _template_errors(
     scope: TenantScope, template_id: uuid.UUID, question_count: int | None
 ) -> list[dict[str, Any]]:
     """Why the template cannot serve the exam: not found, or fewer questions."""
-    found = await omr_models.find_template(scope, template_id)
-    if found is None:
+    try:
+        found = await omr_models.get_template(scope, template_id)
+    except NotFoundInTenant:
         return [{"field": "template_id", "message": "no such template"}]
     if question_count and found.questions < question_count:
         return [

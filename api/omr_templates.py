@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -94,8 +95,12 @@ async def _create(scope: TenantScope, source: str, template: Template) -> Templa
     return await omr_models.insert_template(scope, name=name, source=source, spec=spec)
 
 
-def _printable(found: TemplateOut) -> Template:
-    template = parse_template(found.spec)
+async def _card(
+    scope: TenantScope, template_id: str, render: Callable[[Template], bytes], media_type: str
+) -> Response[bytes]:
+    """The template's card drawn by ``render`` (off the event loop). Only a card with our
+    corner markers can be printed: any other is a 409."""
+    template = parse_template((await omr_models.get_template(scope, template_id)).spec)
     if template.markers is None:
         raise Problem(
             409,
@@ -103,7 +108,7 @@ def _printable(found: TemplateOut) -> Template:
             "another printed form",
             type_="/problems/not-printable",
         )
-    return template
+    return Response(await asyncio.to_thread(render, template), media_type=media_type)
 
 
 class TemplateController(Controller):
@@ -224,9 +229,7 @@ class TemplateController(Controller):
     async def card_png(
         self, template_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> Response[bytes]:
-        template = _printable(await omr_models.get_template(tenant_scope, template_id))
-        data = await asyncio.to_thread(card_png, template)
-        return Response(data, media_type="image/png")
+        return await _card(tenant_scope, template_id, card_png, "image/png")
 
     @get(
         "/{template_id:str}/card.pdf",
@@ -236,6 +239,4 @@ class TemplateController(Controller):
     async def card_pdf(
         self, template_id: FromPath[str], tenant_scope: NamedDependency[TenantScope]
     ) -> Response[bytes]:
-        template = _printable(await omr_models.get_template(tenant_scope, template_id))
-        data = await asyncio.to_thread(card_pdf, template)
-        return Response(data, media_type="application/pdf")
+        return await _card(tenant_scope, template_id, card_pdf, "application/pdf")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -18,11 +18,9 @@ from models.auth import revoke_sessions
 from models.db import transaction
 from models.errors import Problem
 from models.pages import Page, Params, as_text, keyset, keyset_page
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import TenantScope
 from models.tables import Role
 from models.tables import User as UserTable
-
-T = TypeVar("T")
 
 # The response Structs below carry no docstring: it would become their OpenAPI description.
 
@@ -111,8 +109,9 @@ async def touch_last_login(user_id: uuid.UUID) -> None:
 
 
 async def me(scope: TenantScope, user_id: uuid.UUID) -> Me:
-    found = await scope.row(
+    return await scope.one(
         Me,
+        UserTable,
         """
         SELECT u.id, u.email, u.name, u.role, u.student_id,
                json_build_object('id', t.id, 'slug', t.slug, 'name', t.name) AS tenant
@@ -121,9 +120,6 @@ async def me(scope: TenantScope, user_id: uuid.UUID) -> Me:
         """,
         user_id,
     )
-    if found is None:
-        raise NotFoundInTenant(UserTable, user_id)
-    return found
 
 
 # --- accounts of an academy -------------------------------------------------------------
@@ -152,14 +148,12 @@ async def list_accounts(
 
 
 async def get_account(scope: TenantScope, user_id: Any) -> Account:
-    found = await scope.row(
+    return await scope.one(
         Account,
+        UserTable,
         f"SELECT {ACCOUNT_COLUMNS} FROM app_user WHERE tenant = $1 AND id = $2",
-        parse_id(UserTable, user_id),
+        user_id,
     )
-    if found is None:
-        raise NotFoundInTenant(UserTable, user_id)
-    return found
 
 
 async def email_taken(scope: TenantScope, email: str) -> bool:
@@ -192,36 +186,13 @@ async def create_account(
     student_id: uuid.UUID | None = None,
     guardian_id: uuid.UUID | None = None,
 ) -> Account:
-    return await _insert_user(
-        scope,
-        Account,
-        email=email,
-        name=name,
-        role=role,
-        password_hash=password_hash,
-        student_id=student_id,
-        guardian_id=guardian_id,
-    )
-
-
-async def _insert_user(
-    scope: TenantScope,
-    type_: type[T],
-    *,
-    email: str,
-    name: str,
-    role: Role,
-    password_hash: str,
-    student_id: uuid.UUID | None = None,
-    guardian_id: uuid.UUID | None = None,
-) -> T:
     found = await scope.row(
-        type_,
-        """
+        Account,
+        f"""
         INSERT INTO app_user (id, tenant, email, name, role, password_hash, student_id,
                               guardian_id, is_active, created_at)
         VALUES ($2, $1, $3, $4, $5, $6, $7, $8, true, now())
-        RETURNING *
+        RETURNING {ACCOUNT_COLUMNS}
         """,
         uuid.uuid4(),
         email,
@@ -308,15 +279,14 @@ async def create_tenant(
             name,
         )
         assert tenant is not None  # INSERT ... RETURNING returns its row
-        owner = await _insert_user(
+        owner = await create_account(
             TenantScope(tenant.id),
-            Owner,
             email=owner_email,
             name="Owner",
             role=Role.owner,
             password_hash=password_hash,
         )
-    return tenant, owner
+    return tenant, Owner(id=owner.id, email=owner.email, password_hash=password_hash)
 
 
 async def ensure_tenant(slug: str, name: str) -> uuid.UUID:

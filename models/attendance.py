@@ -33,16 +33,21 @@ class SessionRef(msgspec.Struct, frozen=True):
     date: dt.date
 
 
-class StoredCheck(msgspec.Struct):
-    """An ``attendance`` row."""
-
-    id: uuid.UUID
+# A student's check in a session, as the API shows it (no docstring: it would become the
+# OpenAPI description).
+class Attendance(msgspec.Struct):
     session_id: uuid.UUID
     student_id: uuid.UUID
     status: str
     note: str
     checked_at: dt.datetime
     checked_by: uuid.UUID | None
+
+
+class StoredCheck(Attendance):
+    """An ``attendance`` row."""
+
+    id: uuid.UUID
 
 
 CHECK_COLUMNS = (
@@ -72,27 +77,26 @@ class SheetRow(msgspec.Struct):
     check: Check | None  # None: not checked yet
 
 
-class Sheet(msgspec.Struct):
+class SheetHead(msgspec.Struct):
+    """The session a sheet is of, with its lecture."""
+
     session_id: uuid.UUID
     lecture_id: uuid.UUID
     lecture_title: str
     seq: int
     date: dt.date
     topic: str
+
+
+class Sheet(SheetHead):
     counts: Counts
     items: list[SheetRow]
 
 
-class _SheetLine(msgspec.Struct):
+class _SheetLine(SheetHead):
     """A row of ``SHEET_SQL``: the session, and one enrollee with their check (all None on
     the one row of a session without enrollees; the check's fields None if unchecked)."""
 
-    session_id: uuid.UUID
-    lecture_id: uuid.UUID
-    lecture_title: str
-    seq: int
-    date: dt.date
-    topic: str
     student_id: uuid.UUID | None
     name: str | None
     status: str | None
@@ -110,15 +114,13 @@ class _SheetLine(msgspec.Struct):
 
 async def load_session(scope: TenantScope, session_id: Any) -> SessionRef:
     """The session, or a 404 when it is not one of this academy's."""
-    found = await scope.row(
+    return await scope.one(
         SessionRef,
+        LectureSession,
         "SELECT ls.id, ls.lecture AS lecture_id, ls.date FROM lecture_session ls "
         "WHERE ls.tenant = $1 AND ls.id = $2",
-        parse_id(LectureSession, session_id),
+        session_id,
     )
-    if found is None:
-        raise NotFoundInTenant(LectureSession, session_id)
-    return found
 
 
 async def lock_enrolled(
@@ -229,12 +231,7 @@ async def load_sheet(scope: TenantScope, session_id: Any) -> Sheet:
     tally = collections.Counter(i.check.status if i.check else "unchecked" for i in items)
     head = lines[0]
     return Sheet(
-        session_id=head.session_id,
-        lecture_id=head.lecture_id,
-        lecture_title=head.lecture_title,
-        seq=head.seq,
-        date=head.date,
-        topic=head.topic,
+        **{field: getattr(head, field) for field in SheetHead.__struct_fields__},
         counts=Counts(**{f: tally[f] for f in Counts.__struct_fields__}),
         items=items,
     )
@@ -329,15 +326,13 @@ async def lecture_tallies(
 ) -> tuple[LectureHead, list[SessionTally]]:
     """The lecture with its number of active enrollments, and the per-session counts over
     those students (one GROUP BY query), by date. A 404 when the lecture is not here."""
-    key = parse_id(Lecture, lecture_id)
-    head = await scope.row(
+    head = await scope.one(
         LectureHead,
+        Lecture,
         f"SELECT l.id AS lecture_id, l.title, {active_count()} AS enrolled "
         "FROM lecture l WHERE l.tenant = $1 AND l.id = $2",
-        key,
+        lecture_id,
     )
-    if head is None:
-        raise NotFoundInTenant(Lecture, lecture_id)
     sessions = await scope.rows(
         SessionTally,
         f"""
@@ -355,7 +350,7 @@ async def lecture_tallies(
         GROUP BY ls.id
         ORDER BY ls.date, ls.seq, ls.id
         """,
-        key,
+        head.lecture_id,
         date_from,
         date_to,
     )

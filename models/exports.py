@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from models.enrollments import ACTIVE
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import TenantScope
 from models.tables import Exam as ExamTable
 from models.tables import Lecture as LectureTable
 
@@ -72,28 +72,14 @@ class Titled(msgspec.Struct):
     title: str
 
 
-async def lecture_titled(scope: TenantScope, lecture_id: Any) -> Titled:
-    """One of this academy's lectures, or ``NotFoundInTenant``."""
-    found = await scope.row(
+async def titled(scope: TenantScope, table: type[LectureTable | ExamTable], row_id: Any) -> Titled:
+    """One of this academy's lectures or exams (``table``), or ``NotFoundInTenant``."""
+    return await scope.one(
         Titled,
-        "SELECT id, title FROM lecture WHERE tenant = $1 AND id = $2",
-        parse_id(LectureTable, lecture_id),
+        table,
+        f"SELECT id, title FROM {table._meta.tablename} WHERE tenant = $1 AND id = $2",
+        row_id,
     )
-    if found is None:
-        raise NotFoundInTenant(LectureTable, lecture_id)
-    return found
-
-
-async def exam_titled(scope: TenantScope, exam_id: Any) -> Titled:
-    """One of this academy's exams, or ``NotFoundInTenant``."""
-    found = await scope.row(
-        Titled,
-        "SELECT id, title FROM exam WHERE tenant = $1 AND id = $2",
-        parse_id(ExamTable, exam_id),
-    )
-    if found is None:
-        raise NotFoundInTenant(ExamTable, exam_id)
-    return found
 
 
 async def student_lines(scope: TenantScope) -> list[StudentLine]:

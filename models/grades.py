@@ -47,8 +47,9 @@ class LockedExam(msgspec.Struct):
 
 async def lock_exam(scope: TenantScope, exam_id: Any) -> LockedExam:
     """Lock the exam for the rest of the caller's transaction; a 404 when it is not here."""
-    found = await scope.row(
+    return await scope.one(
         LockedExam,
+        ExamTable,
         """
         SELECT e.id, e.lecture, e.max_score, e.question_count, e.answer_key, e.marking,
                (SELECT max(s.score) FROM score s WHERE s.tenant = $1 AND s.exam = e.id)
@@ -58,11 +59,8 @@ async def lock_exam(scope: TenantScope, exam_id: Any) -> LockedExam:
         FROM exam e WHERE e.tenant = $1 AND e.id = $2
         FOR NO KEY UPDATE OF e
         """,
-        parse_id(ExamTable, exam_id),
+        exam_id,
     )
-    if found is None:
-        raise NotFoundInTenant(ExamTable, exam_id)
-    return found
 
 
 async def write_scores(
@@ -189,14 +187,12 @@ def by_date(*, descending: bool = False, id_field: str = "id") -> Keyset:
 
 async def load_exam(scope: TenantScope, exam_id: Any) -> Exam:
     """The exam, or a 404 when it is not one of this academy's."""
-    found = await scope.row(
+    return await scope.one(
         Exam,
+        ExamTable,
         f"SELECT {EXAM_COLUMNS} FROM {EXAM_FROM} WHERE e.tenant = $1 AND e.id = $2",
-        parse_id(ExamTable, exam_id),
+        exam_id,
     )
-    if found is None:
-        raise NotFoundInTenant(ExamTable, exam_id)
-    return found
 
 
 async def list_exams(
@@ -378,8 +374,9 @@ class ScoreValues(msgspec.Struct):
 
 async def score_values(scope: TenantScope, exam_id: Any) -> ScoreValues:
     """The exam's scores, for its statistics (one statement); a 404 when it is not here."""
-    found = await scope.row(
+    return await scope.one(
         ScoreValues,
+        ExamTable,
         """
         SELECT e.id AS exam_id, e.max_score,
                COALESCE((SELECT array_agg(s.score ORDER BY s.score) FROM score s
@@ -388,16 +385,13 @@ async def score_values(scope: TenantScope, exam_id: Any) -> ScoreValues:
                           WHERE s.tenant = $1 AND s.exam = e.id), '{}') AS scores
         FROM exam e WHERE e.tenant = $1 AND e.id = $2
         """,
-        parse_id(ExamTable, exam_id),
+        exam_id,
     )
-    if found is None:
-        raise NotFoundInTenant(ExamTable, exam_id)
-    return found
 
 
-class GradeRow(msgspec.Struct):
-    """A student's score in one exam, with their standing there (see ``RankedScore``);
-    ``count`` is the exam's number of scores."""
+class ExamGrade(msgspec.Struct):
+    """A student's score in one exam and their rank there: what a row of the grade
+    history and the API's entry for it share."""
 
     exam_id: uuid.UUID
     exam_title: str
@@ -407,6 +401,12 @@ class GradeRow(msgspec.Struct):
     score: float
     max_score: float
     rank: int
+
+
+class GradeRow(ExamGrade):
+    """A grade with its standing in the exam (see ``RankedScore``); ``count`` is the
+    exam's number of scores."""
+
     below: int
     count: int
 

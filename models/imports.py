@@ -18,7 +18,7 @@ import msgspec
 
 from models import db
 from models.enrollments import ACTIVE, active_count
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import TenantScope
 from models.tables import ExcelImport
 from models.tables import Job as JobTable
 
@@ -91,19 +91,17 @@ class LectureState(msgspec.Struct):
 
 async def excel_job_status(scope: TenantScope, job_id: Any) -> ExcelJobStatus:
     """An Excel import or export job of this academy; any other job is not found."""
-    found = await scope.row(
+    return await scope.one(
         ExcelJobStatus,
+        JobTable,
         """
         SELECT id AS job_id, kind, status, progress, stage, result, error, created_at,
                finished_at
         FROM job WHERE tenant = $1 AND id = $2 AND kind = ANY($3::text[])
         """,
-        parse_id(JobTable, job_id),
+        job_id,
         [IMPORT_KIND, EXPORT_KIND],
     )
-    if found is None:
-        raise NotFoundInTenant(JobTable, job_id)
-    return found
 
 
 async def target_lecture_errors(

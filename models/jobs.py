@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from models import db
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import TenantScope
 from models.tables import Job as JobTable
 
 
@@ -81,12 +81,7 @@ def utcnow() -> dt.datetime:
 
 
 async def get_job(scope: TenantScope, job_id: Any) -> Job:
-    found = await scope.row(
-        Job, "SELECT * FROM job WHERE tenant = $1 AND id = $2", parse_id(JobTable, job_id)
-    )
-    if found is None:
-        raise NotFoundInTenant(JobTable, job_id)
-    return found
+    return await scope.one(Job, JobTable, "SELECT * FROM job WHERE tenant = $1 AND id = $2", job_id)
 
 
 async def insert_job(

@@ -82,14 +82,12 @@ async def lecture_exists(scope: TenantScope, lecture_id: Any) -> uuid.UUID:
 
 async def get_lecture(scope: TenantScope, lecture_id: Any) -> Lecture:
     """One lecture with its counts and teacher's name; a 404 when it is not here."""
-    found = await scope.row(
+    return await scope.one(
         Lecture,
+        LectureTable,
         f"{LECTURE_SELECT} WHERE l.tenant = $1 AND l.id = $2",
-        parse_id(LectureTable, lecture_id),
+        lecture_id,
     )
-    if found is None:
-        raise NotFoundInTenant(LectureTable, lecture_id)
-    return found
 
 
 async def list_lectures(

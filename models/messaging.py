@@ -23,7 +23,7 @@ from models.db import as_struct, connection, transaction
 from models.pages import Page, Params, keyset, keyset_page
 from models.pages import as_datetime as cursor_datetime
 from models.pages import as_uuid as cursor_uuid
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import TenantScope
 from models.tables import Message as MessageTable
 from ops.settings import get_settings
 from pipelines.messaging.providers import DeliveryState, Report
@@ -527,11 +527,9 @@ async def list_messages(
 
 
 async def get_message(scope: TenantScope, message_id: Any) -> Message:
-    found = await scope.row(
+    return await scope.one(
         Message,
+        MessageTable,
         f"{MESSAGE_SELECT} WHERE tenant = $1 AND id = $2",
-        parse_id(MessageTable, message_id),
+        message_id,
     )
-    if found is None:
-        raise NotFoundInTenant(MessageTable, message_id)
-    return found

@@ -165,24 +165,17 @@ async def add_sender(scope: TenantScope, phone: str, label: str, is_default: boo
 
 
 async def delete_sender(scope: TenantScope, sender_id: Any) -> None:
-    key = parse_id(SenderNumber, sender_id)
-    if (
-        await scope.value(
-            "DELETE FROM sender_number WHERE tenant = $1 AND id = $2 RETURNING id", key
-        )
-        is None
-    ):
-        raise NotFoundInTenant(SenderNumber, sender_id)
+    await _delete(scope, SenderNumber, sender_id)
 
 
 async def sender_phone(scope: TenantScope, sender_id: Any) -> str:
-    phone: str | None = await scope.value(
-        "SELECT phone FROM sender_number WHERE tenant = $1 AND id = $2",
-        parse_id(SenderNumber, sender_id),
+    sender = await scope.one(
+        Sender,
+        SenderNumber,
+        f"SELECT {SENDER_COLUMNS} FROM sender_number WHERE tenant = $1 AND id = $2",
+        sender_id,
     )
-    if phone is None:
-        raise NotFoundInTenant(SenderNumber, sender_id)
-    return phone
+    return sender.phone
 
 
 async def default_sender(tenant_id: Any) -> str | None:
@@ -319,11 +312,23 @@ async def replace_template(
 
 
 async def delete_template(scope: TenantScope, template_id: Any) -> None:
-    key = parse_id(MessageTemplate, template_id)
-    if (
-        await scope.value(
-            "DELETE FROM message_template WHERE tenant = $1 AND id = $2 RETURNING id", key
-        )
-        is None
-    ):
-        raise NotFoundInTenant(MessageTemplate, template_id)
+    await _delete(scope, MessageTemplate, template_id)
+
+
+# --- both ----------------------------------------------------------------------------------
+
+
+class _Deleted(msgspec.Struct):
+    id: uuid.UUID
+
+
+async def _delete(
+    scope: TenantScope, table: type[SenderNumber | MessageTemplate], row_id: Any
+) -> None:
+    """Delete the academy's sender number or template ``row_id``; any other id is a 404."""
+    await scope.one(
+        _Deleted,
+        table,
+        f"DELETE FROM {table._meta.tablename} WHERE tenant = $1 AND id = $2 RETURNING id",
+        row_id,
+    )

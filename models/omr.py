@@ -73,19 +73,13 @@ async def list_templates(
     )
 
 
-async def find_template(scope: TenantScope, template_id: uuid.UUID) -> TemplateOut | None:
-    return await scope.row(
+async def get_template(scope: TenantScope, template_id: Any) -> TemplateOut:
+    return await scope.one(
         TemplateOut,
+        OmrTemplate,
         f"SELECT {TEMPLATE_COLUMNS} FROM omr_template WHERE tenant = $1 AND id = $2",
         template_id,
     )
-
-
-async def get_template(scope: TenantScope, template_id: Any) -> TemplateOut:
-    found = await find_template(scope, parse_id(OmrTemplate, template_id))
-    if found is None:
-        raise NotFoundInTenant(OmrTemplate, template_id)
-    return found
 
 
 async def insert_template(
@@ -119,17 +113,15 @@ async def update_template(
     )
     if clash:
         raise _name_taken(name)
-    updated = await scope.row(
+    return await scope.one(
         TemplateOut,
+        OmrTemplate,
         "UPDATE omr_template SET name = $3, spec = $4::jsonb, updated_at = now() "
         f"WHERE tenant = $1 AND id = $2 RETURNING {TEMPLATE_COLUMNS}",
         template_id,
         name,
         spec,
     )
-    if updated is None:
-        raise NotFoundInTenant(OmrTemplate, template_id)
-    return updated
 
 
 async def delete_template(scope: TenantScope, template_id: Any) -> None:
@@ -154,15 +146,13 @@ class ExamOmr(msgspec.Struct):
 
 
 async def get_exam_omr(scope: TenantScope, exam_id: Any) -> ExamOmr:
-    found = await scope.row(
+    return await scope.one(
         ExamOmr,
+        ExamTable,
         "SELECT id AS exam_id, omr_template AS template_id, question_count, answer_key, "
         "marking FROM exam WHERE tenant = $1 AND id = $2",
-        parse_id(ExamTable, exam_id),
+        exam_id,
     )
-    if found is None:
-        raise NotFoundInTenant(ExamTable, exam_id)
-    return found
 
 
 async def template_of_exam(scope: TenantScope, exam: ExamOmr) -> TemplateOut:
@@ -292,14 +282,12 @@ async def create_batch(
 
 
 async def get_batch(scope: TenantScope, batch_id: Any) -> BatchOut:
-    found = await scope.row(
+    return await scope.one(
         BatchOut,
+        OmrBatch,
         f"{BATCH_SELECT} WHERE b.tenant = $1 AND b.id = $2 {BATCH_GROUP}",
-        parse_id(OmrBatch, batch_id),
+        batch_id,
     )
-    if found is None:
-        raise NotFoundInTenant(OmrBatch, batch_id)
-    return found
 
 
 async def list_batches(

@@ -124,19 +124,17 @@ class BatchExam(msgspec.Struct):
 
 async def exam_for_batch(scope: TenantScope, batch_id: Any) -> BatchExam:
     """The batch's exam; a batch of no one here is a 404."""
-    found = await scope.row(
+    return await scope.one(
         BatchExam,
+        OmrBatch,
         """
         SELECT b.id AS batch_id, e.id, e.lecture, e.max_score, e.question_count,
                e.answer_key, e.marking
         FROM omr_batch b JOIN exam e ON e.id = b.exam AND e.tenant = b.tenant
         WHERE b.tenant = $1 AND b.id = $2
         """,
-        parse_id(OmrBatch, batch_id),
+        batch_id,
     )
-    if found is None:
-        raise NotFoundInTenant(OmrBatch, batch_id)
-    return found
 
 
 async def match_student(
@@ -256,14 +254,12 @@ OLDEST_FIRST = keyset(("p.created_at", as_datetime), ("p.id", as_uuid))
 
 async def get_page(scope: TenantScope, page_id: Any) -> PageOut:
     """One page, with what was read."""
-    found = await scope.row(
+    return await scope.one(
         PageOut,
+        OmrPage,
         f"{_page_select(with_reading=True)} WHERE p.tenant = $1 AND p.id = $2",
-        parse_id(OmrPage, page_id),
+        page_id,
     )
-    if found is None:
-        raise NotFoundInTenant(OmrPage, page_id)
-    return found
 
 
 async def list_pages(
@@ -324,13 +320,9 @@ LOCKED_PAGE = "SELECT id, batch, status, error, answers, student, score FROM omr
 async def lock_read_page(scope: TenantScope, page_id: Any) -> LockedPage:
     """Lock the page for the rest of the caller's transaction; a 404 when it is not here,
     a 409 when it was not read (only a read page can be reviewed)."""
-    found = await scope.row(
-        LockedPage,
-        f"{LOCKED_PAGE} WHERE tenant = $1 AND id = $2 FOR UPDATE",
-        parse_id(OmrPage, page_id),
+    found = await scope.one(
+        LockedPage, OmrPage, f"{LOCKED_PAGE} WHERE tenant = $1 AND id = $2 FOR UPDATE", page_id
     )
-    if found is None:
-        raise NotFoundInTenant(OmrPage, page_id)
     if found.status != "DONE":
         raise Problem(
             409,

@@ -49,15 +49,13 @@ BY_SEQ = keyset(("ls.seq", as_int))
 
 async def get_session(scope: TenantScope, session_id: Any, *, lock: bool = False) -> Session:
     """One session; ``lock``: locked for the rest of the caller's transaction."""
-    found = await scope.row(
+    return await scope.one(
         Session,
+        SessionTable,
         f"SELECT {SESSION_COLUMNS} FROM lecture_session ls WHERE ls.tenant = $1 AND ls.id = $2"
         + (" FOR UPDATE" if lock else ""),
-        parse_id(SessionTable, session_id),
+        session_id,
     )
-    if found is None:
-        raise NotFoundInTenant(SessionTable, session_id)
-    return found
 
 
 async def list_sessions(

@@ -19,7 +19,7 @@ from models.db import transaction
 from models.enrollments import ACTIVE, lock_lectures
 from models.errors import Problem
 from models.pages import Keyset, Params, as_datetime, as_text, as_uuid, keyset
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import TenantScope
 from models.tables import Student as StudentTable
 
 PURGE_AFTER_DAYS = 30
@@ -49,22 +49,11 @@ class Student(msgspec.Struct):
     deleted_at: dt.datetime | None
 
 
-class ListedStudent(msgspec.Struct):
+class ListedStudent(Student):
     """``Student`` as the list encodes it: the guardians' JSON goes out as stored."""
 
-    id: uuid.UUID
-    name: str
-    phone: str | None
-    school: str
-    grade: str
-    birth_date: dt.date | None
-    memo: str
-    status: str
-    guardians: msgspec.Raw
-    enrollment_count: int
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    deleted_at: dt.datetime | None
+    # msgspec keeps an overridden field in its place (the list builds rows positionally).
+    guardians: msgspec.Raw  # type: ignore[assignment]
 
 
 class RawPage(msgspec.Struct):
@@ -121,18 +110,15 @@ async def get_student(
 ) -> Student:
     """One student with guardians; ``deleted``: only a live one (False), only a
     soft-deleted one (True), either (None). Otherwise a 404."""
-    key = parse_id(StudentTable, student_id)
     where = {False: "AND s.deleted_at IS NULL", True: "AND s.deleted_at IS NOT NULL", None: ""}[
         deleted
     ]
-    found = await scope.row(
+    return await scope.one(
         Student,
+        StudentTable,
         f"SELECT {STUDENT_COLUMNS} FROM student s WHERE s.tenant = $1 AND s.id = $2 {where}",
-        key,
+        student_id,
     )
-    if found is None:
-        raise NotFoundInTenant(StudentTable, student_id)
-    return found
 
 
 def _listed(record: asyncpg.Record) -> ListedStudent:

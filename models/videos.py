@@ -22,7 +22,7 @@ from models.enrollments import ACTIVE
 from models.errors import field_error
 from models.lectures import lecture_exists
 from models.pages import Page, Params, as_datetime, as_uuid, keyset, keyset_page
-from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.scope import NotFoundInTenant, TenantScope
 from models.tables import Video as VideoTable
 
 R = TypeVar("R")
@@ -126,11 +126,9 @@ async def find_video(
     scope: TenantScope, type_: type[R], video_id: Any, select: str = "SELECT * FROM video v"
 ) -> R:
     """One video of this academy as ``type_``, or the usual 404."""
-    key = parse_id(VideoTable, video_id)
-    found = await scope.row(type_, f"{select} WHERE v.tenant = $1 AND v.id = $2", key)
-    if found is None:
-        raise NotFoundInTenant(VideoTable, video_id)
-    return found
+    return await scope.one(
+        type_, VideoTable, f"{select} WHERE v.tenant = $1 AND v.id = $2", video_id
+    )
 
 
 async def get_video(scope: TenantScope, video_id: Any) -> Video:
