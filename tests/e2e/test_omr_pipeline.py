@@ -22,10 +22,10 @@ from tests.sqs_helpers import purge
 pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]
 
 
-async def test_pdf_upload_to_scores_and_annotated_sheets(tenant: Any, start_worker: Any) -> None:
-    queue = get_settings().queue_for("ai-basic")
-    purge(queue, f"{queue}-dlq")
-    h = await tenant.headers()
+async def _exam_with_its_card(
+    tenant: Any, h: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, list[str]], dict[str, Any]]:
+    """Four enrolled students and a 20-question exam with a key and a built-in card."""
     c = tenant.client
     lecture = await create_lecture(tenant)
     students = [await enrolled_student(tenant, lecture) for _ in range(4)]
@@ -39,7 +39,14 @@ async def test_pdf_upload_to_scores_and_annotated_sheets(tenant: Any, start_work
         f"/api/v1/exams/{exam['id']}/omr", json={"template_id": r.json()["id"]}, headers=h
     )
     assert r.status_code == 200, r.text
+    return students, key, exam
 
+
+def _scanned_stack(
+    key: dict[str, list[str]], students: list[dict[str, Any]]
+) -> tuple[bytes, bytes, dict[str, float]]:
+    """A PDF of the students' filled cards (student i gets i questions wrong), a corrupt
+    scan, and the score each student should get."""
     template = korean_card(questions=20)
     rng = random.Random(2026)
     expected: dict[str, float] = {}
@@ -58,6 +65,36 @@ async def test_pdf_upload_to_scores_and_annotated_sheets(tenant: Any, start_work
         expected[student["id"]] = 100 - 5 * wrong
     pdf = card_pdf(template, render_pages(template, sheets))
     corrupt = b"\xff\xd8\xff\xe0" + bytes(rng.randrange(256) for _ in range(3000))
+    return pdf, corrupt, expected
+
+
+async def _check_pages_in_storage(exam: dict[str, Any], accepted: dict[str, Any]) -> None:
+    """The batch's page rows and the scores' source, and each read page's annotated sheet."""
+    async with connection() as conn:
+        rows = await conn.fetch(
+            "SELECT source, status, annotated_key, error FROM omr_page WHERE batch = $1 "
+            "ORDER BY page_no",
+            uuid.UUID(accepted["batch_id"]),
+        )
+        sources = await conn.fetch(
+            "SELECT DISTINCT source FROM score WHERE exam = $1", uuid.UUID(exam["id"])
+        )
+    assert [r["source"] for r in rows][:4] == [f"stack.pdf p.{n}" for n in range(1, 5)]
+    assert [s["source"] for s in sources] == ["omr"]
+    bucket = get_settings().r2_ai_bucket
+    for row in rows[:4]:
+        assert row["status"] == "DONE"
+        assert storage.get_bytes(bucket, row["annotated_key"]).startswith(b"\x89PNG")
+    assert rows[4]["status"] == "FAILED" and "image" in rows[4]["error"]
+
+
+async def test_pdf_upload_to_scores_and_annotated_sheets(tenant: Any, start_worker: Any) -> None:
+    queue = get_settings().queue_for("ai-basic")
+    purge(queue, f"{queue}-dlq")
+    h = await tenant.headers()
+    c = tenant.client
+    students, key, exam = await _exam_with_its_card(tenant, h)
+    pdf, corrupt, expected = _scanned_stack(key, students)
 
     worker = start_worker(["ai-basic"])
     r = await c.post(
@@ -86,21 +123,6 @@ async def test_pdf_upload_to_scores_and_annotated_sheets(tenant: Any, start_work
     scores = (await c.get(f"/api/v1/exams/{exam['id']}/scores", headers=h)).json()
     assert {s["student_id"]: s["score"] for s in scores["items"]} == expected
 
-    async with connection() as conn:
-        rows = await conn.fetch(
-            "SELECT source, status, annotated_key, error FROM omr_page WHERE batch = $1 "
-            "ORDER BY page_no",
-            uuid.UUID(accepted["batch_id"]),
-        )
-        sources = await conn.fetch(
-            "SELECT DISTINCT source FROM score WHERE exam = $1", uuid.UUID(exam["id"])
-        )
-    assert [r["source"] for r in rows][:4] == [f"stack.pdf p.{n}" for n in range(1, 5)]
-    assert [s["source"] for s in sources] == ["omr"]
-    bucket = get_settings().r2_ai_bucket
-    for row in rows[:4]:
-        assert row["status"] == "DONE"
-        assert storage.get_bytes(bucket, row["annotated_key"]).startswith(b"\x89PNG")
-    assert rows[4]["status"] == "FAILED" and "image" in rows[4]["error"]
+    await _check_pages_in_storage(exam, accepted)
     out = worker.output()
     assert '"event": "OMR_BATCH_DONE"' in out and '"event": "SQS_JOB_COMPLETED"' in out

@@ -102,6 +102,30 @@ async def create_class(
 # --- through the API under test --------------------------------------------------------
 
 
+REPORT = "/api/v1/attendance/report"
+VALIDATION = "/problems/validation"
+
+# Statuses to give a class's students in turn (``pattern_for``).
+PATTERN = ["present", "present", "late", "absent", "excused", "present"]
+
+
+def pattern_for(students: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return {s: PATTERN[i % len(PATTERN)] for i, s in enumerate(students)}
+
+
+def lecture_report_path(lecture_id: Any) -> str:
+    return f"/api/v1/lectures/{lecture_id}/attendance/report"
+
+
+def errors_of(response: Any) -> dict[str, str]:
+    """The ``{field: message}`` of a 422 validation problem, asserting it is one."""
+    # Imported here: tests.bola loads tests.bola_cases, which import this module.
+    from tests.bola import assert_problem
+
+    assert_problem(response, 422, VALIDATION)
+    return {e["field"]: e["message"] for e in response.json()["errors"]}
+
+
 def sheet_path(session_id: Any) -> str:
     return f"/api/v1/sessions/{session_id}/attendance"
 

@@ -18,6 +18,8 @@ from tests.factories import bulk_students, create_student
 
 _seq = itertools.count(1)
 
+API = "/api/v1"
+
 
 async def create_lecture(tenant: Any, **overrides: Any) -> uuid.UUID:
     from models.scope import TenantScope
@@ -157,3 +159,31 @@ async def bulk_exams(
     if scores:
         await Score.insert(*scores)
     return [uuid.UUID(str(e.id)) for e in exams]
+
+
+# --- reading back through the API under test --------------------------------------------
+
+
+async def score_audit(tenant: Any) -> list[dict[str, Any]]:
+    """The tenant's audit rows of scores, oldest first."""
+    from models.tables import AuditLog
+
+    rows = (
+        await AuditLog.select()
+        .where((AuditLog.tenant == tenant.id) & (AuditLog.entity == "score"))
+        .order_by(AuditLog.id)
+    )
+    return list(rows)
+
+
+def field_errors(response: Any) -> list[str]:
+    """The fields a 422 response names, in its order."""
+    assert response.status_code == 422, response.text
+    return [e["field"] for e in response.json()["errors"]]
+
+
+async def exam_scores(tenant: Any, exam_id: Any, h: dict[str, str]) -> dict[str, Any]:
+    """An exam's score list, asserting it was served."""
+    r = await tenant.client.get(f"{API}/exams/{exam_id}/scores", headers=h)
+    assert r.status_code == 200, r.text
+    return dict(r.json())

@@ -24,6 +24,7 @@ DEFAULT_SCHEDULE = [
 ]
 DEFAULT_START, DEFAULT_END = "2026-03-02", "2026-03-29"
 DEFAULT_SESSION_COUNT = 8
+LECTURES = "/api/v1/lectures"
 
 
 def unique_code(prefix: str = "L") -> str:
@@ -166,3 +167,29 @@ async def record_attendance(tenant_id: Any, session_id: Any, student_id: Any) ->
         .new(Attendance, session=session_id, student=student_id, status="present")
         .save()
     )
+
+
+# --- paths and paging through the API under test ---------------------------------------
+
+
+def sessions_url(lecture: dict[str, Any]) -> str:
+    return f"{LECTURES}/{lecture['id']}/sessions"
+
+
+def enrollments_url(lecture: dict[str, Any]) -> str:
+    return f"{LECTURES}/{lecture['id']}/enrollments"
+
+
+async def all_pages(client: Any, url: str, headers: dict[str, str], **params: Any) -> list[Any]:
+    """Every item of a cursor-paged list, following ``next_cursor`` to the end."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        r = await client.get(
+            url, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers
+        )
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            return items

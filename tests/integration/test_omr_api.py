@@ -145,10 +145,11 @@ async def _run_batch(job_id: str, batch_id: str) -> None:
     await omr_actors._finish(job_id, batch_id)
 
 
-async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
-    tenant: Any, ai_queues: Any
-) -> None:
-    h = await tenant.headers()
+async def _exam_with_its_card(
+    tenant: Any, h: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, list[str]], dict[str, Any]]:
+    """Four enrolled students and a 10-question exam with a key; a scan before the exam has
+    a card is refused, then the card is set."""
     c = tenant.client
     lecture = await create_lecture(tenant)
     students = [await enrolled_student(tenant, lecture) for _ in range(4)]
@@ -165,7 +166,18 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
     assert r.status_code == 409 and r.json()["type"] == "/problems/no-omr-template"
     r = await c.put(f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card["id"]}, headers=h)
     assert r.status_code == 200
+    return students, key, exam
 
+
+async def _upload_scans(
+    c: Any,
+    h: dict[str, str],
+    exam: dict[str, Any],
+    key: dict[str, list[str]],
+    students: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Six files (two good sheets, a stranger's, a text file, a blank page and another
+    card's print) uploaded and read; returns the accepted upload."""
     template = korean_card(questions=10)
     rng = random.Random(42)
     digits = [s["phone"].replace("-", "")[-8:] for s in students]
@@ -201,7 +213,17 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
     accepted = r.json()
     assert accepted["files"] == 6 and accepted["tier"] == "ai-basic"
     await _run_batch(str(accepted["job_id"]), str(accepted["batch_id"]))
+    return accepted
 
+
+async def _check_read_pages(
+    c: Any,
+    h: dict[str, str],
+    exam: dict[str, Any],
+    accepted: dict[str, Any],
+    students: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The batch's pages, scores and annotated sheet; returns the failed text-file page."""
     job = (await c.get(accepted["status_url"], headers=h)).json()
     assert job["status"] == "DONE", job
     assert job["result"]["pages"] == 6 and job["result"]["failed"] == 3
@@ -241,7 +263,12 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
     await omr_actors._read_page_safe(by_source["a.jpg"]["id"])
     again = (await c.get(f"/api/v1/exams/{exam['id']}/scores", headers=h)).json()
     assert again["count"] == 2
+    return failed
 
+
+async def _review_the_stranger(
+    c: Any, h: dict[str, str], exam: dict[str, Any], students: list[dict[str, Any]]
+) -> str:
     # The stranger's sheet waits for a teacher, who assigns it and corrects question 1.
     queue = (await c.get(f"/api/v1/exams/{exam['id']}/omr/review", headers=h)).json()
     pending = {p["source"]: p for p in queue["items"]}
@@ -283,7 +310,12 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
     assert audit["after"]["student_id"] == students[2]["id"]
     queue = (await c.get(f"/api/v1/exams/{exam['id']}/omr/review", headers=h)).json()
     assert page_id not in {p["id"] for p in queue["items"]}
+    return page_id
 
+
+async def _move_to_another_student(
+    c: Any, h: dict[str, str], exam: dict[str, Any], page_id: str, students: list[dict[str, Any]]
+) -> None:
     # Given to the wrong student: moving the sheet takes the score along, audited.
     r = await c.post(
         f"/api/v1/omr/pages/{page_id}/review", json={"student_id": students[3]["id"]}, headers=h
@@ -300,6 +332,15 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
         )
     assert deleted == 1
 
+
+async def _regrade_after_the_key_is_fixed(
+    c: Any,
+    h: dict[str, str],
+    exam: dict[str, Any],
+    key: dict[str, list[str]],
+    accepted: dict[str, Any],
+    students: list[dict[str, Any]],
+) -> None:
     # The key is fixed after the scans were read: the batch is scored again, once.
     fixed = dict(key, **{"2": [key["2"][0], "1"]})
     r = await c.patch(f"/api/v1/exams/{exam['id']}", json={"answer_key": fixed}, headers=h)
@@ -314,6 +355,19 @@ async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
         students[1]["id"]: 90.0,
         students[3]["id"]: 90.0,
     }
+
+
+async def test_scan_batch_scores_fails_bad_pages_and_review_rescores(
+    tenant: Any, ai_queues: Any
+) -> None:
+    h = await tenant.headers()
+    c = tenant.client
+    students, key, exam = await _exam_with_its_card(tenant, h)
+    accepted = await _upload_scans(c, h, exam, key, students)
+    failed = await _check_read_pages(c, h, exam, accepted, students)
+    page_id = await _review_the_stranger(c, h, exam, students)
+    await _move_to_another_student(c, h, exam, page_id, students)
+    await _regrade_after_the_key_is_fixed(c, h, exam, key, accepted, students)
 
     r = await c.post(f"/api/v1/omr/pages/{failed['id']}/review", json={}, headers=h)
     assert r.status_code == 409 and r.json()["type"] == "/problems/page-not-read"
