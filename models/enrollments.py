@@ -53,6 +53,13 @@ ENROLLMENT_COLUMNS = (
 )
 
 
+class _Standing(msgspec.Struct):
+    """A live student, with one of their enrollments in the lectures asked about."""
+
+    student_id: uuid.UUID
+    enrollment: Enrollment | None
+
+
 class Seats(msgspec.Struct):
     """A locked lecture: what enrolment needs to know about it."""
 
@@ -122,20 +129,24 @@ async def enrol_many(
         return []
     lectures = await lock_lectures(scope, [lecture for _, lecture in pairs])
     students = sorted({student for student, _ in pairs})
-    live = set(
-        await scope.values(
-            "SELECT id FROM student WHERE tenant = $1 AND id = ANY($2::uuid[]) "
-            "AND deleted_at IS NULL",
-            students,
-        )
-    )
-    existing = await scope.rows(
-        Enrollment,
-        f"SELECT {ENROLLMENT_COLUMNS} FROM enrollment "
-        "WHERE tenant = $1 AND student = ANY($2::uuid[]) AND lecture = ANY($3::uuid[])",
+    # One statement: which students are live, and their enrollments in these lectures.
+    standing = await scope.rows(
+        _Standing,
+        """
+        SELECT s.id AS student_id,
+               CASE WHEN e.id IS NOT NULL THEN jsonb_build_object(
+                   'id', e.id, 'lecture_id', e.lecture, 'student_id', e.student,
+                   'status', e.status, 'source', e.source, 'enrolled_at', e.enrolled_at,
+                   'dropped_at', e.dropped_at) END AS enrollment
+        FROM student s
+        LEFT JOIN enrollment e ON e.student = s.id AND e.lecture = ANY($3::uuid[])
+        WHERE s.tenant = $1 AND s.id = ANY($2::uuid[]) AND s.deleted_at IS NULL
+        """,
         students,
         sorted(lectures),
     )
+    live = {s.student_id for s in standing}
+    existing = [s.enrollment for s in standing if s.enrollment is not None]
     outcomes = decide(pairs, lectures, live, {(e.student_id, e.lecture_id): e for e in existing})
     todo = {(o.student_id, o.lecture_id): o for o in outcomes if o.result == "created"}
     written = {
