@@ -17,6 +17,7 @@ from dramatiq.middleware import (
 )
 
 from actors import ACTOR_MODULES
+from actors.jobs import bind_actors
 from actors.middleware import DatabasePool, FailJobWhenExhausted, JobEvents, SafeRetries
 from actors.sqs import AcademySQSBroker
 from ops.idle import GracefulShutdown, IdleShutdown
@@ -99,8 +100,6 @@ def setup_broker(broker: dramatiq.Broker | None = None, *, worker: bool = True) 
     Called by the worker entry point (``actors.worker``), by the API at start-up, and by
     tests (with a ``StubBroker``).
     """
-    from actors.jobs import bind_actors
-
     for module in (*ACTOR_MODULES, *get_settings().extra_actor_modules):
         importlib.import_module(module)
     broker = broker or build_broker(worker=worker)

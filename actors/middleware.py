@@ -11,6 +11,8 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, Retries
 
+from models.db import close_pool, start_pool
+from models.jobs import fail_job
 from ops.logging import log_event
 
 log = logging.getLogger("actors")
@@ -124,8 +126,6 @@ class FailJobWhenExhausted(Middleware):
         job_id = (message.kwargs or {}).get("job_id")
         if not job_id:
             return
-        from actors.jobs import fail_job
-
         reason = f"{type(exception).__name__}: {exception}"
         _run_on_worker_loop(fail_job(job_id, reason))
 
@@ -139,16 +139,12 @@ class DatabasePool(Middleware):
     # connects to libpq's default database). AsyncIO's before-hook, earlier in the list,
     # has started the loop already.
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        from models.db import start_pool
-
         _run_on_worker_loop(start_pool(max_size=4))
 
     # After the shutdown, not before: Dramatiq emits before_worker_shutdown ahead of letting
     # running jobs finish, and they still need the database. (The "after" hooks run in
     # reverse order, so this still runs before AsyncIO stops the loop.)
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        from models.db import close_pool
-
         try:
             _run_on_worker_loop(close_pool())
         except Exception:
