@@ -8,15 +8,14 @@ import shutil
 
 import pytest
 
+from tests import chromium
 from tests.playback import check_playback
 
 pytestmark = [pytest.mark.usefixtures("provisioned"), pytest.mark.slow]
 
 
 def test_chromium_plays_and_switches_rungs(tmp_path):
-    browser = check_playback._browser()
-    if browser is None:
-        pytest.skip("needs Chromium: apt-get install chromium")
+    chromium.require()
     if shutil.which("npm") is None and not check_playback.ensure_hlsjs():
         pytest.skip("needs npm to install hls.js")
     assert check_playback.main() == 0
