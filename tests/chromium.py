@@ -7,17 +7,23 @@ No browser is downloaded: without the ``chromium`` package these checks skip (or
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BROWSERS = ("chromium", "chromium-browser")
 MISSING = "needs Chromium: apt-get install chromium (Debian's package; no browser is downloaded)"
-RENDER_TIMEOUT_SECONDS = 120
+CALL_TIMEOUT_SECONDS = 60
+WAIT_SECONDS = 60
 
 
 def find() -> str | None:
@@ -63,24 +69,98 @@ def command(browser: str, user_data_dir: str, *flags: str) -> list[str]:
     ]
 
 
-def render(browser: str, url: str, screenshot: Path, *, settle_ms: int = 10_000) -> str:
-    """Load ``url``, let its scripts run for ``settle_ms`` of the page's virtual time (which
-    also waits for its pending requests), save a screenshot and return the page's DOM."""
-    with profile() as user_data_dir:
-        done = subprocess.run(
-            command(
-                browser,
-                user_data_dir,
-                f"--virtual-time-budget={settle_ms}",
-                "--window-size=1280,2400",
-                f"--screenshot={screenshot}",
-                "--dump-dom",
-                url,
-            ),
-            capture_output=True,
-            text=True,
-            timeout=RENDER_TIMEOUT_SECONDS,
+class Page:
+    """One tab, driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+    Chromium reads requests on its fd 3 and writes answers on its fd 4, as JSON ended by a
+    NUL byte), so no port is opened and no client library is needed."""
+
+    def __init__(self, browser: str, user_data_dir: str) -> None:
+        to_browser, self._requests = os.pipe()
+        self._answers, from_browser = os.pipe()
+        # bash puts the pipe ends on Chromium's fds 3 and 4 (dash takes single-digit fds only).
+        self.process = subprocess.Popen(
+            ["bash", "-c", f'exec "$@" 3<&{to_browser} 4>&{from_browser}', "bash",
+             *command(browser, user_data_dir, "--remote-debugging-pipe",
+                      "--window-size=1280,2400", "about:blank")],
+            pass_fds=(to_browser, from_browser),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer = b""
+        self._last_id = 0
+        self._session: str | None = None
+        tab = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        attached = self.call("Target.attachToTarget", targetId=tab["targetId"], flatten=True)
+        self._session = attached["sessionId"]
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send one command (to the tab once attached) and return its result."""
+        self._last_id += 1
+        request: dict[str, Any] = {"id": self._last_id, "method": method, "params": params}
+        if self._session:
+            request["sessionId"] = self._session
+        os.write(self._requests, json.dumps(request).encode() + b"\0")
+        while True:
+            message = json.loads(self._next_message())
+            if message.get("id") != self._last_id:
+                continue  # an event, or the answer to an earlier command
+            if "error" in message:
+                raise RuntimeError(f"{method}: {message['error']}")
+            return dict(message["result"])
+
+    def _next_message(self) -> bytes:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._answers], [], [], CALL_TIMEOUT_SECONDS)
+            chunk = os.read(self._answers, 1 << 16) if ready else b""
+            if not chunk:
+                raise RuntimeError("chromium stopped answering")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return message
+
+    def goto(self, url: str) -> None:
+        self.call("Page.navigate", url=url)
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (promises are awaited)."""
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
         )
-    if done.returncode != 0 or "<html" not in done.stdout:
-        raise RuntimeError(f"chromium exited {done.returncode}: {done.stderr[-2000:]}")
-    return done.stdout
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = WAIT_SECONDS) -> Any:
+        """The expression's first truthy value; TimeoutError if it has none within ``timeout``
+        (a bound on a hung page, not a speed check)."""
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the page never showed: {expression}")
+            time.sleep(0.25)
+        return value
+
+    def screenshot(self, path: Path) -> None:
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot")["data"]))
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        os.close(self._requests)
+        os.close(self._answers)
+
+
+@contextmanager
+def open_page(browser: str) -> Iterator[Page]:
+    with profile() as user_data_dir:
+        page = Page(browser, user_data_dir)
+        try:
+            yield page
+        finally:
+            page.close()
