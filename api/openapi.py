@@ -95,8 +95,10 @@ def document_bearer_auth(app: Litestar) -> None:
     """Adds the ``BearerAuth`` requirement to every operation whose handler authenticates the
     caller, found from what the handler depends on, the way the request itself finds it.
 
-    Litestar adds security requirements layer by layer and cannot take one away, and the
-    public routes (login, refresh, webhooks) share their routers with private ones.
+    Not declared per router: Litestar adds security requirements layer by layer and cannot
+    take one away, and the public routes (login, refresh, webhooks) share their routers with
+    private ones. The document is built here, at start-up, instead of on the first visit of
+    the docs (about half a second), so a document Litestar cannot build stops the start.
     """
     document = app.openapi_schema
     for handler, path, method in _operations(app):

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BROWSERS = ("chromium", "chromium-browser")
 MISSING = "needs Chromium: apt-get install chromium (Debian's package; no browser is downloaded)"
 CALL_TIMEOUT_SECONDS = 60
@@ -36,8 +38,6 @@ def find() -> str | None:
 
 def require() -> str:
     """The browser, or a skip saying how to get it; under CI a missing browser fails."""
-    import pytest
-
     browser = find()
     if browser is None:
         if os.environ.get("CI"):

@@ -1,6 +1,7 @@
 """A real client: headless Chromium plays our HLS with hls.js through the signing edge
 (``tests/playback/check_playback.py``, also ``just check-playback``). Skipped, saying why,
-on a machine without Debian's ``chromium`` or ``npm``."""
+on a machine without Debian's ``chromium`` (under CI, which installs it, that fails) or
+``npm``."""
 
 from __future__ import annotations
 
