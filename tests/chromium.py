@@ -91,6 +91,9 @@ class Page:
         self._buffer = b""
         self._last_id = 0
         self._session: str | None = None
+
+    def attach(self) -> None:
+        """Send what follows to the browser's one tab."""
         tab = next(t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "page")
         attached = self.call("Target.attachToTarget", targetId=tab["targetId"], flatten=True)
         self._session = attached["sessionId"]
@@ -161,6 +164,7 @@ def open_page(browser: str) -> Iterator[Page]:
     with profile() as user_data_dir:
         page = Page(browser, user_data_dir)
         try:
+            page.attach()
             yield page
         finally:
             page.close()
