@@ -18,11 +18,7 @@ import dramatiq.broker
 from litestar import Litestar, Router
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from swagger_ui_bundle import swagger_ui_path
 
 from actors.broker import setup_broker
 from api import attendance, grades, lectures, me, users
@@ -36,14 +32,13 @@ from api.errors import EXCEPTION_HANDLERS
 from api.health import health
 from api.jobs import JobController
 from api.list_cache import invalidate_after_write, listening
+from api.openapi import document_bearer_auth, openapi_config, static_assets
 from api.students import StudentController
 from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
 from ops.settings import get_settings
 
 log = logging.getLogger("api")
-
-SWAGGER_STATIC = "/schema/static"
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -145,25 +140,6 @@ def _api_router() -> Router:
     )
 
 
-def _openapi() -> OpenAPIConfig:
-    """The OpenAPI document at ``/schema``, its Swagger UI served from local assets."""
-    return OpenAPIConfig(
-        title="academy API",
-        version="1.0.0",
-        description="Backend for private academies (학원). Errors are RFC 9457 problem+json.",
-        path="/schema",
-        render_plugins=[
-            SwaggerRenderPlugin(
-                path="/",
-                js_url=f"{SWAGGER_STATIC}/swagger-ui-bundle.js",
-                css_url=f"{SWAGGER_STATIC}/swagger-ui.css",
-                standalone_preset_js_url=f"{SWAGGER_STATIC}/swagger-ui-standalone-preset.js",
-                favicon=f"<link rel='icon' type='image/png' href='{SWAGGER_STATIC}/favicon-32x32.png'>",
-            )
-        ],
-    )
-
-
 def create_app(*, pool: bool = True) -> Litestar:
     """The application. ``pool=False`` leaves the connection pool to the caller (tests).
     Background rounds (sweeper, messaging pump, purges) are not the API's: they run in the
@@ -176,12 +152,10 @@ def create_app(*, pool: bool = True) -> Litestar:
             health,
             ops_api.metrics,
             _api_router(),
-            create_static_files_router(
-                path=SWAGGER_STATIC, directories=[swagger_ui_path], include_in_schema=False
-            ),
+            static_assets(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=_openapi(),
+        openapi_config=openapi_config(),
         lifespan=[_lifespan(pool)],
         before_send=[_invalidate_after_write],
         # Our JSON logging (configure_logging) stays in charge of every logger.
@@ -191,4 +165,5 @@ def create_app(*, pool: bool = True) -> Litestar:
     # Wrapped around the whole app, not as route middleware: Litestar runs app middleware
     # only for matched routes, and 404/405 answers need their request id too.
     app.asgi_handler = request_id_middleware(app.asgi_handler)
+    document_bearer_auth(app)
     return app

@@ -1,4 +1,4 @@
-"""Provisioning, storage, readiness, the tenant CLI and the offline OpenAPI UI."""
+"""Provisioning, storage, readiness and the tenant CLI."""
 
 from __future__ import annotations
 
@@ -76,15 +76,3 @@ async def test_create_tenant_twice_is_refused(database):
     assert owner.password_hash != password
     with pytest.raises(ValueError, match="already exists"):
         await create_tenant("수학 학원", "other@example.com", slug="math-dup")
-
-
-async def test_openapi_ui_is_served_without_a_cdn(client):
-    page = await client.get("/schema")
-    assert page.status_code == 200
-    assert "https://" not in page.text and "http://" not in page.text
-    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
-        assert f"/schema/static/{asset}" in page.text
-        r = await client.get(f"/schema/static/{asset}")
-        assert r.status_code == 200 and len(r.content) > 10_000
-    spec = (await client.get("/schema/openapi.json")).json()
-    assert "/api/v1/auth/login" in spec["paths"] and "/health" in spec["paths"]

@@ -27,18 +27,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tests import chromium
+
 HERE = Path(__file__).resolve().parent
-BROWSERS = ("chromium", "chromium-browser")
 TIMEOUT_SECONDS = 90
 PLAY_PAST_SECONDS = 8.0  # past the first 6 s segment
-
-
-def _browser() -> str | None:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 def ensure_hlsjs() -> bool:
@@ -101,19 +94,20 @@ def build_video(work: Path) -> tuple[str, str, list[Any]]:
 def play(browser: str, page_url: str) -> tuple[bool, list[dict[str, Any]]]:
     """Open the page; collect its reports until it passes, fails or times out."""
     events: list[dict[str, Any]] = []
-    profile = tempfile.mkdtemp(prefix="academy-chromium-")
-    cmd = [
+    with chromium.profile() as profile:
+        return _play(browser, profile, page_url, events), events
+
+
+def _play(browser: str, profile: str, page_url: str, events: list[dict[str, Any]]) -> bool:
+    cmd = chromium.command(
         browser,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
+        profile,
         "--mute-audio",
         "--autoplay-policy=no-user-gesture-required",
         "--enable-logging=stderr",
         "--v=0",
-        f"--user-data-dir={profile}",
         page_url,
-    ]
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     done = threading.Event()
     verdict = {"ok": False}
@@ -150,18 +144,13 @@ def play(browser: str, page_url: str) -> tuple[bool, list[dict[str, Any]]]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    shutil.rmtree(profile, ignore_errors=True)
-    return verdict["ok"], events
+    return verdict["ok"]
 
 
 def main() -> int:
-    browser = _browser()
+    browser = chromium.find()
     if browser is None:
-        print(
-            "check-playback needs Chromium: apt-get install chromium (Debian's package; "
-            "no browser is downloaded)",
-            file=sys.stderr,
-        )
+        print(f"check-playback {chromium.MISSING}", file=sys.stderr)
         return 2
     if not ensure_hlsjs():
         print("check-playback needs npm to install hls.js (tests/playback/package.json)",

@@ -1,0 +1,76 @@
+"""The OpenAPI document and its docs page: served offline, valid OpenAPI 3.1, and the bearer
+requirement on exactly the operations that authenticate the caller. (That the page renders
+in a browser: ``tests/e2e/test_openapi_ui_browser.py``.)"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+PATH_PARAMETER = re.compile(r"\{[^}]+\}")
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PUBLIC = {
+    ("get", "/health"),
+    ("get", "/metrics"),  # its own METRICS_TOKEN, or private networks only
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/refresh"),
+    ("post", "/api/v1/auth/logout"),  # the refresh token in the body is the credential
+    ("post", "/api/v1/messaging/webhooks/solapi"),  # signed by the provider
+    ("post", "/api/v1/messaging/webhooks/console"),
+}
+
+
+def operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method, path): item[method]
+        for path, item in spec["paths"].items()
+        for method in HTTP_METHODS
+        if method in item
+    }
+
+
+async def test_openapi_ui_is_served_without_a_cdn(client):
+    page = await client.get("/schema")
+    assert page.status_code == 200
+    assert "https://" not in page.text and "http://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        assert f"/schema/static/{asset}" in page.text
+        r = await client.get(f"/schema/static/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000
+    spec = (await client.get("/schema/openapi.json")).json()
+    assert "/api/v1/auth/login" in spec["paths"] and "/health" in spec["paths"]
+
+
+async def test_the_document_is_valid_openapi_3_1(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    assert spec["openapi"].startswith("3.1.")
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in OpenAPIV31SpecValidator(spec).iter_errors()
+    ]
+    assert not errors, "\n".join(errors)
+
+
+async def test_operations_that_need_the_token_say_so(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    scheme = spec["components"]["securitySchemes"]["BearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    ops = operations(spec)
+    public = {key for key, op in ops.items() if not op.get("security")}
+    assert public == PUBLIC
+    assert all(
+        op["security"] == [{"BearerAuth": []}] for key, op in ops.items() if key not in public
+    )
+
+
+async def test_marked_operations_refuse_a_call_without_the_token(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    refused = {}
+    for (method, path), op in operations(spec).items():
+        if op.get("security") and method == "get":
+            url = PATH_PARAMETER.sub(str(uuid.uuid4()), path)
+            refused[path] = (await client.get(url)).status_code
+    assert len(refused) > 40 and set(refused.values()) == {401}, refused
