@@ -10,7 +10,8 @@ worker, so the numbers an operator alerts on come from places that outlive worke
   ``ApproximateAgeOfOldestMessage``; the CloudWatch alarms in ``ops/dashboards`` use that).
 
 Counters come from rows, so they only grow while job rows are kept. One scrape costs one
-GetQueueAttributes call per queue and four aggregate queries.
+GetQueueAttributes call per queue and a few small queries: the job figures are read from
+a summary that the job table's trigger keeps, not from the job rows (``models.ops``).
 
 Part of the ops base (the API serves it), and the one base module that reads the
 database: through ``models.ops``, whose imports end at ``ops.settings``, so no cycle.
