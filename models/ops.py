@@ -167,17 +167,20 @@ FROM job WHERE status = 'PENDING' GROUP BY tier
 STAT_KEY = "actor_name, tier, status, processing_bucket, wait_bucket"
 
 # Deltas appended by the trigger since the last fold, added into the summary; keys whose
-# jobs are all gone are dropped.
+# jobs are all gone are dropped (DROP_EMPTY_SQL, next).
 FOLD_SQL = f"""
-WITH moved AS (DELETE FROM job_stat_delta RETURNING *)
-INSERT INTO job_stat
-SELECT {STAT_KEY}, sum(n), sum(retries), sum(processing_sum), sum(wait_sum)
-FROM moved GROUP BY {STAT_KEY}
-ON CONFLICT ({STAT_KEY}) DO UPDATE SET
-    n = job_stat.n + excluded.n,
-    retries = job_stat.retries + excluded.retries,
-    processing_sum = job_stat.processing_sum + excluded.processing_sum,
-    wait_sum = job_stat.wait_sum + excluded.wait_sum
+WITH moved AS (DELETE FROM job_stat_delta RETURNING *),
+added AS (
+    INSERT INTO job_stat
+    SELECT {STAT_KEY}, sum(n), sum(retries), sum(processing_sum), sum(wait_sum)
+    FROM moved GROUP BY {STAT_KEY}
+    ON CONFLICT ({STAT_KEY}) DO UPDATE SET
+        n = job_stat.n + excluded.n,
+        retries = job_stat.retries + excluded.retries,
+        processing_sum = job_stat.processing_sum + excluded.processing_sum,
+        wait_sum = job_stat.wait_sum + excluded.wait_sum
+)
+SELECT count(*) FROM moved
 """
 DROP_EMPTY_SQL = "DELETE FROM job_stat WHERE n = 0"
 
@@ -245,16 +248,22 @@ async def oldest_pending() -> list[PendingAge]:
     return await db.rows(PendingAge, OLDEST_PENDING_SQL)
 
 
+FOLD_LOCK = "academy.job_stat_fold"
+
+
+async def fold_job_stat_deltas() -> int:
+    """Add the trigger's deltas into ``job_stat``; how many there were. Call it holding
+    ``FOLD_LOCK`` (the scheduler's ``fold`` round does, and ``fold_job_stats``)."""
+    async with db.connection() as conn:
+        folded = int(await conn.fetchval(FOLD_SQL))
+        await conn.execute(DROP_EMPTY_SQL)
+    return folded
+
+
 async def fold_job_stats() -> bool:
-    """Add the trigger's deltas into ``job_stat``. False when another session is folding
+    """``fold_job_stat_deltas`` under ``FOLD_LOCK``. False when another session is folding
     (its fold covers them, and readers count unfolded deltas anyway)."""
-
-    async def fold() -> None:
-        async with db.connection() as conn:
-            await conn.execute(FOLD_SQL)
-            await conn.execute(DROP_EMPTY_SQL)
-
-    ran, _ = await db.run_exclusively("job_stat_fold", fold)
+    ran, _ = await db.run_exclusively(FOLD_LOCK, fold_job_stat_deltas)
     return ran
 
 

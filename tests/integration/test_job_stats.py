@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from models import jobs
+from models import db, jobs
 from models.ops import (
     JobTableStats,
     fold_job_stats,
@@ -21,6 +21,7 @@ from models.ops import (
     job_table_stats_by_scan,
 )
 from models.tables import Job
+from ops.commands.scheduler import ROUNDS, run_once
 from ops.metrics import BUCKETS
 from tests.integration.test_metrics import add_job
 
@@ -136,3 +137,15 @@ async def test_jobs_moved_between_actors_and_tiers_leave_no_figures_behind(tenan
 async def test_bounds_other_than_the_summary_s_are_refused(database):
     with pytest.raises(ValueError, match="job_stat_buckets"):
         await job_table_stats((1.0, 2.0))
+
+
+async def test_the_scheduler_fold_round_moves_every_delta_into_the_summary(tenant):
+    actor = f"stats.fold_{secrets.token_hex(4)}"
+    row = await add_job(tenant.id, actor, "PENDING", attempts=0)
+    await jobs.start_job(str(row.id))
+    await jobs.finish_job(str(row.id))
+
+    [(name, ran, folded)] = await run_once(tuple(r for r in ROUNDS if r.name == "fold"))
+    assert (name, ran) == ("fold", True) and folded >= 5  # insert, and -/+ per change
+    assert await db.value("SELECT count(*) FROM job_stat_delta") == 0
+    await assert_summary_matches_scan()
