@@ -5,7 +5,8 @@ kept as the definition the summary is tested against); the new path reads the su
 trigger on ``job`` keeps (``job_table_stats``). Both run in one process on pooled
 connections, interleaved round by round; then the whole scrape (SQS attributes of every
 queue and DLQ, job figures, rendering) with each, and GET /metrics over HTTP from a real
-API process. Prints figures and ratios; asserts nothing about speed.
+API process; last, what the trigger adds to one job change. Prints figures and ratios;
+asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 
 from models import ops as model_ops
 from models.db import close_pool, connection, start_pool
+from models.jobs import set_progress, start_job
 from ops import metrics
 from tests.benchmarks.server import api_server
 
@@ -102,12 +104,34 @@ async def _whole_scrape(monkeypatch: Any) -> None:
           f"of which the SQS calls alone (local moto server): {statistics.median(sqs):.1f}")  # fmt: skip
 
 
+async def _write_cost() -> None:
+    """What the trigger adds to a job change: the same RUNNING jobs, one UPDATE by id each,
+    alternately a progress report (the trigger does not fire) and a redelivered start (it
+    appends two deltas)."""
+    async with connection() as conn:
+        ids = [str(r["id"]) for r in await conn.fetch(
+            "SELECT id FROM job WHERE status = 'RUNNING' AND kind = 'bench' LIMIT 200")]  # fmt: skip
+    runs: dict[str, list[float]] = {"progress (no trigger)": [], "start (trigger)": []}
+    for _ in range(ROUNDS):
+        for name, change in (("progress (no trigger)", lambda i: set_progress(i, 50, "bench")),
+                             ("start (trigger)", start_job)):  # fmt: skip
+            started = time.perf_counter()
+            for job_id in ids:
+                await change(job_id)
+            runs[name].append((time.perf_counter() - started) * 1e6 / len(ids))
+    print(f"\none job UPDATE by id, µs each ({len(ids)} RUNNING jobs x {ROUNDS} rounds):")
+    for name, values in runs.items():
+        print(f"  {name:22} {' '.join(f'{v:7.0f}' for v in values)}   "
+              f"median {statistics.median(values):.0f}")  # fmt: skip
+
+
 async def test_bench_metrics_scrape(tenant, broker, monkeypatch):
     await start_pool()  # as the API runs: pooled connections
     try:
         await _seed(tenant.id)
         await _job_figures()
         await _whole_scrape(monkeypatch)
+        await _write_cost()
     finally:
         await close_pool()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per scrape otherwise
