@@ -10,7 +10,8 @@ worker, so the numbers an operator alerts on come from places that outlive worke
   ``ApproximateAgeOfOldestMessage``; the CloudWatch alarms in ``ops/dashboards`` use that).
 
 Counters come from rows, so they only grow while job rows are kept. One scrape costs one
-GetQueueAttributes call per queue and four aggregate queries.
+GetQueueAttributes call per queue and a few small queries: the job figures are read from
+a summary that the job table's trigger keeps, not from the job rows (``models.ops``).
 
 Part of the ops base (the API serves it), and the one base module that reads the
 database: through ``models.ops``, whose imports end at ``ops.settings``, so no cycle.
@@ -23,6 +24,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,41 +58,45 @@ def _sqs(settings: Settings) -> Any:
     return _clients["sqs"]
 
 
+def _queue_stat(client: Any, tier: str, kind: str, queue: str) -> QueueStats:
+    try:
+        if queue not in _urls:
+            _urls[queue] = client.get_queue_url(QueueName=queue)["QueueUrl"]
+        attrs = client.get_queue_attributes(
+            QueueUrl=_urls[queue],
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+    except Exception as exc:
+        _urls.pop(queue, None)
+        return QueueStats(tier, queue, kind, 0, 0, 0, False, f"{type(exc).__name__}: {exc}")
+    return QueueStats(
+        tier,
+        queue,
+        kind,
+        int(attrs.get("ApproximateNumberOfMessages", 0)),
+        int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+        True,
+    )
+
+
 def queue_stats(settings: Settings | None = None) -> list[QueueStats]:
-    """Attributes of every tier queue and DLQ (blocking: boto3)."""
+    """Attributes of every tier queue and DLQ (blocking: boto3). The calls go out together
+    (boto3 clients are thread-safe): one after another, ten round trips to SQS would be
+    most of a scrape."""
     s = settings or get_settings()
     client = _sqs(s)
-    out: list[QueueStats] = []
-    for tier, name in s.queues.items():
-        for kind, queue in (("queue", name), ("dlq", f"{name}-dlq")):
-            try:
-                if queue not in _urls:
-                    _urls[queue] = client.get_queue_url(QueueName=queue)["QueueUrl"]
-                attrs = client.get_queue_attributes(
-                    QueueUrl=_urls[queue],
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                        "ApproximateNumberOfMessagesDelayed",
-                    ],
-                )["Attributes"]
-                out.append(
-                    QueueStats(
-                        tier,
-                        queue,
-                        kind,
-                        int(attrs.get("ApproximateNumberOfMessages", 0)),
-                        int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                        int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
-                        True,
-                    )
-                )
-            except Exception as exc:
-                _urls.pop(queue, None)
-                out.append(
-                    QueueStats(tier, queue, kind, 0, 0, 0, False, f"{type(exc).__name__}: {exc}")
-                )
-    return out
+    targets = [
+        (tier, kind, queue)
+        for tier, name in s.queues.items()
+        for kind, queue in (("queue", name), ("dlq", f"{name}-dlq"))
+    ]
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        return list(pool.map(lambda t: _queue_stat(client, *t), targets))
 
 
 @dataclass

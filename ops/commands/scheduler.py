@@ -6,6 +6,9 @@
   the messaging workers (``actors.messaging.pump``).
 * ``purge``: login attempts and refresh tokens that can no longer change an answer are
   deleted (``models.auth.purge_expired``).
+* ``fold``: the job changes the ``job`` trigger appended for ``/metrics`` are added into
+  its summary (``models.ops.fold_job_stat_deltas``). Each scrape does it too; this round
+  keeps them from piling up where nothing scrapes.
 
 Each round runs in a transaction holding an advisory lock named after it, so several
 schedulers (one per API host) can run: one does each round, the others skip it. A failing
@@ -30,6 +33,7 @@ from actors.jobs import sweep_unsent
 from actors.messaging import pump
 from models.auth import purge_expired
 from models.db import close_pool, configure_db, run_exclusively, run_exclusively_forever, start_pool
+from models.ops import FOLD_LOCK, fold_job_stat_deltas
 from ops.logging import configure_logging, log_event
 from ops.settings import Settings, get_settings
 
@@ -54,6 +58,7 @@ ROUNDS = (
     Round("pump", "academy.messaging_pump", lambda s: s.messaging_outbox_poll_seconds, pump),
     # Stale login rows only cost space: the sweeper's pace is more than enough.
     Round("purge", "academy.login_purge", _sweep_interval, purge_expired),
+    Round("fold", FOLD_LOCK, lambda s: 60.0, fold_job_stat_deltas),
 )
 
 

@@ -27,15 +27,16 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def api_server(tenant: Any) -> AsyncIterator[Server]:
-    """Start the API, wait for /health, log in as the tenant's owner; stop it afterwards."""
+async def api_server(tenant: Any, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    """Start the API (with ``env`` added to its environment), wait for /health, log in as
+    the tenant's owner; stop it afterwards."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
          "--no-access-log"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **(env or {})},
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"

@@ -16,13 +16,10 @@ import yaml
 from ops.metrics import parse
 from ops.settings import get_settings
 from tests.conftest import ROOT
+from tests.prometheus import used_metrics
 
 DASHBOARDS = ROOT / "ops" / "dashboards"
 PANEL_TYPES = {"row", "stat", "timeseries"}
-PROMQL_WORDS = {
-    "sum", "by", "rate", "max", "min", "histogram_quantile", "and", "or", "absent", "le",
-    "without", "on", "ignoring", "avg", "count",
-}  # fmt: skip
 
 
 @pytest.fixture
@@ -37,17 +34,6 @@ async def served(client: Any) -> set[str]:
         if kind == "histogram":
             names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
     return names
-
-
-def metric_names(expr: str) -> set[str]:
-    """Identifiers in a PromQL expression that are metric names (not functions, labels,
-    label values, or durations)."""
-    stripped = re.sub(r'"[^"]*"', "", expr)  # label values
-    stripped = re.sub(r"\{[^}]*\}", "", stripped)  # label matchers
-    stripped = re.sub(r"\[[^\]]*\]", "", stripped)  # ranges
-    stripped = re.sub(r"by \([^)]*\)", "", stripped)
-    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", stripped))
-    return {w for w in words if w not in PROMQL_WORDS}
 
 
 def balanced(expr: str) -> bool:
@@ -95,14 +81,7 @@ def test_dashboard_round_trips_and_fits_the_grafana_schema() -> None:
 
 
 async def test_dashboard_and_alerts_use_only_served_metrics(served: set[str]) -> None:
-    dash = load_dashboard()
-    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
-    variable = dash["templating"]["list"][0]["definition"]  # label_values(metric, label)
-    exprs.append(re.fullmatch(r"label_values\((\w+), \w+\)", variable).group(1))  # type: ignore[union-attr]
-    rules = yaml.safe_load((DASHBOARDS / "alerts.yaml").read_text())
-    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
-    used = set().union(*(metric_names(e) for e in exprs))
-    assert used, "no metric names found"
+    used = used_metrics()
     assert used <= served, f"not served by /metrics: {sorted(used - served)}"
 
 

@@ -1,0 +1,147 @@
+"""`just bench metrics`: the cost of a /metrics scrape with 1,000,000 job rows kept.
+
+The anchor is the scan of the job rows the scrape used to run (``job_table_stats_by_scan``,
+kept as the definition the summary is tested against); the new path reads the summary a
+trigger on ``job`` keeps (``job_table_stats``). Both run in one process on pooled
+connections, interleaved round by round; then the whole scrape (SQS attributes of every
+queue and DLQ, job figures, rendering) with each, and GET /metrics over HTTP from a real
+API process; last, what the trigger adds to one job change. Prints figures and ratios;
+asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from models import ops as model_ops
+from models.db import close_pool, connection, start_pool
+from models.jobs import set_progress, start_job
+from ops import metrics
+from tests.benchmarks.server import api_server
+
+JOBS, BATCH, ROUNDS, REPEATS = 1_000_000, 100_000, 5, 3
+
+# One academy's history: 20 actors over the 5 tiers, one job a second for 11.5 days; 2 %
+# failed, 1 in 2,000 still pending and as many running; a seventh took two attempts.
+SEED_SQL = """
+INSERT INTO job (id, tenant, kind, tier, status, progress, stage, attempts, request_id,
+                 input_keys, actor_name, created_at, updated_at, sent_at, started_at,
+                 finished_at)
+SELECT gen_random_uuid(), $1, 'bench',
+       (ARRAY['video', 'ai-lite', 'ai-basic', 'ai-premium', 'messaging'])[1 + i % 5],
+       st, 0, 'bench', CASE WHEN st = 'PENDING' THEN 0 ELSE 1 + (i % 7 = 0)::int END, '',
+       '[]'::jsonb, 'bench.actor_' || (i % 20), c, c, c,
+       CASE WHEN st <> 'PENDING' THEN c + make_interval(secs => i % 30) END,
+       CASE WHEN st IN ('DONE', 'FAILED')
+            THEN c + make_interval(secs => i % 30 + (i::bigint * 7919 % 6000) / 10.0) END
+FROM (SELECT i, now() - make_interval(secs => i) AS c,
+             CASE WHEN i % 2000 = 0 THEN 'PENDING' WHEN i % 2000 = 1 THEN 'RUNNING'
+                  WHEN i % 50 = 2 THEN 'FAILED' ELSE 'DONE' END AS st
+      FROM generate_series($2::int, $3::int) AS i) AS g
+"""
+
+
+async def _seed(tenant_id: Any) -> None:
+    started = time.perf_counter()
+    async with connection() as conn:
+        for first in range(1, JOBS + 1, BATCH):
+            await conn.execute(SEED_SQL, tenant_id, first, first + BATCH - 1)
+        await conn.execute("ANALYZE job")
+        total = await conn.fetchval("SELECT count(*) FROM job")
+    print(f"\nseeded {JOBS:,} job rows in {time.perf_counter() - started:.1f} s "
+          f"(the table holds {total:,})")  # fmt: skip
+    started = time.perf_counter()
+    await model_ops.fold_job_stats()
+    print(f"first fold of the trigger's deltas for them: {time.perf_counter() - started:.2f} s")
+
+
+async def _timed(work: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await work()
+    return (time.perf_counter() - started) * 1000
+
+
+async def _job_figures() -> None:
+    scan: list[float] = []
+    summary: list[float] = []
+    print(f"\njob figures at {JOBS:,} jobs, ms ({ROUNDS} rounds x {REPEATS}, interleaved):")
+    for r in range(ROUNDS):
+        a = [await _timed(lambda: model_ops.job_table_stats_by_scan(metrics.BUCKETS))
+             for _ in range(REPEATS)]  # fmt: skip
+        b = [await _timed(lambda: model_ops.job_table_stats(metrics.BUCKETS))
+             for _ in range(REPEATS)]  # fmt: skip
+        scan += a
+        summary += b
+        print(f"  round {r + 1}: scan (before) {' '.join(f'{x:8.1f}' for x in a)}   "
+              f"summary (after) {' '.join(f'{x:6.2f}' for x in b)}")  # fmt: skip
+    before, after = statistics.median(scan), statistics.median(summary)
+    print(f"  median: before {before:.1f} ms, after {after:.2f} ms, "
+          f"ratio {before / after:,.0f}x; after max {max(summary):.2f} ms")  # fmt: skip
+
+
+async def _whole_scrape(monkeypatch: Any) -> None:
+    runs: dict[str, list[float]] = {"before": [], "after": []}
+    for _ in range(ROUNDS):
+        for name, source in (("before", model_ops.job_table_stats_by_scan),
+                             ("after", model_ops.job_table_stats)):  # fmt: skip
+            monkeypatch.setattr(metrics, "job_table_stats", source)
+            runs[name].append(await _timed(metrics.collect))
+    monkeypatch.undo()
+    sqs = [await _timed(lambda: asyncio.to_thread(metrics.queue_stats))
+           for _ in range(ROUNDS)]  # fmt: skip
+    before, after = statistics.median(runs["before"]), statistics.median(runs["after"])
+    print(f"\nwhole scrape in process (SQS attributes of 10 queues, job figures, text), ms:\n"
+          f"  before {' '.join(f'{x:.1f}' for x in runs['before'])}\n"
+          f"  after  {' '.join(f'{x:.1f}' for x in runs['after'])}\n"
+          f"  median before {before:.1f}, after {after:.1f}, ratio {before / after:.1f}x; "
+          f"of which the SQS calls alone (local moto server): {statistics.median(sqs):.1f}")  # fmt: skip
+
+
+async def _write_cost() -> None:
+    """What the trigger adds to a job change: the same RUNNING jobs, one UPDATE by id each,
+    alternately a progress report (the trigger does not fire) and a redelivered start (it
+    appends two deltas)."""
+    async with connection() as conn:
+        ids = [str(r["id"]) for r in await conn.fetch(
+            "SELECT id FROM job WHERE status = 'RUNNING' AND kind = 'bench' LIMIT 200")]  # fmt: skip
+    runs: dict[str, list[float]] = {"progress (no trigger)": [], "start (trigger)": []}
+    for _ in range(ROUNDS):
+        for name, change in (("progress (no trigger)", lambda i: set_progress(i, 50, "bench")),
+                             ("start (trigger)", start_job)):  # fmt: skip
+            started = time.perf_counter()
+            for job_id in ids:
+                await change(job_id)
+            runs[name].append((time.perf_counter() - started) * 1e6 / len(ids))
+    print(f"\none job UPDATE by id, µs each ({len(ids)} RUNNING jobs x {ROUNDS} rounds):")
+    for name, values in runs.items():
+        print(f"  {name:22} {' '.join(f'{v:7.0f}' for v in values)}   "
+              f"median {statistics.median(values):.0f}")  # fmt: skip
+
+
+async def test_bench_metrics_scrape(tenant, broker, monkeypatch):
+    await start_pool()  # as the API runs: pooled connections
+    try:
+        await _seed(tenant.id)
+        await _job_figures()
+        await _whole_scrape(monkeypatch)
+        await _write_cost()
+    finally:
+        await close_pool()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per scrape otherwise
+    async with api_server(tenant) as server, httpx.AsyncClient(base_url=server.base) as client:
+        times = []
+        for _ in range(20):
+            started = time.perf_counter()
+            r = await client.get("/metrics")
+            r.raise_for_status()
+            times.append((time.perf_counter() - started) * 1000)
+    print(f"\nGET /metrics over HTTP (one uvicorn process, after), 20 scrapes: "
+          f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms; "
+          f"the server's own figure: {metrics.parse(r.text)[('academy_metrics_scrape_seconds', frozenset())] * 1000:.1f} ms")  # fmt: skip
