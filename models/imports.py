@@ -76,6 +76,8 @@ class ExcelJobStatus(msgspec.Struct):
     stage: str
     result: Any
     error: str | None
+    # A failed import's stable code (``empty_file``, ``no_header``...; README, "Excel").
+    error_code: str | None
     created_at: dt.datetime
     finished_at: dt.datetime | None
 
@@ -95,8 +97,9 @@ async def excel_job_status(scope: TenantScope, job_id: Any) -> ExcelJobStatus:
         ExcelJobStatus,
         JobTable,
         """
-        SELECT id AS job_id, kind, status, progress, stage, result, error, created_at,
-               finished_at
+        SELECT id AS job_id, kind, status, progress, stage, result, error,
+               CASE WHEN status = 'FAILED' THEN result->>'code' END AS error_code,
+               created_at, finished_at
         FROM job WHERE tenant = $1 AND id = $2 AND kind = ANY($3::text[])
         """,
         job_id,
@@ -250,6 +253,7 @@ class KnownStudent(msgspec.Struct):
     phone: str | None
     school: str
     grade: str
+    grade_raw: str
     deleted: bool
 
 
@@ -276,7 +280,7 @@ async def known_students(
         KnownStudent,
         """
         SELECT s.id::text AS student_id, s.name, g.phone AS guardian_phone, s.phone, s.school,
-               s.grade, s.deleted_at IS NOT NULL AS deleted
+               s.grade, s.grade_raw, s.deleted_at IS NOT NULL AS deleted
         FROM student s
         JOIN student_guardian sg ON sg.student = s.id
         JOIN guardian g ON g.id = sg.guardian
@@ -363,6 +367,7 @@ async def insert_students(
     phones: Sequence[str | None],
     schools: Sequence[str],
     grades: Sequence[str],
+    grade_raws: Sequence[str],
     guardian_phones: Sequence[str],
 ) -> set[str]:
     """Insert the new students; returns the ids inserted. Someone with this name and
@@ -372,12 +377,12 @@ async def insert_students(
         """
         WITH input AS (
             SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[],
-                                 $6::text[], $7::text[], $8::text[])
-                AS t(id, name, initials, phone, school, grade, gphone)
+                                 $6::text[], $7::text[], $8::text[], $9::text[])
+                AS t(id, name, initials, phone, school, grade, graw, gphone)
         )
-        INSERT INTO student (id, tenant, name, name_initials, phone, school, grade, memo,
-                             status, created_at, updated_at)
-        SELECT i.id, $1, i.name, i.initials, i.phone, i.school, i.grade, '', 'active',
+        INSERT INTO student (id, tenant, name, name_initials, phone, school, grade, grade_raw,
+                             memo, status, created_at, updated_at)
+        SELECT i.id, $1, i.name, i.initials, i.phone, i.school, i.grade, i.graw, '', 'active',
                now(), now()
         FROM input i
         WHERE NOT EXISTS (
@@ -394,6 +399,7 @@ async def insert_students(
         phones,
         schools,
         grades,
+        grade_raws,
         guardian_phones,
     )
     return set(created)
@@ -428,6 +434,7 @@ async def update_students(
     phones: Sequence[str | None],
     schools: Sequence[str],
     grades: Sequence[str],
+    grade_raws: Sequence[str],
 ) -> int:
     """Update matched students; returns how many really changed. Empty cells keep what is
     stored."""
@@ -437,19 +444,22 @@ async def update_students(
             phone = COALESCE(t.phone, s.phone),
             school = COALESCE(NULLIF(t.school, ''), s.school),
             grade = COALESCE(NULLIF(t.grade, ''), s.grade),
+            grade_raw = COALESCE(NULLIF(t.graw, ''), s.grade_raw),
             updated_at = now()
-        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[])
-            AS t(id, phone, school, grade)
+        FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+            AS t(id, phone, school, grade, graw)
         WHERE s.tenant = $1 AND s.id = t.id AND s.deleted_at IS NULL
           AND (s.phone IS DISTINCT FROM COALESCE(t.phone, s.phone)
                OR s.school <> COALESCE(NULLIF(t.school, ''), s.school)
-               OR s.grade <> COALESCE(NULLIF(t.grade, ''), s.grade))
+               OR s.grade <> COALESCE(NULLIF(t.grade, ''), s.grade)
+               OR s.grade_raw <> COALESCE(NULLIF(t.graw, ''), s.grade_raw))
         RETURNING s.id
         """,
         [uuid.UUID(i) for i in ids],
         phones,
         schools,
         grades,
+        grade_raws,
     )
     return len(changed)
 

@@ -36,9 +36,9 @@ def guardian_parts(value: str) -> tuple[str, str]:
     return ("", relation) if relation else (value, "guardian")
 
 
-def row_error(row: int, field: str, message: str) -> dict[str, Any]:
+def row_error(row: int, field: str, code: str, message: str) -> dict[str, Any]:
     """A row error as the import keeps it (``ERROR_SCHEMA``)."""
-    return {"row": row, "column": LABELS[field], "message": message}
+    return {"row": row, "column": LABELS[field], "code": code, "message": message}
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class NewStudents:
     phones: list[str | None]
     schools: list[str]
     grades: list[str]
+    grade_raws: list[str]
     guardian_phones: list[str]
     relations: list[str]
 
@@ -64,6 +65,7 @@ class Updates:
     phones: list[str | None]
     schools: list[str]
     grades: list[str]
+    grade_raws: list[str]
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ class ChunkRows:
                 initials=[initials(n) for n in pick("name", new)],
                 phones=pick("phone", new),
                 schools=pick("school", new),
-                grades=pick("grade", new),
+                grades=[g or "" for g in pick("grade", new)],
+                grade_raws=pick("grade_raw", new),
                 guardian_phones=pick("guardian_phone", new),
                 relations=[parts[i][1] for i in new],
             ),
@@ -113,7 +116,8 @@ class ChunkRows:
                 ids=pick("student_id", changed),
                 phones=pick("phone", changed),
                 schools=pick("school", changed),
-                grades=pick("grade", changed),
+                grades=[g or "" for g in pick("grade", changed)],
+                grade_raws=pick("grade_raw", changed),
             ),
             wanted=[
                 (row, student, lecture, verdict == "create")
@@ -137,7 +141,7 @@ class ChunkRows:
         """Row errors of the new students that were not inserted: someone with this name
         and guardian phone appeared while importing."""
         return [
-            row_error(row, "name", "a student with this name and guardian phone was "
+            row_error(row, "name", "added_meanwhile", "a student with this name and guardian phone was "
                                    "added while importing: left as it is")
             for row, sid in zip(self.creates.rows, self.creates.ids, strict=True)
             if sid not in created
@@ -153,13 +157,13 @@ class ChunkRows:
         ]
 
 
-def enrol_error(result: str, lecture: str, capacity: int | None) -> str | None:
-    """The row error of an enrolment that did not happen (``models.enrollments`` result
-    codes), None when it did or already was."""
+def enrol_error(result: str, lecture: str, capacity: int | None) -> tuple[str, str] | None:
+    """The (code, message) of an enrolment that did not happen (``models.enrollments``
+    result codes), None when it did or already was."""
     if result in ("no_lecture", "closed"):
-        return f"lecture {lecture} was closed or deleted while importing"
+        return "lecture_closed", f"lecture {lecture} was closed or deleted while importing"
     if result == "full":
-        return f"lecture {lecture} is full ({capacity} seats): not enrolled"
+        return "lecture_full", f"lecture {lecture} is full ({capacity} seats): not enrolled"
     if result == "no_student":
-        return "the student was deleted while importing: not enrolled"
+        return "student_deleted", "the student was deleted while importing: not enrolled"
     return None
