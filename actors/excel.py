@@ -26,6 +26,7 @@ import io
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ from actors.jobs import (
 )
 from models import imports
 from models.db import on_commit, transaction
-from models.enrollments import ENROLLED, enrol_many
+from models.enrollments import ENROLLED, Outcome, plan_enrolments, write_enrolments
 from models.imports import ImportRecord
 from models.jobs import JobRecord
 from models.scope import TenantScope
@@ -371,41 +372,34 @@ async def _apply(imp: ImportRecord) -> Record | None:
 async def apply_chunk(imp: ImportRecord, index: int, chunk: pl.DataFrame) -> bool:
     """Write one chunk of the plan in one transaction, unless it was already written.
 
-    Returns False when the chunk had been applied before (a redelivery): ``applied_chunks``
-    is read under a row lock in the same transaction that advances it.
+    Enrolments are decided first (the lectures locked, ``models.enrollments``' rule), so
+    each new student is written once with its enrolment count; then the chunk is COPYed to
+    a temporary table, and guardians, students and their links, updates and enrolments are
+    one statement each. Returns False when the chunk had been applied before (a
+    redelivery): ``applied_chunks`` is read under a row lock in the same transaction that
+    advances it.
     """
     scope = TenantScope(imp.tenant)
     part = ChunkRows.of(chunk)
-    new = part.creates
     async with transaction():
         if not await imports.claim_chunk(scope, imp.id, index):
             return False
-        await imports.upsert_guardians(scope, part.guardian_names, part.guardian_phones)
-        created = await imports.insert_students(
-            scope,
-            ids=new.ids,
-            names=new.names,
-            initials=new.initials,
-            phones=new.phones,
-            schools=new.schools,
-            grades=new.grades,
-            grade_raws=new.grade_raws,
-            guardian_phones=new.guardian_phones,
+        outcomes = await plan_enrolments(
+            scope, [(s, lecture) for _, s, lecture in part.pairs], new_students=part.new
         )
-        errors = part.skipped(created)
-        student_ids, guardian_phones, relations = part.linked(created)
-        await imports.link_guardians(
-            scope, student_ids=student_ids, guardian_phones=guardian_phones, relations=relations
-        )
-        changed = await imports.update_students(
-            scope,
-            ids=part.updates.ids,
-            phones=part.updates.phones,
-            schools=part.updates.schools,
-            grades=part.updates.grades,
-            grade_raws=part.updates.grade_raws,
-        )
-        enrolled, enrol_errors = await _enrol(scope, part.enrolments(created))
+        counts = Counter(o.student_id for o in outcomes if o.result == "created")
+        await imports.stage_chunk(part.records(counts))
+        await imports.upsert_guardians(scope)
+        created = await imports.insert_students(scope)
+        changed = await imports.update_students(scope)
+        # A new student who was not inserted (added by hand meanwhile) is not enrolled.
+        kept = [
+            (row, o)
+            for (row, *_), o in zip(part.pairs, outcomes, strict=True)
+            if o.student_id not in part.new or o.student_id in created
+        ]
+        await write_enrolments(scope, [o for _, o in kept], source="import")
+        enrol_errors = _enrol_errors(kept)
         await imports.record_chunk(
             scope,
             imp.id,
@@ -413,31 +407,22 @@ async def apply_chunk(imp: ImportRecord, index: int, chunk: pl.DataFrame) -> boo
             created=len(created),
             updated=changed,
             unchanged=part.size - len(created) - changed,
-            enrolled=enrolled,
-            errors=errors + enrol_errors,
+            enrolled=sum(1 for _, o in kept if o.result in ENROLLED),
+            errors=part.skipped(created) + enrol_errors,
         )
     return True
 
 
-async def _enrol(
-    scope: TenantScope, pairs: list[tuple[int, str, str]]
-) -> tuple[int, list[dict[str, Any]]]:
-    """Enrol the chunk's (row, student, lecture) pairs under the one capacity and lock rule
-    (``models.enrollments.enrol_many``); what did not fit becomes row errors."""
-    outcomes = await enrol_many(
-        scope,
-        [(uuid.UUID(student), uuid.UUID(lecture)) for _, student, lecture in pairs],
-        source="import",
-    )
+def _enrol_errors(outcomes: list[tuple[int, Outcome]]) -> list[dict[str, Any]]:
+    """The row errors of the enrolments that did not happen."""
     errors: list[dict[str, Any]] = []
-    for (row, _, lecture_id), o in zip(pairs, outcomes, strict=True):
+    for row, o in outcomes:
         seats = o.lecture
-        failed = enrol_error(
-            o.result, seats.title if seats else lecture_id, seats.capacity if seats else None
-        )
+        title = seats.title if seats else str(o.lecture_id)
+        failed = enrol_error(o.result, title, seats.capacity if seats else None)
         if failed:
             errors.append(row_error(row, "lecture", *failed))
-    return sum(1 for o in outcomes if o.result in ENROLLED), errors
+    return errors
 
 
 # --- step 5: finish ------------------------------------------------------------------------
