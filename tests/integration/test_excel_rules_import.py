@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from models.db import connection
-from tests.factories.attendance import create_lecture
+from tests.factories import bulk_students
+from tests.factories.attendance import create_lecture, enroll
 from tests.factories.workbooks import grid_text, grid_xlsx
-from tests.integration.test_excel_import import accepted, job_of, lite_queue, run_chain
+from tests.integration.test_excel_import import CHAIN, accepted, job_of, lite_queue, run_chain
 
 pytestmark = pytest.mark.usefixtures("broker", "lite_queue")
 __all__ = ["lite_queue"]
@@ -144,3 +145,41 @@ async def test_empty_and_binary_uploads_are_refused_with_a_code(tenant: Any) -> 
             headers=await tenant.headers(),
         )
         assert (r.status_code, r.json()["code"]) == (status, code), r.text
+
+
+async def test_seats_taken_while_importing_are_respected_at_apply(tenant: Any) -> None:
+    lecture = await create_lecture(tenant, code="CAP", capacity=4)
+    roster = [["이름", "보호자 연락처", "반"]] + [
+        [f"학생{i}", f"010-3300-{i:04d}", "CAP"] for i in range(4)
+    ]  # fmt: skip
+    job_id = await accepted(tenant, grid_xlsx(roster))
+    for step in CHAIN[:3]:
+        await step(job_id=job_id)  # planned: four seats free, four students
+    await enroll(tenant, lecture, await bulk_students(tenant.id, 3))  # three seats go
+    for step in CHAIN[3:]:
+        await step(job_id=job_id)
+    result = (await job_of(job_id))["result"]
+    assert (result["created"], result["enrolled"]) == (4, 1)
+    assert [(e["row"], e["code"]) for e in result["errors"]] == [
+        (3, "lecture_full"), (4, "lecture_full"), (5, "lecture_full"),
+    ]  # fmt: skip
+    async with connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT s.name, s.enrollment_count, s.guardians_json->0->>'phone' AS guardian,
+                   (SELECT count(*) FROM enrollment e WHERE e.student = s.id) AS enrolled
+            FROM student s WHERE s.tenant = $1 AND s.name LIKE '학생%' ORDER BY s.name
+            """,
+            tenant.id,
+        )
+        active = await conn.fetchval(
+            "SELECT count(*) FROM enrollment WHERE lecture = $1 AND status = 'active'", lecture
+        )
+    # The read model written with each new student matches what it really has.
+    assert [tuple(r.values()) for r in rows] == [
+        ("학생0", 1, "010-3300-0000", 1),
+        ("학생1", 0, "010-3300-0001", 0),
+        ("학생2", 0, "010-3300-0002", 0),
+        ("학생3", 0, "010-3300-0003", 0),
+    ]
+    assert active == 4
