@@ -27,7 +27,9 @@ from pipelines.excel.text import clean, needs_nfkc
 
 Problem = Literal["missing", "not_mobile", "invalid"]
 
-PLACEHOLDER = r"^(?:없음|-{1,2}|[xX])?$"
+# Matched after trimming whitespace (NBSP and U+3000 included); the full-width forms are
+# listed so the data-row test needs no NFKC over whole columns.
+PLACEHOLDER = r"^(?:없음|[-－]{1,2}|[xXｘＸ])?$"
 # Characters a phone cell may hold besides digits.
 PHONE_CHARACTERS = r"^[0-9+\-.()\[\] ]*$"
 MOBILE = r"^010[0-9]{8}$"
@@ -46,7 +48,7 @@ NOT_MOBILE_TYPES = frozenset(
 
 def is_placeholder(cell: pl.Expr) -> pl.Expr:
     """True where a cell means "no number" (null and blank included)."""
-    return clean(cell).fill_null("").str.contains(PLACEHOLDER)
+    return cell.str.strip_chars().fill_null("").str.contains(PLACEHOLDER)
 
 
 def classify_phones(values: pl.Series) -> pl.DataFrame:

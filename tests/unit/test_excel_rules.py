@@ -82,7 +82,7 @@ def test_student_phone_problems_are_warnings_and_the_student_is_imported() -> No
 
 
 def test_placeholders_mean_no_number_in_any_phone_column() -> None:
-    blanks = ["없음", "-", "x", "X", "--", "   ", "\u00a0", None]
+    blanks = ["없음", "-", "x", "X", "--", "－", "ｘ", "   ", "\u00a0", None]
     roster = [HEADER] + [
         [i, f"학생{i}", student, f"010-3000-{i:04d}", "", "", "", None]
         for i, student in enumerate(blanks, start=1)
@@ -94,7 +94,8 @@ def test_placeholders_mean_no_number_in_any_phone_column() -> None:
     assert warnings(v) == []
     assert [r[2] for r in students(v)] == [None] * len(blanks)
     assert errors(v) == [
-        (row, "보호자 연락처", "guardian_phone_missing") for row in range(10, 10 + len(blanks) - 3)
+        (row, "보호자 연락처", "guardian_phone_missing")
+        for row in range(2 + len(blanks), 2 + len(blanks) + len(blanks) - 3)
     ]
 
 
