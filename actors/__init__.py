@@ -8,6 +8,7 @@ ACTOR_MODULES: tuple[str, ...] = (
     "actors.system",
     "actors.messaging",
     "actors.excel",
+    "actors.excel_export",
     "actors.omr",
     "actors.video",
 )

@@ -1,4 +1,4 @@
-"""Excel enrollment import and Excel exports, on the ``ai-lite`` tier.
+"""Excel enrollment import, on the ``ai-lite`` tier (exports: ``actors.excel_export``).
 
 Import: a strict chain of small steps (``actors.jobs.Chain``), each retryable and
 idempotent, recorded in the ``excel_import`` row (``step``) with work files in R2
@@ -15,10 +15,6 @@ next step does the same, so a duplicate message costs a few reads and changes no
 Apply commits each chunk's rows together with ``applied_chunks``, so a redelivered apply
 resumes after the last committed chunk. A bad file (``ImportFailure``) fails the job at once
 with its reason, before anything was applied.
-
-Export: ``excel.export`` writes one sheet to ``exports/{tenant}/{job}_{filename}`` in the
-Excel bucket and returns a presigned link; exports expire after 24 h (bucket lifecycle rule,
-or ``just storage-cleanup``).
 """
 
 from __future__ import annotations
@@ -30,10 +26,10 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 import polars as pl
 
 from actors.jobs import (
@@ -45,18 +41,16 @@ from actors.jobs import (
     job,
     run_step,
     set_progress,
-    start_job,
 )
-from models import exports, imports
+from models import imports
 from models.db import on_commit, transaction
-from models.enrollments import ENROLLED, enrol_many
+from models.enrollments import ENROLLED, Outcome, plan_enrolments, write_enrolments
 from models.imports import ImportRecord
 from models.jobs import JobRecord
 from models.scope import TenantScope
 from ops import storage
 from ops.logging import log_event
 from ops.settings import get_settings
-from pipelines.excel import exports as sheets
 from pipelines.excel.apply import ChunkRows, chunk_bounds, enrol_error, row_error
 from pipelines.excel.common import LABELS, ImportFailure
 from pipelines.excel.detect import detect_type
@@ -70,7 +64,7 @@ from pipelines.excel.plan import (
 )
 from pipelines.excel.read import RawSheet, read_sheet
 from pipelines.excel.validate import ROW_SCHEMA, combined_errors, validate
-from pipelines.excel.workbook import XLSX_CONTENT_TYPE, error_workbook, write_sheet
+from pipelines.excel.workbook import XLSX_CONTENT_TYPE, error_workbook
 
 log = logging.getLogger("actors.excel")
 
@@ -126,13 +120,13 @@ async def _delete_work_files(imp: ImportRecord) -> None:
     )
 
 
-def _download_url(key: str, filename: str) -> str:
+def download_url(key: str, filename: str) -> str:
     return storage.presigned_download(
         _bucket(), key, filename, content_type=XLSX_CONTENT_TYPE, expires=EXPORT_TTL_SECONDS
     )
 
 
-def _expiry() -> str:
+def expiry() -> str:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=EXPORT_TTL_SECONDS)).isoformat()
 
 
@@ -156,11 +150,17 @@ async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody
         await set_progress(job_id, progress, stage)
         return Claim(imp, imp.step)
 
+    codes: list[ImportFailure] = []
+
     async def guarded(row: ImportRecord) -> Record | None:
         try:
             return await body(row)
         except ImportFailure as exc:
+            codes.append(exc)
             raise StepFailed(str(exc)) from exc
+
+    async def failed(row: ImportRecord, reason: str) -> None:
+        await _fail_import(row, reason, codes[0] if codes else None)
 
     await run_step(
         chain,
@@ -169,7 +169,7 @@ async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody
         stage=stage,
         claim=claim,
         body=guarded,
-        on_failure=_fail_import,
+        on_failure=failed,
         next_kwargs={"job_id": job_id},
     )
 
@@ -178,10 +178,18 @@ async def _writes_nothing(imp: ImportRecord) -> None:
     return None
 
 
-async def _fail_import(imp: ImportRecord, reason: str) -> None:
+async def _fail_import(imp: ImportRecord, reason: str, failure: ImportFailure | None) -> None:
+    """The import FAILED with ``reason``; a bad file's stable code (and the missing column
+    of ``missing_required_column``) go in the job's ``result`` beside it."""
     job_id = str(imp.id)
-    log_event(log, "EXCEL_IMPORT_FAILED", logging.WARNING, job_id=job_id, reason=reason)
-    await fail_job(job_id, reason)
+    code = failure.code if failure else None
+    log_event(log, "EXCEL_IMPORT_FAILED", logging.WARNING, job_id=job_id, reason=reason, code=code)
+    details = None
+    if failure is not None:
+        details = {"code": failure.code, "message": reason}
+        if failure.column:
+            details["column"] = failure.column
+    await fail_job(job_id, reason, details)
     await imports.release_import_lock(TenantScope(imp.tenant), job_id)
     await _delete_work_files(imp)
 
@@ -245,6 +253,8 @@ async def _validate(imp: ImportRecord) -> Record:
     checked = await asyncio.to_thread(validate, raw)
     await put_frame(imp, "rows.parquet", checked.rows)
     await put_frame(imp, "errors.parquet", checked.errors)
+    await put_frame(imp, "warnings.parquet", checked.warnings)
+    await put_frame(imp, "duplicates.parquet", checked.duplicates)
 
     async def record() -> None:
         seconds = time.perf_counter() - started
@@ -362,39 +372,34 @@ async def _apply(imp: ImportRecord) -> Record | None:
 async def apply_chunk(imp: ImportRecord, index: int, chunk: pl.DataFrame) -> bool:
     """Write one chunk of the plan in one transaction, unless it was already written.
 
-    Returns False when the chunk had been applied before (a redelivery): ``applied_chunks``
-    is read under a row lock in the same transaction that advances it.
+    Enrolments are decided first (the lectures locked, ``models.enrollments``' rule), so
+    each new student is written once with its enrolment count; then the chunk is COPYed to
+    a temporary table, and guardians, students and their links, updates and enrolments are
+    one statement each. Returns False when the chunk had been applied before (a
+    redelivery): ``applied_chunks`` is read under a row lock in the same transaction that
+    advances it.
     """
     scope = TenantScope(imp.tenant)
     part = ChunkRows.of(chunk)
-    new = part.creates
     async with transaction():
         if not await imports.claim_chunk(scope, imp.id, index):
             return False
-        await imports.upsert_guardians(scope, part.guardian_names, part.guardian_phones)
-        created = await imports.insert_students(
-            scope,
-            ids=new.ids,
-            names=new.names,
-            initials=new.initials,
-            phones=new.phones,
-            schools=new.schools,
-            grades=new.grades,
-            guardian_phones=new.guardian_phones,
+        outcomes = await plan_enrolments(
+            scope, [(s, lecture) for _, s, lecture in part.pairs], new_students=part.new
         )
-        errors = part.skipped(created)
-        student_ids, guardian_phones, relations = part.linked(created)
-        await imports.link_guardians(
-            scope, student_ids=student_ids, guardian_phones=guardian_phones, relations=relations
-        )
-        changed = await imports.update_students(
-            scope,
-            ids=part.updates.ids,
-            phones=part.updates.phones,
-            schools=part.updates.schools,
-            grades=part.updates.grades,
-        )
-        enrolled, enrol_errors = await _enrol(scope, part.enrolments(created))
+        counts = Counter(o.student_id for o in outcomes if o.result == "created")
+        await imports.stage_chunk(part.records(counts))
+        await imports.upsert_guardians(scope)
+        created = await imports.insert_students(scope)
+        changed = await imports.update_students(scope)
+        # A new student who was not inserted (added by hand meanwhile) is not enrolled.
+        kept = [
+            (row, o)
+            for (row, *_), o in zip(part.pairs, outcomes, strict=True)
+            if o.student_id not in part.new or o.student_id in created
+        ]
+        await write_enrolments(scope, [o for _, o in kept], source="import")
+        enrol_errors = _enrol_errors(kept)
         await imports.record_chunk(
             scope,
             imp.id,
@@ -402,31 +407,22 @@ async def apply_chunk(imp: ImportRecord, index: int, chunk: pl.DataFrame) -> boo
             created=len(created),
             updated=changed,
             unchanged=part.size - len(created) - changed,
-            enrolled=enrolled,
-            errors=errors + enrol_errors,
+            enrolled=sum(1 for _, o in kept if o.result in ENROLLED),
+            errors=part.skipped(created) + enrol_errors,
         )
     return True
 
 
-async def _enrol(
-    scope: TenantScope, pairs: list[tuple[int, str, str]]
-) -> tuple[int, list[dict[str, Any]]]:
-    """Enrol the chunk's (row, student, lecture) pairs under the one capacity and lock rule
-    (``models.enrollments.enrol_many``); what did not fit becomes row errors."""
-    outcomes = await enrol_many(
-        scope,
-        [(uuid.UUID(student), uuid.UUID(lecture)) for _, student, lecture in pairs],
-        source="import",
-    )
+def _enrol_errors(outcomes: list[tuple[int, Outcome]]) -> list[dict[str, Any]]:
+    """The row errors of the enrolments that did not happen."""
     errors: list[dict[str, Any]] = []
-    for (row, _, lecture_id), o in zip(pairs, outcomes, strict=True):
+    for row, o in outcomes:
         seats = o.lecture
-        message = enrol_error(
-            o.result, seats.title if seats else lecture_id, seats.capacity if seats else None
-        )
-        if message:
-            errors.append(row_error(row, "lecture", message))
-    return sum(1 for o in outcomes if o.result in ENROLLED), errors
+        title = seats.title if seats else str(o.lecture_id)
+        failed = enrol_error(o.result, title, seats.capacity if seats else None)
+        if failed:
+            errors.append(row_error(row, "lecture", *failed))
+    return errors
 
 
 # --- step 5: finish ------------------------------------------------------------------------
@@ -444,6 +440,14 @@ async def _finish(imp: ImportRecord) -> Record:
         imp.apply_errors,
     )
     result = _result(imp, errors)
+    warnings = await get_frame(imp, "warnings.parquet")
+    duplicates = await get_frame(imp, "duplicates.parquet")
+    result |= {
+        "warning_count": warnings.height,
+        "warnings": warnings.head(MAX_ERRORS_IN_RESULT).to_dicts(),
+        "duplicate_count": duplicates.height,
+        "duplicates": duplicates.head(MAX_ERRORS_IN_RESULT).to_dicts(),
+    }
     if errors.height:
         result |= await _error_workbook(imp, errors)
     timings = dict(imp.timings) | {"finished": round(time.perf_counter() - started, 3)}
@@ -496,8 +500,8 @@ async def _error_workbook(imp: ImportRecord, errors: pl.DataFrame) -> dict[str, 
     key = storage.excel_export_key(imp.tenant, imp.id, filename)
     await asyncio.to_thread(storage.put_bytes, _bucket(), key, book, XLSX_CONTENT_TYPE)
     return {
-        "error_workbook_url": _download_url(key, filename),
-        "error_workbook_expires_at": _expiry(),
+        "error_workbook_url": download_url(key, filename),
+        "error_workbook_expires_at": expiry(),
     }
 
 
@@ -522,68 +526,3 @@ IMPORT.bind(
 DRY_RUN.bind(
     parsed=parse_upload, validated=validate_rows, matched=match_rows, finished=finish_import
 )
-
-
-# --- exports -------------------------------------------------------------------------------
-
-ExportLines = Callable[[TenantScope, dict[str, Any]], Awaitable[Sequence[object]]]
-
-
-async def _students(scope: TenantScope, params: dict[str, Any]) -> Sequence[object]:
-    return await exports.student_lines(scope)
-
-
-async def _roster(scope: TenantScope, params: dict[str, Any]) -> Sequence[object]:
-    return await exports.roster_lines(
-        scope, msgspec.convert(params, sheets.RosterParams).lecture_id
-    )
-
-
-async def _attendance(scope: TenantScope, params: dict[str, Any]) -> Sequence[object]:
-    p = msgspec.convert(params, sheets.AttendanceParams)
-    return await exports.attendance_lines(scope, p.date_from, p.date_to, p.lecture_id)
-
-
-async def _scores(scope: TenantScope, params: dict[str, Any]) -> Sequence[object]:
-    return await exports.score_lines(scope, msgspec.convert(params, sheets.ScoresParams).exam_id)
-
-
-EXPORTS: dict[str, tuple[sheets.Sheet, ExportLines]] = {
-    "students": (sheets.STUDENTS, _students),
-    "roster": (sheets.ROSTER, _roster),
-    "attendance": (sheets.ATTENDANCE, _attendance),
-    "scores": (sheets.SCORES, _scores),
-}
-
-
-@job("excel.export", tier=TIER, max_retries=3)
-async def export(job_id: str, sheet: str, filename: str, params: dict[str, Any]) -> None:
-    """Write one export sheet and finish the job with its presigned link. A redelivery
-    after DONE does nothing; one before DONE writes the same key again."""
-    job_row = await start_job(job_id, stage="exporting")
-    if job_row is None:
-        return
-    found = EXPORTS.get(sheet)
-    if found is None:
-        await fail_job(job_id, f"unknown export {sheet!r}")
-        return
-    started = time.perf_counter()
-    layout, read = found
-    lines = await read(TenantScope(job_row.tenant), params)
-    await set_progress(job_id, 50, "writing")
-    data = await asyncio.to_thread(write_sheet, layout.name, layout.columns, layout.rows(lines))
-    key = storage.excel_export_key(job_row.tenant, job_id, filename)
-    await asyncio.to_thread(storage.put_bytes, _bucket(), key, data, XLSX_CONTENT_TYPE)
-    await finish_job(
-        job_id,
-        {
-            "sheet": sheet,
-            "filename": filename,
-            "key": key,
-            "rows": len(lines),
-            "bytes": len(data),
-            "url": _download_url(key, filename),
-            "expires_at": _expiry(),
-            "seconds": round(time.perf_counter() - started, 3),
-        },
-    )

@@ -27,7 +27,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from actors.excel import export, parse_upload
+from actors.excel import parse_upload
+from actors.excel_export import export
 from actors.jobs import submit
 from api.auth import Principal, require_roles, require_staff
 from api.errors import Problem, field_error
@@ -146,11 +147,12 @@ async def _checked_file(upload: UploadFile, limit: int) -> tuple[str, FileType]:
         return sha256, detect_type(head, refuse_encrypted=False)
     except ImportFailure as exc:
         raise Problem(
-            415 if size else 422,
+            422 if exc.code == "empty_file" else 415,
             str(exc),
             type_="/problems/unsupported-file",
             title="Unsupported file",
             errors=[{"field": "file", "message": str(exc)}],
+            code=exc.code,
         ) from None
 
 
@@ -174,7 +176,7 @@ class ExcelImportController(Controller):
     ) -> JobAccepted:
         """Multipart form:
 
-        * ``file``: ``.xlsx``, ``.xls`` or ``.csv`` (UTF-8 or CP949), at most
+        * ``file``: ``.xlsx``, ``.xls`` or ``.csv`` (UTF-8, CP949, or UTF-16 tab-separated text), at most
           ``EXCEL_MAX_UPLOAD_BYTES`` (413 above it, before anything is stored). The type is
           read from the content; the name does not matter.
         * ``lecture_ids`` (optional, comma-separated or repeated): enrol every row in these

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -125,10 +125,24 @@ async def enrol_many(
     already active changes nothing; a closed lecture takes nobody; a lecture's free seats
     go to pairs in the order given. A dropped enrollment is reactivated (same row, new
     ``enrolled_at``). A fixed number of statements, whatever the number of pairs."""
+    return await write_enrolments(scope, await plan_enrolments(scope, pairs), source=source)
+
+
+async def plan_enrolments(
+    scope: TenantScope,
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    new_students: Collection[uuid.UUID] = (),
+) -> list[Outcome]:
+    """``enrol_many`` up to the decision: the lectures locked, the rule applied, nothing
+    written yet (``write_enrolments`` does). ``new_students`` are students the caller
+    inserts in this transaction before writing: live, and enrolled nowhere yet (a bulk
+    import decides first, so each new student is written once with its count)."""
     if not pairs:
         return []
     lectures = await lock_lectures(scope, [lecture for _, lecture in pairs])
-    students = sorted({student for student, _ in pairs})
+    fresh = set(new_students)
+    students = sorted({student for student, _ in pairs} - fresh)
     # One statement: which students are live, and their enrollments in these lectures.
     standing = await scope.rows(
         _Standing,
@@ -144,11 +158,20 @@ async def enrol_many(
         """,
         students,
         sorted(lectures),
-    )
-    live = {s.student_id for s in standing}
+    ) if students else []  # fmt: skip
+    live = {s.student_id for s in standing} | fresh
     existing = [s.enrollment for s in standing if s.enrollment is not None]
-    outcomes = decide(pairs, lectures, live, {(e.student_id, e.lecture_id): e for e in existing})
+    return decide(pairs, lectures, live, {(e.student_id, e.lecture_id): e for e in existing})
+
+
+async def write_enrolments(
+    scope: TenantScope, outcomes: list[Outcome], *, source: str
+) -> list[Outcome]:
+    """Write the ``created`` outcomes of ``plan_enrolments`` (one statement), in the same
+    transaction; a dropped enrollment among them comes back ``reactivated``."""
     todo = {(o.student_id, o.lecture_id): o for o in outcomes if o.result == "created"}
+    if not todo:
+        return outcomes
     written = {
         (e.student_id, e.lecture_id): e
         for e in await scope.rows(

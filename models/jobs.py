@@ -177,16 +177,18 @@ async def finish_job(job_id: Any, result: dict[str, Any] | None = None) -> None:
     )
 
 
-async def fail_job(job_id: Any, reason: str) -> None:
-    """FAILED with ``reason``, unless the job is already DONE."""
+async def fail_job(job_id: Any, reason: str, result: dict[str, Any] | None = None) -> None:
+    """FAILED with ``reason`` (and ``result``, when the failure has details such as a
+    stable code), unless the job is already DONE."""
     await db.execute(
         """
         UPDATE job SET status = 'FAILED', stage = 'failed', error = $2,
-               finished_at = now(), updated_at = now()
+               result = COALESCE($3, result), finished_at = now(), updated_at = now()
         WHERE id = $1 AND status <> 'DONE'
         """,
         uuid.UUID(str(job_id)),
         reason[:2000],
+        result,
     )
 
 

@@ -38,6 +38,8 @@ class Student(Table, tablename="student", db=DB):
     phone = Varchar(length=20, null=True, default=None)  # canonical 010-1234-5678
     school = Varchar(length=100, default="")
     grade = Varchar(length=16, default="")  # 학년: 초1..고3, or free text
+    # The 학년 cell an import read, as written (``예비고1``), beside what ``grade`` made of it.
+    grade_raw = Varchar(length=100, default="")
     birth_date = Date(null=True, default=None)
     memo = Text(default="")
     status = Varchar(length=16, choices=StudentStatus, default=StudentStatus.active.value)

@@ -40,6 +40,7 @@ EXISTING_SCHEMA = pl.Schema(
         "phone": pl.String(),
         "school": pl.String(),
         "grade": pl.String(),
+        "grade_raw": pl.String(),
         "deleted": pl.Boolean(),
     }
 )
@@ -63,6 +64,7 @@ PLAN_SCHEMA = pl.Schema(
         "phone": pl.String(),
         "school": pl.String(),
         "grade": pl.String(),
+        "grade_raw": pl.String(),
         "guardian_name": pl.String(),
         "guardian_phone": pl.String(),
         "lecture_ids": pl.List(pl.String()),
@@ -132,6 +134,7 @@ def _match_students(
         pl.col("phone").filter(~pl.col("deleted")).first().alias("old_phone"),
         pl.col("school").filter(~pl.col("deleted")).first().alias("old_school"),
         pl.col("grade").filter(~pl.col("deleted")).first().alias("old_grade"),
+        pl.col("grade_raw").filter(~pl.col("deleted")).first().alias("old_grade_raw"),
     )
     joined = rows.join(per_row, on="row", how="left").with_columns(
         pl.col("live").fill_null(0), pl.col("dead").fill_null(0)
@@ -140,6 +143,7 @@ def _match_students(
         joined.filter(pl.col("live") > 1).select(
             "row",
             pl.lit(name_header).alias("column"),
+            pl.lit("ambiguous_match").alias("code"),
             pl.format(
                 "{} students with this name and guardian phone already exist: merge them first",
                 pl.col("live"),
@@ -148,6 +152,7 @@ def _match_students(
         joined.filter((pl.col("live") == 0) & (pl.col("dead") > 0)).select(
             "row",
             pl.lit(name_header).alias("column"),
+            pl.lit("matches_deleted_student").alias("code"),
             pl.lit(
                 "matches a deleted student (same name and guardian phone): restore them "
                 "first, or tell them apart by name"
@@ -172,6 +177,7 @@ def _with_verdicts(joined: pl.DataFrame, mode: Mode) -> pl.DataFrame:
         differs("phone", "old_phone")
         | differs("school", "old_school")
         | differs("grade", "old_grade")
+        | differs("grade_raw", "old_grade_raw")
     )
     verdict = (
         pl.when(pl.col("live") == 0)
@@ -216,11 +222,13 @@ def _wanted_lectures(
         wanted.filter(pl.col("title").is_null()).select(
             "row",
             pl.lit(lecture_header).alias("column"),
+            pl.lit("lecture_unknown").alias("code"),
             pl.format("no lecture with the code or title {}", pl.col(by)).alias("message"),
         ),
         wanted.filter(pl.col("status") == "closed").select(
             "row",
             pl.lit(lecture_header).alias("column"),
+            pl.lit("lecture_closed").alias("code"),
             pl.format("lecture {} is closed", pl.col("title")).alias("message"),
         ),
     ]
@@ -326,6 +334,7 @@ def full_errors(
         {
             "row": full["row"].to_list(),
             "column": [lecture_header] * full.height,
+            "code": ["lecture_full"] * full.height,
             "message": [
                 f"lecture {titles.get(lid, lid)} is full ({capacities.get(lid)} seats): not enrolled"
                 for lid in full["lecture_id"].to_list()

@@ -94,16 +94,20 @@ async def test_upload_to_done_with_exact_counts(tenant: Any, worker: WorkerProce
     assert body["status"] == "DONE", body["error"]
     result = body["result"]
     assert {k: result[k] for k in ("created", "updated", "unchanged", "enrolled")} == {
-        "created": 15, "updated": 0, "unchanged": 0, "enrolled": 15,
+        "created": 16, "updated": 0, "unchanged": 0, "enrolled": 15,
     }  # fmt: skip
     first_bad = 5 + 15 + len(sheet.blank_after)
-    assert [(e["row"], e["column"]) for e in result["errors"]] == [
-        (first_bad, "이름"),
-        (first_bad + 1, "보호자 연락처"),
-        (first_bad + 2, "연락처"),
-        (first_bad + 3, "보호자 연락처"),
-        (first_bad + 4, "반"),
+    assert [(e["row"], e["column"], e["code"]) for e in result["errors"]] == [
+        (first_bad, "이름", "name_missing"),
+        (first_bad + 1, "보호자 연락처", "guardian_phone_invalid"),
+        (first_bad + 3, "보호자 연락처", "guardian_phone_missing"),
     ]
+    # The bad student phone is a warning (the student is imported without it), the repeat
+    # of the first row a duplicate.
+    assert result["warnings"] == [
+        {"row": first_bad + 2, "column": "연락처", "reason": "student_phone_invalid"}
+    ]
+    assert result["duplicates"] == [{"row": first_bad + 4, "duplicate_of_row": 5}]
     assert set(result["stage_seconds"]) >= {"parsed", "validated", "matched", "applied"}
 
     students = await fetch(
@@ -120,13 +124,13 @@ async def test_upload_to_done_with_exact_counts(tenant: Any, worker: WorkerProce
     )
     assert len(roster.json()["items"]) == 15
 
-    # The error workbook: the five bad rows, the bad cells marked, behind a presigned link.
+    # The error workbook: the three bad rows, the bad cells marked, behind a presigned link.
     book = openpyxl.load_workbook(io.BytesIO(await download(result["error_workbook_url"])))
     ws = book.active
     assert ws is not None
-    assert [int(r[0].value) for r in ws.iter_rows(min_row=2)] == list(
-        range(first_bad, first_bad + 5)
-    )
+    assert [int(r[0].value) for r in ws.iter_rows(min_row=2)] == [
+        first_bad, first_bad + 1, first_bad + 3,
+    ]  # fmt: skip
     # The uploaded object is gone.
     job = (await fetch("SELECT input_key FROM job WHERE id = $1", uuid.UUID(job_id)))[0]
     assert storage.head(get_settings().r2_excel_bucket, job["input_key"]) is None
@@ -137,7 +141,7 @@ async def test_upload_to_done_with_exact_counts(tenant: Any, worker: WorkerProce
     assert body["status"] == "DONE", body["error"]
     assert (body["result"]["created"], body["result"]["unchanged"], body["result"]["enrolled"]) == (
         0,
-        15,
+        16,
         0,
     )
     assert body["result"]["same_file_as"] == job_id

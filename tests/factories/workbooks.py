@@ -55,6 +55,7 @@ class MessyRow:
     # What the import should make of it: the canonical values (None for an error row).
     expect: dict[str, Any] | None = None
     error_field: str | None = None  # the field the error points at
+    warning_field: str | None = None  # the field warned about (the row is imported)
 
 
 @dataclass
@@ -105,8 +106,9 @@ def messy_rows(count: int, *, lecture: str = "", seed: int = 7) -> MessySheet:
 
 
 def with_problems(sheet: MessySheet) -> MessySheet:
-    """Adds one of each bad row: no name, a bad guardian phone, a bad student phone, no
-    guardian phone, and an exact repeat of the first row (a duplicate)."""
+    """Adds one of each bad row: no name, a bad guardian phone, a bad student phone (a
+    warning: the student is imported without it), no guardian phone, and an exact repeat
+    of the first row (a duplicate)."""
     bad_phone = student_cells()
     bad_phone.cells["guardian_phone"] = "010-12"
     no_name = student_cells()
@@ -118,7 +120,11 @@ def with_problems(sheet: MessySheet) -> MessySheet:
     extra = [
         MessyRow(no_name.cells, None, "name"),
         MessyRow(bad_phone.cells, None, "guardian_phone"),
-        MessyRow(bad_student_phone.cells, None, "phone"),
+        MessyRow(
+            bad_student_phone.cells,
+            dict(bad_student_phone.expect or {}, phone=None),
+            warning_field="phone",
+        ),
         MessyRow(no_guardian.cells, None, "guardian_phone"),
     ]
     if sheet.rows:
@@ -236,3 +242,61 @@ def expected_students(sheet: MessySheet) -> list[dict[str, Any]]:
 
 def cells_of(rows: Iterable[MessyRow], fields: Sequence[str]) -> list[list[Any]]:
     return [[r.cells.get(f) for f in fields] for r in rows]
+
+
+# --- rosters laid out cell by cell ----------------------------------------------------------
+
+Merge = tuple[int, int, int, int, str]  # first row, first col, last row, last col, text
+
+
+def grid_xlsx(rows: Sequence[Sequence[Any]], *, merges: Sequence[Merge] = ()) -> bytes:
+    """An xlsx whose first sheet holds ``rows`` from A1 (None: no cell), with merged cells
+    written over them, and a formatted but empty stretch below (as offices leave)."""
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    ws = wb.add_worksheet("명단")
+    for first_row, first_col, last_row, last_col, text in merges:
+        ws.merge_range(first_row, first_col, last_row, last_col, text)
+    merged = {(r, c) for r0, c0, r1, c1, _ in merges for r in range(r0, r1 + 1)
+              for c in range(c0, c1 + 1)}  # fmt: skip
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if value is not None and (i, j) not in merged:
+                ws.write(i, j, value)
+    shaded = wb.add_format({"bg_color": "#FFF2CC", "border": 1})
+    for i in range(len(rows), len(rows) + 5):
+        for j in range(max((len(r) for r in rows), default=1)):
+            ws.write_blank(i, j, None, shaded)
+    wb.close()
+    return buf.getvalue()
+
+
+def grid_xls(rows: Sequence[Sequence[Any]], *, merges: Sequence[Merge] = ()) -> bytes:
+    """``grid_xlsx`` in the legacy .xls format."""
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    ws = book.add_sheet("명단")
+    merged = set()
+    for r0, c0, r1, c1, text in merges:
+        ws.write_merge(r0, r1, c0, c1, text)
+        merged |= {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if value is not None and (i, j) not in merged:
+                ws.write(i, j, value)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def grid_text(
+    rows: Sequence[Sequence[Any]], *, encoding: str = "utf-8", delimiter: str = ","
+) -> bytes:
+    """``rows`` as CSV (or tab-separated) text in ``encoding`` (``utf-16`` writes a BOM,
+    as Excel's "유니코드 텍스트" does)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return out.getvalue().encode(encoding)

@@ -188,11 +188,21 @@ async def test_import_applies_exact_rows_and_says_what_went_wrong(tenant: Any) -
     job = await job_of(job_id)
     assert job["status"] == "DONE", job["error"]
     result = job["result"]
+    # Ten good rows and one whose student phone is bad (imported without it; it names no
+    # lecture).
     assert {k: result[k] for k in ("created", "updated", "unchanged", "enrolled", "merged")} == {
-        "created": 10, "updated": 0, "unchanged": 0, "enrolled": 10, "merged": 0,
+        "created": 11, "updated": 0, "unchanged": 0, "enrolled": 10, "merged": 0,
     }  # fmt: skip
-    assert result["error_count"] == 5 and len(result["errors"]) == 5
-    assert {e["column"] for e in result["errors"]} == {"이름", "보호자 연락처", "연락처", "반"}
+    assert result["error_count"] == 3 and len(result["errors"]) == 3
+    assert [(e["column"], e["code"]) for e in result["errors"]] == [
+        ("이름", "name_missing"),
+        ("보호자 연락처", "guardian_phone_invalid"),
+        ("보호자 연락처", "guardian_phone_missing"),
+    ]
+    assert [w["reason"] for w in result["warnings"]] == ["student_phone_invalid"]
+    assert result["warning_count"] == 1 and result["duplicate_count"] == 1
+    first_row = result["duplicates"][0]["duplicate_of_row"]
+    assert first_row == 5  # the first student row, under the title and the header
     assert result["error_workbook_url"] and result["same_file_as"] is None
 
     state = await snapshot(tenant.id)
@@ -204,7 +214,8 @@ async def test_import_applies_exact_rows_and_says_what_went_wrong(tenant: Any) -
     assert {(e["lecture"], e["status"], e["source"]) for e in state["enrollments"]} == {
         (lecture, "active", "import")
     }
-    assert all(s["enrollment_count"] == 1 for s in state["students"])  # read model kept
+    # The read model is kept (the student without a lecture has none).
+    assert sorted(s["enrollment_count"] for s in state["students"]) == [0] + [1] * 10
     assert {lk["relation"] for lk in state["links"]} == {"mother"}  # "어머니" is a relation
     # The upload and the work files are gone; the error workbook stays (24 h).
     assert objects_under(job["input_key"].rsplit("/", 1)[0]) == []
@@ -220,8 +231,8 @@ async def test_dry_run_changes_nothing(tenant: Any) -> None:
     job = await job_of(job_id)
     assert job["status"] == "DONE", job["error"]
     assert job["result"]["dry_run"] is True
-    assert (job["result"]["created"], job["result"]["enrolled"]) == (6, 6)
-    assert job["result"]["error_count"] == 5
+    assert (job["result"]["created"], job["result"]["enrolled"]) == (7, 6)
+    assert job["result"]["error_count"] == 3
     assert await snapshot(tenant.id) == before
     async with connection() as conn:
         assert (

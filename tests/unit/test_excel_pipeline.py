@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import random
 import uuid
 
 import openpyxl
@@ -14,12 +13,10 @@ import xlsxwriter
 
 from pipelines.excel.common import ImportFailure
 from pipelines.excel.detect import ENCRYPTED_STREAM, OLE2_MAGIC, UnsupportedFile, detect_type
-from pipelines.excel.phones import normalize_phones
 from pipelines.excel.plan import build_plan
 from pipelines.excel.read import read_sheet
 from pipelines.excel.validate import validate
 from pipelines.excel.workbook import Column, error_workbook, write_sheet
-from pipelines.korean import InvalidPhone, normalize_phone
 from tests.factories.workbooks import (
     HEADER_VARIANTS,
     MessySheet,
@@ -32,65 +29,6 @@ from tests.factories.workbooks import (
     write_xls,
     write_xlsx,
 )
-
-# --- phones --------------------------------------------------------------------------------
-
-
-def _spellings(rnd: random.Random) -> str:
-    digits = f"010{rnd.randint(0, 99_999_999):08d}"
-    choice = rnd.randrange(12)
-    if choice == 0:
-        return digits[1:]  # lost leading 0
-    if choice == 1:
-        return f"+82 {digits[1:3]}-{digits[3:7]}-{digits[7:]}"
-    if choice == 2:
-        return f"{digits[:3]}.{digits[3:7]}.{digits[7:]}"
-    if choice == 3:
-        return f"011-{rnd.randint(200, 999)}-{rnd.randint(0, 9999):04d}"
-    if choice == 4:
-        return f"02-{rnd.randint(200, 9999)}-{rnd.randint(0, 9999):04d}"
-    if choice == 5:
-        return f"+82 010-{digits[3:7]}-{digits[7:]}"
-    if choice == 6:
-        return f"+{digits}"
-    if choice == 7:
-        return f"82{digits[1:]}"
-    if choice == 8:
-        return digits[: rnd.randint(3, 10)]
-    if choice == 9:
-        return "".join(chr(ord(c) + 0xFEE0) for c in digits)
-    if choice == 10:
-        return f"({digits[:3]}) {digits[3:7]} {digits[7:]}"
-    return f"010-597{rnd.randint(0, 9)}-{rnd.randint(0, 9999):04d}"  # not assigned
-
-
-def test_vectorised_phones_agree_with_normalize_phone() -> None:
-    rnd = random.Random(20261122)
-    values = [_spellings(rnd) for _ in range(20_000)] + ["", "  ", "전화없음", "없음 010"]
-    got = normalize_phones(pl.Series(values, dtype=pl.String)).to_dicts()
-    for raw, out in zip(values, got, strict=True):
-        if not raw.strip():
-            assert out == {"phone": None, "error": None}
-            continue
-        try:
-            expected = normalize_phone(raw)
-        except InvalidPhone:
-            assert out["phone"] is None and out["error"], (raw, out)
-        else:
-            assert out == {"phone": expected, "error": None}, raw
-
-
-def test_phone_spellings_from_spreadsheets() -> None:
-    got = normalize_phones(
-        pl.Series(["1012345678", "+82 10-2345-6789", "010.3456.7890", "０１０-４５６７-８９０１"])
-    )
-    assert got["phone"].to_list() == [
-        "010-1234-5678",
-        "010-2345-6789",
-        "010-3456-7890",
-        "010-4567-8901",
-    ]
-
 
 # --- detect --------------------------------------------------------------------------------
 
@@ -166,41 +104,42 @@ def test_csv_in_cp949_reads_like_utf8() -> None:
         assert checked.rows["name"].to_list() == [e["name"] for e in expected_students(sheet)]
 
 
-def test_bad_files_fail_with_a_reason() -> None:
-    with pytest.raises(ImportFailure, match="damaged"):
-        read_sheet(write_xlsx(messy_rows(3))[:400], "xlsx", max_rows=100)
-    no_header = MessySheet(messy_rows(3).rows, {"school": "학교", "grade": "학년"})
-    with pytest.raises(ImportFailure, match="no recognisable header"):
-        read_sheet(write_xlsx(no_header), "xlsx", max_rows=100)
-    with pytest.raises(ImportFailure, match="no data rows"):
-        read_sheet(write_xlsx(messy_rows(0)), "xlsx", max_rows=100)
-    with pytest.raises(ImportFailure, match="more than 5 data rows"):
-        read_sheet(write_xlsx(messy_rows(6)), "xlsx", max_rows=5)
+def test_bad_files_fail_with_a_reason_and_a_code() -> None:
+    def code_of(data: bytes, max_rows: int = 100) -> str:
+        with pytest.raises(ImportFailure) as failure:
+            read_sheet(data, "xlsx", max_rows=max_rows)
+        return failure.value.code
+
+    assert code_of(write_xlsx(messy_rows(3))[:400]) == "corrupt_file"
+    only_school = MessySheet(messy_rows(3).rows, {"school": "학교", "grade": "학년"})
+    assert code_of(write_xlsx(only_school)) == "no_header"
+    assert code_of(write_xlsx(messy_rows(0))) == "no_data_rows"
+    assert code_of(write_xlsx(messy_rows(6)), max_rows=5) == "too_many_rows"
 
 
 # --- validate ------------------------------------------------------------------------------
 
 
-def test_every_error_names_row_column_and_reason() -> None:
+def test_every_error_names_row_column_code_and_reason() -> None:
     sheet = with_problems(messy_rows(4, seed=0))
     raw = read_sheet(write_xlsx(sheet, title=False), "xlsx", max_rows=100)
     checked = validate(raw)
     header = HEADER_VARIANTS[0]
     # Without a title the header is row 1; rows 2-5 are good (plus blank rows, if any).
     first_bad = 2 + 4 + len(sheet.blank_after)
-    got = [(e["row"] - first_bad, e["column"], e["message"]) for e in checked.errors.to_dicts()]
-    assert [(r, c) for r, c, _ in got] == [
-        (0, header["name"]),
-        (1, header["guardian_phone"]),
-        (2, header["phone"]),
-        (3, header["guardian_phone"]),
-        (4, header["lecture"]),
+    got = [(e["row"] - first_bad, e["column"], e["code"]) for e in checked.errors.to_dicts()]
+    assert got == [
+        (0, header["name"], "name_missing"),
+        (1, header["guardian_phone"], "guardian_phone_invalid"),
+        (3, header["guardian_phone"], "guardian_phone_missing"),
     ]
-    assert got[0][2].startswith("required")
-    assert "not a valid Korean phone number" in got[1][2]
-    assert "not a phone number" in got[2][2]
-    assert got[4][2] == "repeats row 2"
-    assert checked.rows.height == 4 and checked.total_rows == 9
+    # The bad student phone costs the row nothing but its phone: a warning.
+    assert [
+        (w["row"] - first_bad, w["column"], w["reason"]) for w in checked.warnings.to_dicts()
+    ] == [(2, header["phone"], "student_phone_invalid")]
+    # The repeat of the first row (same class) is a duplicate of it, not an error.
+    assert checked.duplicates.to_dicts() == [{"row": first_bad + 4, "duplicate_of_row": 2}]
+    assert checked.rows.height == 5 and checked.total_rows == 9
 
 
 def test_one_row_per_enrolment_is_merged_and_conflicts_are_errors() -> None:
@@ -213,13 +152,8 @@ def test_one_row_per_enrolment_is_merged_and_conflicts_are_errors() -> None:
     checked = validate(read_sheet(write_xlsx(sheet, title=False), "xlsx", max_rows=10))
     assert checked.merged == 1
     assert checked.rows["lectures"].to_list() == [["A1", "B2"]]
-    assert checked.errors.to_dicts() == [
-        {
-            "row": 4,
-            "column": "이름",
-            "message": "same student as row 2 (same name and guardian phone) with different "
-            "details: keep one row per student",
-        }
+    assert checked.errors.select("row", "column", "code").to_dicts() == [
+        {"row": 4, "column": "이름", "code": "conflicting_duplicate"}
     ]
 
 
@@ -236,6 +170,7 @@ def _existing(rows: list[dict[str, object]]) -> pl.DataFrame:
             "phone": pl.String,
             "school": pl.String,
             "grade": pl.String,
+            "grade_raw": pl.String,
             "deleted": pl.Boolean,
         },
     )
@@ -254,10 +189,11 @@ def test_plan_verdicts() -> None:
             # row 0: same details -> unchanged
             {"student_id": "s0", "name": r[0]["name"], "guardian_phone": r[0]["guardian_phone"],
              "phone": r[0]["phone"], "school": r[0]["school"], "grade": r[0]["grade"],
-             "deleted": False},
+             "grade_raw": r[0]["grade_raw"], "deleted": False},
             # row 1: another grade -> update
             {"student_id": "s1", "name": r[1]["name"], "guardian_phone": r[1]["guardian_phone"],
-             "phone": r[1]["phone"], "school": r[1]["school"], "grade": "중1", "deleted": False},
+             "phone": r[1]["phone"], "school": r[1]["school"], "grade": "중1",
+             "grade_raw": "중1", "deleted": False},
             # row 2: only a deleted match -> error, no twin
             {"student_id": "s2", "name": r[2]["name"], "guardian_phone": r[2]["guardian_phone"],
              "phone": None, "school": "", "grade": "", "deleted": True},
