@@ -214,7 +214,7 @@ async def video_probe(job_id: str, video_id: str) -> None:
 
     def work(video: VideoWork, workdir: Workdir, _: Report) -> StepOutput:
         _download_source(video, workdir)
-        info = probe(workdir.source)
+        info = probe(workdir.source, max_duration=get_settings().video_max_duration_seconds)
         width, height = info.display_size
         rungs = plan_ladder(width, height)
         return StepOutput(
