@@ -178,8 +178,8 @@ async def _writes_nothing(imp: ImportRecord) -> None:
     return None
 
 
-async def _fail_import(imp: ImportRecord, reason: str) -> None:
-    job_id = str(imp.id)
+async def _fail_import(imp: ImportRecord, failure: StepFailed) -> None:
+    job_id, reason = str(imp.id), str(failure)
     log_event(log, "EXCEL_IMPORT_FAILED", logging.WARNING, job_id=job_id, reason=reason)
     await fail_job(job_id, reason)
     await imports.release_import_lock(TenantScope(imp.tenant), job_id)
