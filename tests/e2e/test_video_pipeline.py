@@ -38,9 +38,11 @@ def edge():
 
 def _finished(video_id):
     async def check():
-        row = await Video.select(Video.status, Video.error, Video.error_code).where(
-            Video.id == video_id
-        ).first()
+        row = (
+            await Video.select(Video.status, Video.error, Video.error_code)
+            .where(Video.id == video_id)
+            .first()
+        )
         return row if row and row["status"] in ("READY", "FAILED") else None
 
     return check
