@@ -20,6 +20,7 @@ than the rate of their busiest stretch, which is the rate the output needs.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -84,8 +85,16 @@ class ProbeResult:
 
 
 def output_rate(source_rate: Fraction, max_fps: int) -> Fraction:
-    """The rate the renditions are encoded at: the source's, never above ``max_fps``."""
-    return min(source_rate, Fraction(max_fps))
+    """The rate the renditions are encoded at: the source's, never above ``max_fps``.
+
+    A faster source is divided by the smallest whole number that brings it under the cap
+    (59.94 -> 29.97, 50 -> 25, 120 -> 30), so every kept frame is as far from the next and
+    motion stays even; unless that falls far below the cap (40 -> 20), when the cap wins."""
+    cap = Fraction(max_fps)
+    if source_rate <= cap:
+        return source_rate
+    divided = source_rate / math.ceil(source_rate / cap)
+    return divided if divided >= cap * Fraction(4, 5) else cap
 
 
 def sustained_rate(times: list[float], fallback: Fraction) -> Fraction:

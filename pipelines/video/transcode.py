@@ -144,6 +144,10 @@ class _RungOutput:
             },
         )
         vs.width, vs.height, vs.pix_fmt = rung.width, rung.height, "yuv420p"
+        # PyAV opens encoders for slice threads only, which libx264 turns into sliced
+        # threads (threads=2, sliced_threads=1 in its SEI): slower on the same cores than
+        # the frame threads the ffmpeg CLI gets by default (threads=3, sliced_threads=0).
+        vs.codec_context.thread_type = "AUTO"
         vs.bit_rate = rung.video_bitrate
         vs.codec_context.time_base = 1 / fps
         self.video = vs

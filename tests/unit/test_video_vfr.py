@@ -79,6 +79,10 @@ def test_probe_finds_the_maximum_sustained_rate(vfr):
     info = probe(source)
     assert info.fps == 60 and info.variable_rate and info.average_fps < 30
     assert output_rate(info.fps, 30) == 30 and output_rate(info.fps, 60) == 60
+    # Faster sources are divided evenly where that stays near the cap.
+    rates = [(Fraction(60000, 1001), Fraction(30000, 1001)), (50, 25), (120, 30), (40, 30)]
+    assert [output_rate(Fraction(r), 30) for r, _ in rates] == [w for _, w in rates]
+    assert output_rate(Fraction(24), 30) == 24 and output_rate(Fraction(50), 60) == 50
     # A one-off burst (two frames 1 ms apart) is not a sustained rate; 29.97 is kept exact.
     assert sustained_rate([i / 25 for i in range(50)] + [0.501], Fraction(25)) == 25
     ntsc = [i * 1001 / 30000 for i in range(90)]
