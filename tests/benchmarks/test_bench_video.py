@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -159,4 +160,17 @@ def test_bench_video_ladder_pyav_vs_ffmpeg(source: Path, tmp_path: Path) -> None
             f"video: ratio of medians PyAV / ffmpeg = {our_median / their_median:.2f} "
             "(target <= 1.00)"
         )
+        for side, folder in (("PyAV", tmp_path / "pyav"), ("ffmpeg", tmp_path / "ffmpeg")):
+            print(f"video: {side} x264 threading: {_x264_threading(folder)}")
     print(f"video: {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def _x264_threading(folder: Path) -> str:
+    """The threading x264 reports in its SEI, from a 1080p segment the side wrote."""
+    for segment in sorted(folder.rglob("1080p/seg_00000.ts")):
+        found = re.search(
+            rb"threads=\d+ lookahead_threads=\d+ sliced_threads=\d+", segment.read_bytes()
+        )
+        if found:
+            return found.group(0).decode()
+    return "not found"
