@@ -150,17 +150,11 @@ async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody
         await set_progress(job_id, progress, stage)
         return Claim(imp, imp.step)
 
-    codes: list[ImportFailure] = []
-
     async def guarded(row: ImportRecord) -> Record | None:
         try:
             return await body(row)
         except ImportFailure as exc:
-            codes.append(exc)
-            raise StepFailed(str(exc)) from exc
-
-    async def failed(row: ImportRecord, reason: str) -> None:
-        await _fail_import(row, reason, codes[0] if codes else None)
+            raise StepFailed(str(exc), exc.code) from exc
 
     await run_step(
         chain,
@@ -169,7 +163,7 @@ async def _run(step: str, job_id: str, stage: str, progress: int, body: StepBody
         stage=stage,
         claim=claim,
         body=guarded,
-        on_failure=failed,
+        on_failure=_fail_import,
         next_kwargs={"job_id": job_id},
     )
 
@@ -178,18 +172,18 @@ async def _writes_nothing(imp: ImportRecord) -> None:
     return None
 
 
-async def _fail_import(imp: ImportRecord, reason: str, failure: ImportFailure | None) -> None:
-    """The import FAILED with ``reason``; a bad file's stable code (and the missing column
-    of ``missing_required_column``) go in the job's ``result`` beside it."""
-    job_id = str(imp.id)
-    code = failure.code if failure else None
+async def _fail_import(imp: ImportRecord, failure: StepFailed) -> None:
+    """The import FAILED with the failure's reason and stable code; a bad file's details
+    (the missing column of ``missing_required_column``) go in the job's ``result`` too."""
+    job_id, reason, code = str(imp.id), str(failure), failure.code
     log_event(log, "EXCEL_IMPORT_FAILED", logging.WARNING, job_id=job_id, reason=reason, code=code)
-    details = None
-    if failure is not None:
-        details = {"code": failure.code, "message": reason}
-        if failure.column:
-            details["column"] = failure.column
-    await fail_job(job_id, reason, details)
+    details: dict[str, Any] | None = None
+    cause = failure.__cause__
+    if isinstance(cause, ImportFailure):
+        details = {"code": cause.code, "message": reason}
+        if cause.column:
+            details["column"] = cause.column
+    await fail_job(job_id, reason, code, details)
     await imports.release_import_lock(TenantScope(imp.tenant), job_id)
     await _delete_work_files(imp)
 

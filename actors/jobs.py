@@ -224,7 +224,11 @@ async def sweep_unsent(older_than_seconds: int | None = None, limit: int = 100) 
 
 class StepFailed(Exception):
     """A failure no retry can fix (a corrupt file, a rejected source): the chain's
-    ``on_failure`` ends the work with this reason at once."""
+    ``on_failure`` ends the work with this reason (and stable ``code``, if any) at once."""
+
+    def __init__(self, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 @dataclass
@@ -309,7 +313,7 @@ async def run_step(
     claim: Callable[[JobRecord], Awaitable[Claim | None]],
     body: StepBody,
     next_kwargs: dict[str, Any],
-    on_failure: Callable[[Any, str], Awaitable[None]] | None = None,
+    on_failure: Callable[[Any, StepFailed], Awaitable[None]] | None = None,
 ) -> None:
     """One step of ``chain``: the bookkeeping every pipeline shares.
 
@@ -322,7 +326,7 @@ async def run_step(
        in one transaction with the send of the next step), or None when it arranged its
        own continuation (waiting for a lock, say);
     4. a ``StepFailed`` ends the work with its reason through ``on_failure`` (by default:
-       the job FAILED with that reason).
+       the job FAILED with that reason and code).
     """
     job_row = await start_job(job_id, stage)
     if job_row is None:
@@ -341,9 +345,9 @@ async def run_step(
         record = await body(claimed.row)
     except StepFailed as exc:
         if on_failure is None:
-            await fail_job(job_id, str(exc))
+            await fail_job(job_id, str(exc), exc.code)
         else:
-            await on_failure(claimed.row, str(exc))
+            await on_failure(claimed.row, exc)
         return
     if record is None:
         return

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -72,6 +71,9 @@ PROGRESS_AT = {
     "finalise": 98,
 }
 MAX_RETRIES = 5
+# The code of a failure that is not the source's: the renditions did not check out, or a
+# step kept failing until its retries ran out.
+PROCESSING_FAILED = "processing_failed"
 TRANSCODE_TIME_LIMIT_MS = 12 * 3600 * 1000
 
 CHAIN = Chain(STEPS)
@@ -119,13 +121,14 @@ def _prepare(video: VideoWork, workdir: Workdir, upto: str, progress: Report | N
 # --- step bookkeeping ------------------------------------------------------------------
 
 
-async def fail_video(job_id: str | None, video_id: str, reason: str) -> None:
-    """End the video FAILED with ``reason``; its work directory goes."""
-    await videos.fail_video(video_id, reason)
+async def fail_video(job_id: str | None, video_id: str, reason: str, code: str) -> None:
+    """End the video (and its job) FAILED with ``reason`` and ``code``; its work directory
+    goes."""
+    await videos.fail_video(video_id, reason, code)
     if job_id:
-        await fail_job(job_id, reason)
+        await fail_job(job_id, reason, code)
     await asyncio.to_thread(workdir_for(video_id).remove)
-    log_event(log, "VIDEO_FAILED", video_id=video_id, job_id=job_id, reason=reason)
+    log_event(log, "VIDEO_FAILED", video_id=video_id, job_id=job_id, reason=reason, code=code)
 
 
 def _progress_callback(job_id: str, step: str) -> Report:
@@ -156,8 +159,8 @@ async def _chain_step(
         video = await videos.claim_step(video_id, step)
         return None if video is None else Claim(video, video.step_done)
 
-    async def on_failure(_: VideoWork, reason: str) -> None:
-        await fail_video(job_id, video_id, reason)
+    async def on_failure(_: VideoWork, failure: StepFailed) -> None:
+        await fail_video(job_id, video_id, str(failure), failure.code or PROCESSING_FAILED)
 
     await run_step(
         CHAIN,
@@ -171,8 +174,15 @@ async def _chain_step(
     )
 
 
-async def _run_step(step: str, job_id: str, video_id: str, work: Work) -> None:
-    """A step whose ``work`` runs in a thread under the per-video lock."""
+async def _run_step(
+    step: str,
+    job_id: str,
+    video_id: str,
+    work: Work,
+    record: Callable[[str, str, StepOutput | None], Awaitable[object]] = videos.record_step,
+) -> None:
+    """A step whose ``work`` runs in a thread under the per-video lock; ``record`` keeps
+    its output on the video row."""
 
     async def body(video: VideoWork) -> Record:
         await set_progress(job_id, PROGRESS_AT[step], step)
@@ -186,11 +196,14 @@ async def _run_step(step: str, job_id: str, video_id: str, work: Work) -> None:
         started = time.monotonic()
         try:
             output = await asyncio.to_thread(locked)
-        except (VideoRejected, PackagingError) as exc:
-            raise StepFailed(str(exc)) from exc
+        except VideoRejected as exc:
+            raise StepFailed(str(exc), exc.code) from exc
+        except PackagingError as exc:
+            raise StepFailed(str(exc), PROCESSING_FAILED) from exc
         except Exception as exc:
             if video.step_attempts > MAX_RETRIES:
-                await fail_video(job_id, video_id, f"{step} failed: {type(exc).__name__}: {exc}")
+                reason = f"{step} failed: {type(exc).__name__}: {exc}"
+                await fail_video(job_id, video_id, reason, PROCESSING_FAILED)
             raise
         log_event(
             log,
@@ -199,7 +212,11 @@ async def _run_step(step: str, job_id: str, video_id: str, work: Work) -> None:
             step=step,
             seconds=round(time.monotonic() - started, 3),
         )
-        return functools.partial(videos.record_step, video_id, step, output)
+
+        async def recorded() -> None:
+            await record(video_id, step, output)
+
+        return recorded
 
     await _chain_step(step, job_id, video_id, body)
 
@@ -214,7 +231,7 @@ async def video_probe(job_id: str, video_id: str) -> None:
 
     def work(video: VideoWork, workdir: Workdir, _: Report) -> StepOutput:
         _download_source(video, workdir)
-        info = probe(workdir.source)
+        info = probe(workdir.source, max_duration=get_settings().video_max_duration_seconds)
         width, height = info.display_size
         rungs = plan_ladder(width, height)
         return StepOutput(
@@ -285,7 +302,23 @@ async def video_upload(job_id: str, video_id: str) -> None:
         log_event(log, "VIDEO_UPLOADED", video_id=str(video.id), **counts)
         return StepOutput(hls_prefix=prefix, poster_key=f"{prefix}/poster.jpg")
 
-    await _run_step("upload", job_id, video_id, work)
+    await _run_step("upload", job_id, video_id, work, record=_record_upload)
+
+
+async def _record_upload(video_id: str, step: str, output: StepOutput | None) -> None:
+    """Record the upload; if the video went meanwhile (deleted during this step: the API
+    removes the row before its objects), what this step uploaded has no owner and goes."""
+    if await videos.record_step(video_id, step, output):
+        return
+    assert output is not None and output.hls_prefix is not None
+    prefix = output.hls_prefix
+
+    async def orphaned() -> None:
+        bucket = get_settings().r2_video_bucket
+        removed = await asyncio.to_thread(storage.delete_under, bucket, prefix + "/")
+        log_event(log, "VIDEO_UPLOAD_ORPHANED", video_id=video_id, removed=removed)
+
+    await on_commit(orphaned)
 
 
 @job("video.finalise", tier="video", max_retries=MAX_RETRIES)

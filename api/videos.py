@@ -459,13 +459,11 @@ class VideoController(Controller):
             return await videos.get_video(tenant_scope, video.id)
         size = await asyncio.to_thread(_received_size, video, (data.parts if data else []) or [])
         if size > s.video_max_upload_bytes or size == 0:
-            reason = (
-                "the uploaded file is empty"
-                if size == 0
-                else f"the uploaded file is {size} bytes; the limit is {s.video_max_upload_bytes}"
-            )
+            reason = f"the uploaded file is {size} bytes; the limit is {s.video_max_upload_bytes}"
+            reason = reason if size else "the uploaded file is empty"
             await asyncio.to_thread(storage.delete, s.r2_video_bucket, video.raw_key)
-            await videos.reject_upload(tenant_scope, video.id, reason)
+            code = "too_large" if size else "empty_file"
+            await videos.reject_upload(tenant_scope, video.id, reason, code)
             raise Problem(413 if size else 422, reason, type_="/problems/upload-rejected")
         async with transaction():
             if await videos.start_processing(tenant_scope, video.id, size):
@@ -489,6 +487,12 @@ class VideoController(Controller):
     ) -> None:
         s = get_settings()
         video = await videos.stored_video(tenant_scope, video_id)
+        # The row first: an upload step still running then removes what it uploaded.
+        await videos.delete_video(tenant_scope, video.id)
+        if video.job and video.status == VideoStatus.processing.value:
+            # Its remaining steps find no video and stop; the job must not stay RUNNING.
+            reason = "the video was deleted while it was processing"
+            await fail_job(str(video.job), reason, "deleted")
         if video.upload_id and video.status == VideoStatus.uploading.value:
             await asyncio.to_thread(_abort_multipart, s.r2_video_bucket, video)
         await asyncio.to_thread(
@@ -498,10 +502,6 @@ class VideoController(Controller):
             hls=video.hls_prefix,
             raw=video.raw_key if video.raw_deleted_at is None else None,
         )
-        if video.job and video.status == VideoStatus.processing.value:
-            # Its remaining steps find no video and stop; the job must not stay RUNNING.
-            await fail_job(str(video.job), "the video was deleted while it was processing")
-        await videos.delete_video(tenant_scope, video.id)
 
     @get(
         "/{video_id:str}/playback",

@@ -28,6 +28,7 @@ class Job(msgspec.Struct):
     stage: str
     result: Any
     error: str | None
+    error_code: str | None
     attempts: int
     request_id: str
     created_at: dt.datetime
@@ -67,6 +68,7 @@ class Reopened(msgspec.Struct):
     status: str
     stage: str
     error: str | None
+    error_code: str | None
     finished_at: dt.datetime | None
 
 
@@ -169,7 +171,7 @@ async def finish_job(job_id: Any, result: dict[str, Any] | None = None) -> None:
     await db.execute(
         """
         UPDATE job SET status = 'DONE', progress = 100, stage = 'done', result = $2,
-               error = NULL, finished_at = now(), updated_at = now()
+               error = NULL, error_code = NULL, finished_at = now(), updated_at = now()
         WHERE id = $1
         """,
         uuid.UUID(str(job_id)),
@@ -177,17 +179,20 @@ async def finish_job(job_id: Any, result: dict[str, Any] | None = None) -> None:
     )
 
 
-async def fail_job(job_id: Any, reason: str, result: dict[str, Any] | None = None) -> None:
-    """FAILED with ``reason`` (and ``result``, when the failure has details such as a
-    stable code), unless the job is already DONE."""
+async def fail_job(
+    job_id: Any, reason: str, code: str | None = None, result: dict[str, Any] | None = None
+) -> None:
+    """FAILED with ``reason`` and its stable ``code`` (where the pipeline has one), and
+    ``result`` when the failure has details, unless the job is already DONE."""
     await db.execute(
         """
-        UPDATE job SET status = 'FAILED', stage = 'failed', error = $2,
-               result = COALESCE($3, result), finished_at = now(), updated_at = now()
+        UPDATE job SET status = 'FAILED', stage = 'failed', error = $2, error_code = $3,
+               result = COALESCE($4, result), finished_at = now(), updated_at = now()
         WHERE id = $1 AND status <> 'DONE'
         """,
         uuid.UUID(str(job_id)),
         reason[:2000],
+        code,
         result,
     )
 
@@ -204,11 +209,12 @@ async def reopen(job_id: uuid.UUID, stage: str) -> Reopened | None:
     return await db.row(
         Reopened,
         """
-        UPDATE job SET status = 'PENDING', stage = $2, error = NULL,
+        UPDATE job SET status = 'PENDING', stage = $2, error = NULL, error_code = NULL,
                finished_at = NULL, updated_at = now()
-        FROM (SELECT id, status, stage, error, finished_at FROM job WHERE id = $1) AS old
+        FROM (SELECT id, status, stage, error, error_code, finished_at FROM job
+              WHERE id = $1) AS old
         WHERE job.id = old.id AND job.status <> 'DONE'
-        RETURNING old.status, old.stage, old.error, old.finished_at
+        RETURNING old.status, old.stage, old.error, old.error_code, old.finished_at
         """,
         job_id,
         stage,
@@ -218,10 +224,12 @@ async def reopen(job_id: uuid.UUID, stage: str) -> Reopened | None:
 async def restore(job_id: uuid.UUID, previous: Reopened) -> None:
     """Undo ``reopen`` (its message could not be sent after all)."""
     await db.execute(
-        "UPDATE job SET status = $2, stage = $3, error = $4, finished_at = $5 WHERE id = $1",
+        "UPDATE job SET status = $2, stage = $3, error = $4, error_code = $5, finished_at = $6 "
+        "WHERE id = $1",
         job_id,
         previous.status,
         previous.stage,
         previous.error,
+        previous.error_code,
         previous.finished_at,
     )

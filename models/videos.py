@@ -46,6 +46,7 @@ class Video(msgspec.Struct):
     due_date: dt.date | None
     status: str
     error: str | None
+    error_code: str | None
     filename: str
     size_bytes: int
     job_id: uuid.UUID | None
@@ -111,7 +112,7 @@ class RawSource(msgspec.Struct):
 # The pipeline's progress and stage come from the video's job (a READY video is 100%).
 VIDEO_SELECT = """
     SELECT v.id, v.lecture AS lecture_id, v.session AS session_id, v.title, v.proctored,
-           v.due_date, v.status, v.error, v.filename, v.size_bytes, v.job AS job_id,
+           v.due_date, v.status, v.error, v.error_code, v.filename, v.size_bytes, v.job AS job_id,
            CASE WHEN v.status = 'READY' THEN 100 WHEN j.id IS NULL THEN 0
                 ELSE j.progress END AS progress,
            CASE WHEN j.id IS NULL THEN lower(v.status) ELSE j.stage END AS stage,
@@ -242,11 +243,13 @@ async def stored_video(scope: TenantScope, video_id: Any) -> StoredVideo:
     return await find_video(scope, StoredVideo, video_id)
 
 
-async def reject_upload(scope: TenantScope, video_id: uuid.UUID, reason: str) -> None:
+async def reject_upload(scope: TenantScope, video_id: uuid.UUID, reason: str, code: str) -> None:
     await scope.execute(
-        "UPDATE video SET status = 'FAILED', error = $3 WHERE tenant = $1 AND id = $2",
+        "UPDATE video SET status = 'FAILED', error = $3, error_code = $4 "
+        "WHERE tenant = $1 AND id = $2",
         video_id,
         reason,
+        code,
     )
 
 
@@ -296,10 +299,11 @@ async def claim_step(video_id: Any, step: str) -> VideoWork | None:
     )
 
 
-async def record_step(video_id: Any, step: str, output: StepOutput | None = None) -> None:
-    """``step`` done, with what it found."""
+async def record_step(video_id: Any, step: str, output: StepOutput | None = None) -> bool:
+    """``step`` done, with what it found. False when the video is no longer processing
+    (deleted, or FAILED meanwhile): nothing was recorded."""
     out = output or StepOutput()
-    await db.execute(
+    status = await db.execute(
         """
         UPDATE video SET step_done = $2, updated_at = now(),
             probe = COALESCE($3, probe), duration_seconds = COALESCE($4, duration_seconds),
@@ -318,17 +322,19 @@ async def record_step(video_id: Any, step: str, output: StepOutput | None = None
         out.hls_prefix,
         out.poster_key,
     )
+    return status != "UPDATE 0"
 
 
-async def fail_video(video_id: Any, reason: str) -> None:
-    """FAILED with ``reason``, unless the video is already READY."""
+async def fail_video(video_id: Any, reason: str, code: str) -> None:
+    """FAILED with ``reason`` and its stable ``code``, unless the video is already READY."""
     await db.execute(
         """
-        UPDATE video SET status = 'FAILED', error = $2, updated_at = now()
+        UPDATE video SET status = 'FAILED', error = $2, error_code = $3, updated_at = now()
         WHERE id = $1 AND status <> 'READY'
         """,
         uuid.UUID(str(video_id)),
         reason[:2000],
+        code,
     )
 
 
@@ -336,7 +342,7 @@ async def finish_video(video_id: Any) -> None:
     """READY: the last step is done."""
     await db.execute(
         """
-        UPDATE video SET status = 'READY', step_done = 'finalise', error = NULL,
+        UPDATE video SET status = 'READY', step_done = 'finalise', error = NULL, error_code = NULL,
                ready_at = now(), updated_at = now()
         WHERE id = $1 AND status = 'PROCESSING'
         """,

@@ -190,6 +190,10 @@ class Settings:
     video_multipart_part_bytes: int = 64 * 1024**2
     video_completion_percent: float = 90.0
     video_raw_retention_days: int = 30
+    # The output frame rate is the source's maximum sustained rate, never above this (30 or
+    # 60); sources longer than the duration limit are refused (``too_long``).
+    video_max_fps: int = 30
+    video_max_duration_seconds: int = 6 * 3600
 
     @property
     def is_production(self) -> bool:
@@ -247,6 +251,13 @@ def _idle_stop_mode() -> str:
     if mode not in IDLE_STOP_MODES:
         raise SettingsError(f"IDLE_STOP_MODE must be one of {IDLE_STOP_MODES}, got {mode!r}")
     return mode
+
+
+def _max_fps() -> int:
+    fps = _int("VIDEO_MAX_FPS", 30)
+    if fps not in (30, 60):
+        raise SettingsError(f"VIDEO_MAX_FPS must be 30 or 60, got {fps}")
+    return fps
 
 
 def load_settings() -> Settings:
@@ -404,6 +415,8 @@ def _upload_settings() -> dict[str, Any]:
         "video_multipart_part_bytes": _int("VIDEO_MULTIPART_PART_BYTES", 64 * 1024**2),
         "video_completion_percent": _float("VIDEO_COMPLETION_PERCENT", 90.0),
         "video_raw_retention_days": _int("VIDEO_RAW_RETENTION_DAYS", 30),
+        "video_max_fps": _max_fps(),
+        "video_max_duration_seconds": _int("VIDEO_MAX_DURATION_SECONDS", 6 * 3600),
     }
 
 

@@ -98,6 +98,7 @@ class Job(Table, tablename="job", db=DB):
     stage = Varchar(length=64, default="queued")
     result = JSONB(null=True, default=None)
     error = Text(null=True, default=None)
+    error_code = Varchar(length=32, null=True, default=None)  # stable, beside the reason
     attempts = Integer(default=0)
     request_id = Varchar(length=64, default="")
     input_key = Text(null=True, default=None)

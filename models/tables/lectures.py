@@ -59,7 +59,9 @@ class LectureSession(Table, tablename="lecture_session", db=DB):
     start_time = Time(null=True, default=None)
     end_time = Time(null=True, default=None)
     topic = Varchar(length=200, default="")
-    video_id = UUID(null=True, default=None)  # the video pipeline adds the FK
+    # References video(id) ON DELETE SET NULL (a raw migration: the two tables refer to
+    # each other, which Piccolo's table classes cannot declare).
+    video_id = UUID(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 

@@ -49,6 +49,8 @@ class Video(Table, tablename="video", db=DB):
     due_date = Date(null=True, default=None)
     status = Varchar(length=16, choices=VideoStatus, default=VideoStatus.uploading.value)
     error = Text(null=True, default=None)
+    # Why it FAILED, as a stable code (pipelines.video.probe lists the source's codes).
+    error_code = Varchar(length=32, null=True, default=None)
     filename = Varchar(length=255, default="")
     content_type = Varchar(length=100, default="")
     size_bytes = BigInt(default=0)  # as declared at creation; checked at completion

@@ -43,22 +43,24 @@ def ensure_outputs(
         rungs,
         segment_seconds=s.hls_time_seconds,
         poster_at=s.thumbnail_at_seconds,
+        max_fps=s.video_max_fps,
         progress=progress if upto == "transcode" else None,
     )
     if upto == "transcode":
         return out
+    t = out["transcode"]
     out["package"] = ensure_packaged(
         workdir,
         rungs,
-        duration=info.duration,
-        fps=Fraction(info.fps_num, info.fps_den),
+        # What was encoded: the source's length, and its rate capped by VIDEO_MAX_FPS.
+        duration=t.get("duration", info.duration),
+        fps=Fraction(t["fps_num"], t["fps_den"]),
         segment_seconds=s.hls_time_seconds,
         min_segments=s.min_segments_per_variant,
         has_audio=info.has_audio,
     )
     if upto == "package":
         return out
-    t = out["transcode"]
     out["thumbnails"] = ensure_thumbnails(
         workdir,
         tile_times=t["tile_times"],

@@ -1,17 +1,21 @@
 """Decode the source once and fan every frame out to each rung's encoder (H.264 + AAC),
-muxed by FFmpeg's HLS muxer into fixed-length MPEG-TS segments.
+muxed by FFmpeg's HLS muxer into MPEG-TS segments of ``HLS_TIME_SECONDS``.
+
+Output is placed by time (``pipelines.video.timing``): the renditions run at a constant
+rate, the source's maximum sustained rate capped by ``VIDEO_MAX_FPS``, and each source
+frame is shown from the slot nearest its presentation time until the next one's, so a
+variable-rate source (a screen recording, a phone that dropped frames, a freeze or a gap)
+keeps its timing: frames are repeated across slow stretches and dropped only where the
+source is faster than the output. Audio is placed by time on the same clock (both start at
+the earliest stream's first time stamp); a gap in it is filled with silence, so the two
+stay in sync to well within a frame.
 
 Why segments come out even: a decoder marks the frames it decoded (``pict_type`` I/P/B)
 and libx264 honours a marked I frame as a forced keyframe, so the source's own GOP would
-leak into ours. Every frame we encode has ``pict_type`` cleared, and the GOP is fixed at
-``fps * HLS_TIME_SECONDS`` frames (``keyint = min-keyint``, ``scenecut=0``): each segment
-then starts on a keyframe exactly ``HLS_TIME_SECONDS`` after the previous one.
-
-Time stamps are re-based on the first video frame and snapped to the frame grid of the
-source's average rate (a variable-rate phone video keeps its timing to within a frame;
-two frames that snap to the same slot keep the first). Audio is resampled to 48 kHz
-stereo and encoded per rung (AAC costs little next to H.264). A source with no audio
-makes video-only renditions, which HLS allows.
+leak into ours. Every frame we encode has ``pict_type`` cleared, except the first frame at
+or after each multiple of ``HLS_TIME_SECONDS``, which is marked I (an IDR, the GOP being
+closed); x264's own keyframe interval is set just beyond a segment and ``scenecut=0``, so
+those are the only keyframes and each segment starts exactly on its boundary.
 
 Rotation (a phone's display matrix) is applied to the pixels once, before scaling, so
 every rung is upright and players need no metadata.
@@ -38,7 +42,8 @@ from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from pipelines.video.ladder import Rung
-from pipelines.video.probe import ProbeResult, VideoRejected
+from pipelines.video.probe import ProbeResult, VideoRejected, output_rate
+from pipelines.video.timing import FramePlacer, frames_per_segment, keyframe_slots
 from pipelines.video.workdir import Workdir
 
 X264_PRESET = "veryfast"
@@ -54,13 +59,14 @@ RUNG_QUEUE_FRAMES = 8
 Progress = Callable[[float], None]
 
 
-def gop_frames(fps: Fraction, segment_seconds: int) -> int:
-    return max(1, round(fps * segment_seconds))
+# An audio gap (or overlap) longer than this is filled with silence (or dropped).
+AUDIO_SLACK_SECONDS = 0.04
 
 
-def x264_params(gop: int) -> str:
-    """The encoder's GOP settings; the benchmark passes the very same to the ffmpeg CLI."""
-    return f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0"
+def x264_params(fps: Fraction, segment_seconds: int) -> str:
+    """The encoder's GOP settings; the benchmark passes the very same to the ffmpeg CLI.
+    Keyframes are forced at segment boundaries, x264's own interval only backs them up."""
+    return f"keyint={frames_per_segment(fps, segment_seconds) + 1}:scenecut=0:open-gop=0"
 
 
 def hls_muxer_options(segment_pattern: str, segment_seconds: int) -> dict[str, str]:
@@ -126,19 +132,23 @@ class _RungOutput:
             format="hls",
             options=hls_muxer_options(str(directory / "seg_%05d.ts"), segment_seconds),
         )
-        gop = gop_frames(fps, segment_seconds)
         vs = self.container.add_stream(
             "libx264",
             rate=fps,
             options={
                 "preset": X264_PRESET,
                 "profile": X264_PROFILE,
-                "x264-params": x264_params(gop),
+                "x264-params": x264_params(fps, segment_seconds),
                 "maxrate": str(rung.maxrate),
                 "bufsize": str(rung.maxrate * 2),
             },
         )
         vs.width, vs.height, vs.pix_fmt = rung.width, rung.height, "yuv420p"
+        # PyAV opens encoders for slice threads, which libx264 runs as sliced threads
+        # (threads=2 sliced_threads=1 in its SEI); the ffmpeg CLI's default is frame
+        # threads (threads=3 sliced_threads=0). Three encoders already fill two cores, and
+        # frame threads measured no faster here while holding ~110 MB more of frames
+        # (510 vs 399 MB peak for the 1080p ladder, over the worker's 500 MB budget).
         vs.bit_rate = rung.video_bitrate
         vs.codec_context.time_base = 1 / fps
         self.video = vs
@@ -203,12 +213,15 @@ class _RungOutput:
         except BaseException as exc:  # handed to the producer, which raises it
             self.error = exc
 
-    def _encode_video(self, frame: av.VideoFrame) -> None:
+    def _encode_video(self, item: tuple[int, av.VideoFrame, bool]) -> None:
+        # One frame object may come several times (a repeat) and to every rung: only this
+        # rung's scaled copy is stamped (a same-size rung gets the shared frame back, but
+        # the encoder copies it before the next stamp).
+        slot, frame, key = item
         scaled = self.reformatter.reformat(frame, self.rung.width, self.rung.height, "yuv420p")
-        if scaled is not frame:
-            scaled.pts = frame.pts
-            scaled.time_base = frame.time_base
-            scaled.pict_type = PictureType.NONE
+        scaled.pts = slot
+        scaled.time_base = self.video.codec_context.time_base
+        scaled.pict_type = PictureType.I if key else PictureType.NONE
         self.container.mux(self.video.encode(scaled))
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
@@ -217,35 +230,40 @@ class _RungOutput:
 
 
 class _Decode:
-    """The decoding side of one transcode: each frame re-timed onto the output grid,
-    turned upright, captured for the tiles and the poster, and handed to every rung;
-    audio resampled to ``AUDIO_RATE`` stereo and handed on the same way."""
+    """The decoding side of one transcode: video frames placed on the output grid, turned
+    upright, captured for the tiles and the poster, and handed to every rung; audio
+    resampled to ``AUDIO_RATE`` stereo, placed by time and handed on the same way."""
 
     def __init__(
         self,
         info: ProbeResult,
+        fps: Fraction,
+        segment_seconds: int,
         outputs: list[_RungOutput],
         tiles: Path,
         poster_time: float,
         progress: Progress | None,
     ) -> None:
         self.info = info
-        self.fps = info.fps
+        self.fps = fps
+        self.is_key = keyframe_slots(fps, segment_seconds)
         self.outputs = outputs
         self.tiles = tiles
         self.poster_time = poster_time
         self.progress = progress
+        self.placer: FramePlacer | None = None
         self.frames = 0
         self.tile_times: list[float] = []
         self.poster_saved = False
-        self.t0: float | None = None
-        self.last_pts = -1
         self.next_tile = 0.0
         self.graph: Any | None = None
+        self.upright: tuple[Any, Any] = (None, None)  # (source frame, its upright copy)
         self.last_report = time.monotonic()
         self.resampler: av.AudioResampler | None = None
-        self.audio_samples = 0
-        self.audio_started = False
+        self.audio_samples = 0  # output samples sent
+        self.audio_next: float | None = None  # where the next source audio should start (s)
+        self.video_end = 0.0  # where each stream's last frame ends (s)
+        self.audio_end = 0.0
 
     def run(self, source: Path) -> None:
         with av.open(str(source)) as container:
@@ -262,58 +280,83 @@ class _Decode:
                 self.resampler = av.AudioResampler(
                     format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=1024
                 )
+            starts = [
+                float(s.start_time * s.time_base) for s in streams if s.start_time is not None
+            ]
+            self.placer = FramePlacer(self.fps, min(starts, default=0.0), self._emit)
             for packet in container.demux(*streams):
                 try:
                     decoded = packet.decode()
                 except av.error.InvalidDataError as exc:
                     raise VideoRejected(
-                        f"the video cannot be decoded at {packet.pts}: {exc}"
+                        "corrupt_file", f"the video cannot be decoded at {packet.pts}: {exc}"
                     ) from None
                 for frame in decoded:
                     if frame.time is None:
                         continue
                     if isinstance(frame, av.VideoFrame):
                         self._video(frame, float(frame.time))
-                    elif self.resampler is not None and self.t0 is not None:
+                    elif self.resampler is not None:
                         self._audio(frame, float(frame.time))
-            if self.resampler is not None and self.audio_started:
+            if self.resampler is not None and self.audio_next is not None:
                 self._send_audio(self.resampler.resample(None))
+            self.frames = self.placer.finish(self._end(container))
+
+    def _end(self, container: Any) -> float:
+        """Where the output ends: the later stream's end. Decoded audio runs on by the
+        encoder's padding of its last frame, so it counts only up to the container's
+        declared length."""
+        end = self.audio_end
+        if container.duration:
+            declared = (container.start_time or 0) / 1e6 + container.duration / 1e6
+            end = min(end, declared)
+        return max(self.video_end, end)
 
     def _video(self, frame: av.VideoFrame, at: float) -> None:
-        if self.t0 is None:
-            self.t0 = at
-            if self.info.rotation:
-                self.graph = _rotation_graph(frame, self.info.rotation)
-        rel = at - self.t0
-        pts = round(rel * self.fps)
-        if pts <= self.last_pts:
-            return  # two source frames in one output slot
-        self.last_pts = pts
-        if self.graph is not None:
-            self.graph.push(frame)
-            frame = self.graph.pull()
-        frame.pts = pts
-        frame.time_base = 1 / self.fps
-        frame.pict_type = PictureType.NONE
+        assert self.placer is not None
+        shown = 1 / float(self.info.fps)  # a frame of unknown length: one period
+        if frame.duration and frame.time_base is not None:
+            shown = float(frame.duration * frame.time_base)
+        self.video_end = max(self.video_end, at + shown)
+        if self.graph is None and self.info.rotation:
+            self.graph = _rotation_graph(frame, self.info.rotation)
+        self.placer.push(frame, at)
+
+    def _emit(self, slot: int, frame: av.VideoFrame) -> None:
+        if self.upright[0] is not frame:  # a repeat is turned once
+            upright = frame
+            if self.graph is not None:
+                self.graph.push(frame)
+                upright = self.graph.pull()
+            self.upright = (frame, upright)
+        upright = self.upright[1]
         for out in self.outputs:
-            out.put("v", frame)
-        self.frames += 1
+            out.put("v", (slot, upright, self.is_key(slot)))
+        rel = slot / float(self.fps)
         if rel + 1e-6 >= self.next_tile:
-            _save_tile(frame, self.tiles / f"tile_{len(self.tile_times):05d}.jpg")
+            _save_tile(upright, self.tiles / f"tile_{len(self.tile_times):05d}.jpg")
             self.tile_times.append(round(self.next_tile, 3))
             self.next_tile += TILE_INTERVAL_SECONDS
         if not self.poster_saved and rel + 1e-6 >= self.poster_time:
-            _save_poster(frame, self.tiles / "poster.jpg")
+            _save_poster(upright, self.tiles / "poster.jpg")
             self.poster_saved = True
         if self.progress is not None and time.monotonic() - self.last_report > 1.0:
             self.last_report = time.monotonic()
             self.progress(min(1.0, rel / max(self.info.duration, 0.001)))
 
     def _audio(self, frame: av.AudioFrame, at: float) -> None:
-        assert self.resampler is not None and self.t0 is not None
-        if not self.audio_started:
-            self.audio_started = True
-            self.audio_samples = max(0, round((at - self.t0) * AUDIO_RATE))
+        assert self.resampler is not None and self.placer is not None
+        at -= self.placer.start
+        length = frame.samples / frame.sample_rate
+        self.audio_end = max(self.audio_end, self.placer.start + at + length)
+        if self.audio_next is None:
+            self.audio_samples = max(0, round(at * AUDIO_RATE))
+        elif at < self.audio_next - AUDIO_SLACK_SECONDS:
+            return  # overlaps what was sent: dropped, or the rest would come late
+        elif at > self.audio_next + AUDIO_SLACK_SECONDS:
+            self._send_audio(self.resampler.resample(_silence(frame, at - self.audio_next)))
+            self.audio_next = at
+        self.audio_next = (at if self.audio_next is None else self.audio_next) + length
         frame.pts = None
         self._send_audio(self.resampler.resample(frame))
 
@@ -324,6 +367,19 @@ class _Decode:
             self.audio_samples += chunk.samples
             for out in self.outputs:
                 out.put("a", chunk)
+
+
+def _silence(like: av.AudioFrame, seconds: float) -> av.AudioFrame:
+    """A silent frame of ``seconds`` in the format, layout and rate of ``like``."""
+    silent = av.AudioFrame(
+        format=like.format.name,
+        layout=like.layout.name,
+        samples=max(1, round(seconds * like.sample_rate)),
+    )
+    for plane in silent.planes:
+        plane.update(bytes(plane.buffer_size))
+    silent.sample_rate = like.sample_rate
+    return silent
 
 
 def _fresh_partials(workdir: Workdir) -> tuple[Path, Path]:
@@ -344,6 +400,7 @@ def ensure_transcoded(
     *,
     segment_seconds: int,
     poster_at: float,
+    max_fps: int = 30,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Transcode ``workdir.source`` into ``workdir.hls/<rung>/``; a no-op when done.
@@ -355,12 +412,12 @@ def ensure_transcoded(
     if record is not None and workdir.hls.is_dir():
         return record
     partial, tiles_partial = _fresh_partials(workdir)
-    fps = info.fps
+    fps = output_rate(info.fps, max_fps)
     poster_time = min(poster_at, info.duration / 2) if info.duration < poster_at * 2 else poster_at
     outputs = [
         _RungOutput(r, partial / r.name, fps, segment_seconds, info.has_audio) for r in rungs
     ]
-    decode = _Decode(info, outputs, tiles_partial, poster_time, progress)
+    decode = _Decode(info, fps, segment_seconds, outputs, tiles_partial, poster_time, progress)
     try:
         decode.run(workdir.source)
         for out in outputs:
@@ -368,13 +425,13 @@ def ensure_transcoded(
     except av.error.FFmpegError as exc:
         for out in outputs:
             out.abort()
-        raise VideoRejected(f"the video cannot be decoded: {exc}") from None
+        raise VideoRejected("corrupt_file", f"the video cannot be decoded: {exc}") from None
     except BaseException:
         for out in outputs:
             out.abort()
         raise
     if decode.frames == 0:
-        raise VideoRejected("the video stream has no decodable frames")
+        raise VideoRejected("corrupt_file", "the video stream has no decodable frames")
     if not decode.poster_saved and decode.tile_times:
         shutil.copyfile(tiles_partial / "tile_00000.jpg", tiles_partial / "poster.jpg")
     os.replace(partial, workdir.hls)
@@ -384,6 +441,9 @@ def ensure_transcoded(
         "fps_num": fps.numerator,
         "fps_den": fps.denominator,
         "frames": decode.frames,
+        "duration": round(decode.frames / float(fps), 3),
+        "dropped": decode.placer.dropped if decode.placer else 0,
+        "repeated": decode.placer.repeated if decode.placer else 0,
         "tile_times": decode.tile_times,
         "tile_interval": TILE_INTERVAL_SECONDS,
         "poster_time": poster_time,

@@ -38,7 +38,11 @@ def edge():
 
 def _finished(video_id):
     async def check():
-        row = await Video.select(Video.status, Video.error).where(Video.id == video_id).first()
+        row = (
+            await Video.select(Video.status, Video.error, Video.error_code)
+            .where(Video.id == video_id)
+            .first()
+        )
         return row if row and row["status"] in ("READY", "FAILED") else None
 
     return check
@@ -124,9 +128,10 @@ async def test_a_truncated_upload_ends_failed_with_a_reason(
     vid = created["video"]["id"]
     row = await wait_for(_finished(vid), timeout=120)
     assert row and row["status"] == "FAILED", worker.output()[-3000:]
-    assert "truncated" in row["error"]
+    assert "truncated" in row["error"] and row["error_code"] == "truncated"
     job = await Job.select().where(Job.id == created["completed"]["job_id"]).first()
     assert job["status"] == "FAILED" and job["error"] == row["error"]
+    assert job["error_code"] == "truncated"
 
 
 async def test_a_killed_worker_mid_transcode_is_restarted_cleanly(

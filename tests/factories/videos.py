@@ -130,6 +130,21 @@ def make_audio_only(path: Path, seconds: float = 2.0) -> Path:
     return path
 
 
+def make_unsupported_codec(path: Path) -> Path:
+    """A Matroska file whose video track names a codec no FFmpeg decodes (the H.264 track
+    of a generated clip, relabelled)."""
+    mp4 = make_video(path.with_suffix(".mp4"), seconds=1, fps=10, audio=False)
+    with av.open(str(mp4)) as src, av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_NONE0/XXX/XXX"))
+    return path
+
+
 def truncate(path: Path, keep: float = 0.4) -> Path:
     """Cut the file to its first ``keep`` fraction, as an interrupted upload leaves it."""
     data = path.read_bytes()
@@ -206,3 +221,84 @@ async def mark_ready(video_id: Any, duration: float = 100.0, proctored: bool | N
     if proctored is not None:
         values[Video.proctored] = proctored
     await Video.update(values).where(Video.id == video_id)
+
+
+# --- variable frame rate ------------------------------------------------------------------
+
+VFR_TIME_BASE = Fraction(1, 90_000)
+BAR_PIXELS_PER_SECOND = 50  # where the bar stands says when its frame was taken
+
+
+def vfr_timeline() -> tuple[list[float], list[float], float]:
+    """Frame times of a screen-recording-like clip: 30 fps, a fast stretch at 60 fps, 15 fps,
+    a 1.5 s freeze (no frames while the picture holds), 24 fps, a 1 s gap (frames missing,
+    the picture jumps), 30 fps again. Returns (frame times, flash times, end).
+
+    The fast stretch is offset so each odd frame there is the earlier of two frames nearest
+    one 30 fps slot: the first flash is such a frame, which a "keep the latest" rule drops."""
+    times = [i / 30 for i in range(60)]
+    times += [2.004 + i / 60 for i in range(120)]
+    times += [4.0 + i / 15 for i in range(30)]
+    times += [6.0]  # the freeze: held until 7.5
+    times += [7.5 + i / 24 for i in range(36)]
+    times += [10.0 + i / 30 for i in range(60)]  # after the gap (9.0 .. 10.0)
+    flashes = [2.004 + 61 / 60, 11.0]
+    return times, flashes, 12.0
+
+
+def bar_picture(width: int, height: int, at: float) -> Any:
+    """Dark grey with a light bar whose x position is ``at`` seconds x 50 px."""
+    img = np.full((height, width, 3), 60, dtype=np.uint8)
+    x = round(at * BAR_PIXELS_PER_SECOND)
+    img[:, x : x + 4] = 220
+    return img
+
+
+def make_vfr_video(
+    path: Path,
+    times: list[float],
+    flashes: list[float],
+    end: float,
+    *,
+    width: int = 640,
+    height: int = 360,
+) -> Path:
+    """An MP4 with a frame at each of ``times`` (90 kHz time stamps), white frames at
+    ``flashes`` (which must be among ``times``) and, in otherwise silent audio, a 10 ms click
+    at each flash: the events a sync check finds again in the output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as out:
+        vs = out.add_stream("libx264", rate=60, options={"preset": "ultrafast"})
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.codec_context.time_base = VFR_TIME_BASE
+        vs.time_base = VFR_TIME_BASE
+        as_ = out.add_stream("aac", rate=48_000, layout="stereo")
+        for i, at in enumerate(times):
+            flash = any(abs(at - f) < 1e-9 for f in flashes)
+            img = np.full((height, width, 3), 255, np.uint8) if flash else None
+            frame = av.VideoFrame.from_ndarray(
+                img if img is not None else bar_picture(width, height, at), format="rgb24"
+            )
+            frame.pts = round(at / VFR_TIME_BASE)
+            frame.time_base = VFR_TIME_BASE
+            # The last frame lasts until ``end``; the muxer takes each frame's length from
+            # the next one's time.
+            nxt = times[i + 1] if i + 1 < len(times) else end
+            frame.duration = round((nxt - at) / VFR_TIME_BASE)
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode(None))
+        total = round(end * 48_000)
+        pcm = np.zeros(total, dtype=np.float32)
+        for f in flashes:
+            start = round(f * 48_000)
+            t = np.arange(480) / 48_000.0
+            pcm[start : start + 480] = 0.8 * np.sin(2 * math.pi * 1000 * t)
+        for pts in range(0, total, 1024):
+            chunk = pcm[pts : pts + 1024]
+            af = av.AudioFrame.from_ndarray(
+                np.stack([chunk, chunk]), format="fltp", layout="stereo"
+            )
+            af.sample_rate, af.pts, af.time_base = 48_000, pts, Fraction(1, 48_000)
+            out.mux(as_.encode(af))
+        out.mux(as_.encode(None))
+    return path

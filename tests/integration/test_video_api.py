@@ -7,10 +7,11 @@ import datetime as dt
 import uuid
 from urllib.parse import parse_qsl, urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
-from models.tables import Video
+from models.tables import LectureSession, Video
 from ops import storage
 from ops.commands.storage_cleanup import cleanup_raw_uploads
 from ops.settings import get_settings
@@ -82,6 +83,7 @@ async def test_complete_needs_the_file_and_rejects_an_empty_one(tenant, video_qu
     assert r.status_code == 422 and r.json()["type"] == "/problems/upload-rejected"
     shown = (await tenant.client.get(f"/api/v1/videos/{vid}", headers=headers)).json()
     assert shown["status"] == "FAILED" and "empty" in shown["error"]
+    assert shown["error_code"] == "empty_file"
     assert counts(video_queue)["visible"] == 0
 
 
@@ -126,6 +128,19 @@ async def test_a_session_video_belongs_to_its_lecture(tenant):
     shown = await tenant.client.get(f"/api/v1/sessions/{session['id']}", headers=headers)
     if shown.status_code == 200:
         assert shown.json()["video_id"] == created["video"]["id"]
+    # The session's video is a foreign key: no session can name a video that does not
+    # exist, and a video that goes (by any statement) leaves its session with none.
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await LectureSession.update({LectureSession.video_id: uuid.uuid4()}).where(
+            LectureSession.id == session["id"]
+        )
+    await Video.delete().where(Video.id == created["video"]["id"])
+    row = (
+        await LectureSession.select(LectureSession.video_id)
+        .where(LectureSession.id == session["id"])
+        .first()
+    )
+    assert row["video_id"] is None
 
 
 async def test_large_files_upload_in_parts(tenant, video_queue, small_video):

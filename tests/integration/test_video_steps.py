@@ -3,6 +3,10 @@ then delivered again: a redelivered step changes nothing and only re-sends its n
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
+
 import pytest
 
 from actors import video as steps
@@ -13,7 +17,7 @@ from ops.storage import hls_prefix
 from pipelines.video.package import parse_master_playlist
 from pipelines.video.workdir import workdir_for
 from tests.factories.lectures import create_lecture
-from tests.factories.videos import create_video, make_video, truncate
+from tests.factories.videos import create_video, make_audio_only, make_video, truncate
 from tests.sqs_helpers import decode, purge, receive
 
 pytestmark = pytest.mark.usefixtures("broker")
@@ -105,22 +109,86 @@ async def test_a_step_on_a_worker_without_the_earlier_outputs_rebuilds_them(
     assert row["status"] == "READY"
 
 
-async def test_a_rejected_source_ends_failed_with_its_reason(tenant, video_queue, tmp_path):
+def _renamed_document(tmp_path: Path) -> Path:
+    (tmp_path / "lecture.mp4").write_text("1강 판서 노트\n" * 200)
+    return tmp_path / "lecture.mp4"
+
+
+def _cut(tmp_path: Path) -> Path:
+    return truncate(make_video(tmp_path / "cut.mp4", width=160, height=90, seconds=3, fps=10))
+
+
+def _audio_only(tmp_path: Path) -> Path:
+    return make_audio_only(tmp_path / "voice.m4a")
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "words"),
+    [
+        (_cut, "truncated", "truncated"),
+        (_renamed_document, "not_a_video", "not a video"),
+        (_audio_only, "no_video_stream", "no video stream"),
+    ],
+)
+async def test_a_rejected_source_ends_failed_with_its_code(
+    tenant, video_queue, tmp_path, make, code, words
+):
     headers = await tenant.headers()
     lecture = await create_lecture(tenant, headers)
-    source = truncate(make_video(tmp_path / "cut.mp4", width=160, height=90, seconds=3, fps=10))
     created = await create_video(
-        tenant, headers, lecture_id=lecture["id"], source=source, complete=True
+        tenant, headers, lecture_id=lecture["id"], source=make(tmp_path), complete=True
     )
     vid, job_id = created["video"]["id"], created["completed"]["job_id"]
     purge(video_queue)
     await steps.video_probe(job_id=job_id, video_id=vid)
     shown = (await tenant.client.get(f"/api/v1/videos/{vid}", headers=headers)).json()
-    assert shown["status"] == "FAILED" and "truncated" in shown["error"]
-    job = await Job.select().where(Job.id == job_id).first()
-    assert job["status"] == "FAILED" and "truncated" in job["error"]
+    assert shown["status"] == "FAILED" and words in shown["error"]
+    assert shown["error_code"] == code
+    polled = (await tenant.client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()
+    assert polled["status"] == "FAILED" and words in polled["error"]
+    assert polled["error_code"] == code
     assert _next_messages(video_queue) == []
     assert not workdir_for(vid).path.exists()
     # A late copy of any step does nothing.
     await steps.video_transcode(job_id=job_id, video_id=vid)
     assert (await Video.select(Video.status).where(Video.id == vid).first())["status"] == "FAILED"
+
+
+async def test_a_delete_during_the_upload_step_leaves_no_hls_objects(
+    tenant, video_queue, tmp_path, monkeypatch
+):
+    headers = await tenant.headers()
+    lecture = await create_lecture(tenant, headers)
+    source = make_video(tmp_path / "in.mp4", width=160, height=90, seconds=3, fps=10)
+    created = await create_video(
+        tenant, headers, lecture_id=lecture["id"], source=source, complete=True
+    )
+    vid, job_id = created["video"]["id"], created["completed"]["job_id"]
+    for name in ("probe", "transcode", "package", "thumbnails"):
+        await steps.ACTORS[name](job_id=job_id, video_id=vid)
+    prefix = hls_prefix(tenant.id, vid)
+    # The upload step has claimed its work when the user deletes the video; its uploads
+    # happen after the API removed what was stored: the order a slow upload and a delete
+    # meet in.
+    claimed, deleted = threading.Event(), threading.Event()
+    uploads: list[dict] = []
+    real_upload = steps.ensure_uploaded
+
+    def upload_after_the_delete(*args, **kwargs):
+        claimed.set()
+        assert deleted.wait(timeout=60)
+        uploads.append(real_upload(*args, **kwargs))
+        return uploads[-1]
+
+    monkeypatch.setattr(steps, "ensure_uploaded", upload_after_the_delete)
+    step = asyncio.create_task(steps.video_upload(job_id=job_id, video_id=vid))
+    assert await asyncio.to_thread(claimed.wait, 60)
+    r = await tenant.client.delete(f"/api/v1/videos/{vid}", headers=headers)
+    assert r.status_code == 204, r.text
+    deleted.set()
+    await step
+    assert uploads[0]["uploaded"] > 0  # the step did put its renditions in the bucket
+    assert _objects(prefix) == {}
+    assert await Video.count().where(Video.id == vid) == 0
+    job = await Job.select().where(Job.id == job_id).first()
+    assert job["status"] == "FAILED" and job["error_code"] == "deleted"

@@ -22,7 +22,7 @@ from pipelines.video.probe import VideoRejected, probe
 from pipelines.video.thumbnails import ensure_thumbnails, vtt_timestamp
 from pipelines.video.transcode import ensure_transcoded
 from pipelines.video.workdir import Workdir
-from tests.factories.videos import make_audio_only, make_video, truncate
+from tests.factories.videos import make_audio_only, make_unsupported_codec, make_video, truncate
 
 SEGMENT = 6
 
@@ -123,25 +123,57 @@ def test_probe_reads_the_facts(tmp_path):
     assert rotated.has_audio is False
 
 
-def test_probe_rejects_what_cannot_be_a_video(tmp_path):
-    junk = tmp_path / "junk.mp4"
-    junk.write_bytes(b"not a video at all" * 100)
-    with pytest.raises(VideoRejected, match="cannot be read as a video"):
-        probe(junk)
-    with pytest.raises(VideoRejected, match="no video stream"):
-        probe(make_audio_only(tmp_path / "a.m4a"))
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    with pytest.raises(VideoRejected, match="empty"):
-        probe(empty)
+def _not_a_video(tmp: Path) -> Path:
+    (tmp / "notes.mp4").write_text("강의 노트: 1강 함수의 극한\n" * 100)  # a renamed text file
+    return tmp / "notes.mp4"
+
+
+def _empty(tmp: Path) -> Path:
+    (tmp / "empty.mp4").write_bytes(b"")
+    return tmp / "empty.mp4"
+
+
+def _corrupt(tmp: Path) -> Path:
+    # An MP4's own header, then bytes that are no boxes at all.
+    good = make_video(tmp / "good.mp4", seconds=1, fps=10).read_bytes()
+    (tmp / "corrupt.mp4").write_bytes(good[:32] + bytes(range(256)) * 40)
+    return tmp / "corrupt.mp4"
+
+
+def _truncated_index_last(tmp: Path) -> Path:
     # Index at the end (as most cameras write): the cut file has no index at all.
-    cut = truncate(make_video(tmp_path / "t1.mp4", seconds=4, fps=10), 0.5)
-    with pytest.raises(VideoRejected, match="truncated"):
-        probe(cut)
+    return truncate(make_video(tmp / "t1.mp4", seconds=4, fps=10), 0.5)
+
+
+def _truncated_index_first(tmp: Path) -> Path:
     # Index first: the file opens, and decoding its end finds the frames missing.
-    cut = truncate(make_video(tmp_path / "t2.mp4", seconds=6, fps=10, faststart=True), 0.5)
-    with pytest.raises(VideoRejected, match="truncated"):
-        probe(cut)
+    return truncate(make_video(tmp / "t2.mp4", seconds=6, fps=10, faststart=True), 0.5)
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "words"),
+    [
+        (_empty, "empty_file", "empty"),
+        (_not_a_video, "not_a_video", "not a video"),
+        (_corrupt, "corrupt_file", "corrupt"),
+        (_truncated_index_last, "truncated", "truncated"),
+        (_truncated_index_first, "truncated", "truncated"),
+        (lambda tmp: make_audio_only(tmp / "a.m4a"), "no_video_stream", "no video stream"),
+        (lambda tmp: make_unsupported_codec(tmp / "u.mkv"), "unsupported_codec", "cannot decode"),
+    ],
+)
+def test_probe_rejects_what_cannot_be_a_video_with_its_code(tmp_path, make, code, words):
+    with pytest.raises(VideoRejected, match=words) as rejected:
+        probe(make(tmp_path))
+    assert rejected.value.code == code
+
+
+def test_probe_refuses_a_source_over_the_duration_limit(tmp_path):
+    src = make_video(tmp_path / "long.mp4", seconds=3, fps=10, audio=False)
+    assert probe(src, max_duration=3.5).duration == pytest.approx(3.0, abs=0.1)
+    with pytest.raises(VideoRejected, match="limit") as rejected:
+        probe(src, max_duration=2.0)
+    assert rejected.value.code == "too_long"
 
 
 # --- transcode + package + thumbnails ---------------------------------------------------
