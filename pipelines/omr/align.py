@@ -161,9 +161,16 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
     if step.width_ratio:
         marker = resize(marker, int(processing_width / step.width_ratio))
     marker = normalize(cv2.GaussianBlur(marker, (5, 5), 0))
-    marker = cv2.subtract(marker, cv2.erode(marker, np.ones((5, 5)), iterations=5))
-    # OMRChecker matches against the page itself (its erode-subtract option is inverted).
-    page = normalize(image)
+    eroded = np.ones((5, 5))
+    if step.erode_subtract:
+        marker = cv2.subtract(marker, cv2.erode(marker, eroded, iterations=5))
+    # OMRChecker's option, as it behaves there: when set, the page is matched as it is;
+    # when not, the page is eroded and subtracted (and the marker is not).
+    page = normalize(
+        image
+        if step.erode_subtract
+        else cv2.subtract(image, cv2.erode(image, eroded, iterations=5))
+    )
     h1, w1 = page.shape[:2]
     mid_h, mid_w = h1 // 3, w1 // 2
     origins = [(0, 0), (mid_w, 0), (0, mid_h), (mid_w, mid_h)]
@@ -175,7 +182,10 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
     ]
     mh = marker.shape[0]
     best_scale, best = None, 0.0
-    for r0 in range(100, 35, -6):
+    low, high = step.rescale_range
+    for r0 in range(high, low, -max((high - low) // step.rescale_steps, 1)):
+        if r0 <= 0:
+            continue
         scaled = resize_h(marker, int(mh * r0 / 100))
         if scaled.shape[0] > page.shape[0] or scaled.shape[1] > page.shape[1]:
             continue
@@ -320,7 +330,9 @@ def align(image: Image, template: Template) -> Aligned:
     aligned: Aligned | None = None
     for step in template.preprocess:
         if step.op == "blur":
-            work = cv2.GaussianBlur(work, tuple(step.ksize), 0)
+            work = cv2.GaussianBlur(work, tuple(step.ksize), step.sigma_x)
+        elif step.op == "median_blur":
+            work = cv2.medianBlur(work, step.ksize[0])
         elif step.op == "levels":
             work = _levels(work, step)
         elif step.op == "crop_page":

@@ -30,7 +30,7 @@ import numpy as np
 
 from pipelines.omr.template import Bubble, Template, all_fields
 
-CONFIDENT_SURPLUS = 5.0
+# The smallest marked/unmarked gap confidences are measured in.
 MIN_GAP = 30.0
 # Flags, in units of the sheet's marked/unmarked gap.
 LOW_CONFIDENCE = 0.25
@@ -104,18 +104,20 @@ def global_threshold(
     return float(threshold), float(best)
 
 
-def local_threshold(values: list[float], sheet: float, no_outliers: bool, min_jump: float) -> float:
+def local_threshold(
+    values: list[float], sheet: float, no_outliers: bool, template: Template
+) -> float:
     """OMRChecker's field threshold: the field's own jump when it is clear, else the
     sheet's."""
     q = sorted(values)
     if len(q) < 3:
-        return sheet if max(q) - min(q) < MIN_GAP else float(np.mean(q))
-    best, threshold = min_jump, 255.0
+        return sheet if max(q) - min(q) < template.min_gap else float(np.mean(q))
+    best, threshold = template.min_jump, 255.0
     for i in range(1, len(q) - 1):
         jump = q[i + 1] - q[i - 1]
         if jump > best:
             best, threshold = jump, q[i - 1] + jump / 2
-    if best < min_jump + CONFIDENT_SURPLUS and no_outliers:
+    if best < template.min_jump + template.confident_surplus and no_outliers:
         threshold = sheet
     return float(threshold)
 
@@ -132,8 +134,10 @@ def read_bubbles(image: np.ndarray[Any, Any], template: Template) -> SheetRead:
         strips.append([float(v) for v in means[i : i + len(f)]])
         i += len(f)
     stds = [float(np.std(s)) for s in strips]
-    std_threshold, _ = global_threshold(stds, template.min_jump)
-    sheet_threshold, _ = global_threshold(means, template.min_jump, looseness=4)
+    std_threshold, _ = global_threshold(stds, template.min_jump, default=template.default_threshold)
+    sheet_threshold, _ = global_threshold(
+        means, template.min_jump, looseness=4, default=template.default_threshold
+    )
     # Typical levels either side of the threshold, for confidences.
     below = means[means < sheet_threshold]
     above = means[means >= sheet_threshold]
@@ -143,7 +147,7 @@ def read_bubbles(image: np.ndarray[Any, Any], template: Template) -> SheetRead:
     out: dict[str, FieldRead] = {}
     bubbles: dict[str, list[Bubble]] = {}
     for f, strip, std in zip(fields, strips, stds, strict=True):
-        threshold = local_threshold(strip, sheet_threshold, std < std_threshold, template.min_jump)
+        threshold = local_threshold(strip, sheet_threshold, std < std_threshold, template)
         marked = [v < threshold for v in strip]
         values = [b.value for b, m in zip(f, marked, strict=True) if m]
         # How clearly each bubble sits on its side of the threshold.
