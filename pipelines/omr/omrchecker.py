@@ -319,7 +319,7 @@ def _field_block(
         origin=origin,
         labels=labels,
         values=list(values),
-        direction=direction,
+        direction="vertical" if direction == "vertical" else "horizontal",
         bubble_gap=gaps[0],
         label_gap=gaps[1],
         bubble_size=size,
