@@ -27,10 +27,14 @@ def annotate(
     read: SheetRead,
     verdicts: dict[str, tuple[str, tuple[str, ...]]],
     header: str,
+    hidden: set[str] | frozenset[str] = frozenset(),
 ) -> bytes:
-    """PNG bytes. ``verdicts`` maps a question *field* to ``(verdict, accepted answers)``."""
+    """PNG bytes. ``verdicts`` maps a question *field* to ``(verdict, accepted answers)``;
+    the ``hidden`` fields (questions the exam does not have) are not drawn."""
     img = cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)
     for name, field in read.fields.items():
+        if name in hidden:
+            continue
         bubbles = read.bubbles[name]
         verdict, accepted = verdicts.get(name, ("", ()))
         for b, marked in zip(bubbles, field.marked, strict=True):

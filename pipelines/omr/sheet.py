@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipelines.omr.align import SheetError, align, decode_image
-from pipelines.omr.bubbles import FieldRead, SheetRead, read_bubbles
+from pipelines.omr.bubbles import SheetRead, read_bubbles
 from pipelines.omr.ocr import OcrRead, read_digits
 from pipelines.omr.template import Template, all_fields, combine
 
@@ -51,6 +51,17 @@ class SheetReading:
             if flags:
                 out[q] = flags
         return out
+
+    def keep_questions(self, count: int) -> set[str]:
+        """Keep the first ``count`` questions only (an exam shorter than its card); the
+        template fields of the questions left out are returned."""
+        dropped = [q for q in self.question_fields if int(q) > count]
+        fields: set[str] = set()
+        for q in dropped:
+            name = self.question_fields.pop(q)
+            self.answers.pop(q, None)
+            fields.update(self.groups.get(name, [name]))
+        return fields
 
     def question_confidence(self, question: str) -> float:
         name = self.question_fields[question]
@@ -95,14 +106,20 @@ def _student_from_bubbles(
     template: Template, read: SheetRead
 ) -> tuple[str | None, str | None, list[str]]:
     """``(number, candidate, flags)``: the bubbled number when every digit is clear; the
-    candidate (one mark per digit, some unsure) for OCR to confirm; the problems."""
+    candidate (one mark per digit, some unsure) for OCR to confirm; the problems.
+
+    A number shorter than its field (8 digits in a 10-digit field) is its digits with the
+    blank columns at either end trimmed; a blank column between digits, or no digit at
+    all, is ``id_incomplete``."""
     name = template.student_field
     if name is None:
         return None, None, []
-    members = template.groups.get(name, [name])
+    columns = [read.fields[m] for m in template.groups.get(name, [name])]
+    marked = [i for i, f in enumerate(columns) if f.values]
+    if marked:
+        columns = columns[marked[0] : marked[-1] + 1]
     digits, flags = [], []
-    for m in members:
-        f: FieldRead = read.fields[m]
+    for f in columns:
         if len(f.values) != 1:
             flags.append("id_incomplete" if not f.values else "id_multiple")
         elif f.flags:
@@ -110,8 +127,10 @@ def _student_from_bubbles(
         digits.append(f.answer)
     number = "".join(digits)
     flags = sorted(set(flags))
-    if not flags:
+    if not flags and number:
         return number, number, []
+    if not number:
+        flags = ["id_incomplete"]
     return None, (number if flags == ["id_uncertain"] else None), flags
 
 
