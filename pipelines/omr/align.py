@@ -28,6 +28,8 @@ Image = np.ndarray[Any, Any]
 
 # Below this spread of grey levels a page carries no ink at all.
 BLANK_STD = 6.0
+# A page of one shade at least this light is blank paper; darker, it is no sheet at all.
+PAPER = 170.0
 MAX_PIXELS = 60_000_000
 # Longest side of the copy the corner markers are looked for in.
 DETECT_SIZE = 1000
@@ -35,7 +37,8 @@ DETECT_SIZE = 1000
 
 class SheetError(Exception):
     """A page that cannot be read: ``code`` is one of ``not_an_image``, ``blank_page``,
-    ``markers_not_found``, ``page_not_found``, ``wrong_template``."""
+    ``not_an_answer_sheet``, ``markers_not_found``, ``page_not_found``,
+    ``wrong_template``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -64,9 +67,16 @@ def decode_image(data: bytes) -> Image:
 
 
 def check_not_blank(image: Image) -> None:
+    """A page of one shade: blank paper (``blank_page``), or a uniform grey or dark
+    image, which no sheet is (``not_an_answer_sheet``)."""
     small = cv2.resize(image, (200, int(200 * image.shape[0] / max(image.shape[1], 1)) or 1))
-    if float(small.std()) < BLANK_STD:
+    if float(small.std()) >= BLANK_STD:
+        return
+    if float(small.mean()) >= PAPER:
         raise SheetError("blank_page", "the page is blank (no printing or marks found)")
+    raise SheetError(
+        "not_an_answer_sheet", "the page is one uniform shade of grey: not an answer sheet"
+    )
 
 
 def normalize(image: Image) -> Image:

@@ -15,6 +15,7 @@ import numpy as np
 from pipelines.omr.align import SheetError, align, decode_image
 from pipelines.omr.bubbles import SheetRead, read_bubbles
 from pipelines.omr.ocr import OcrRead, read_digits
+from pipelines.omr.orient import orient
 from pipelines.omr.template import Template, all_fields, combine
 
 # Share of bubble boxes that must show printed ink for a page to be this template.
@@ -36,6 +37,7 @@ class SheetReading:
     student_flags: list[str] = field(default_factory=list)
     ocr: OcrRead | None = None
     rotated_180: bool = False
+    rotation: int = 0  # degrees the scan was turned clockwise, corrected before reading
     groups: dict[str, list[str]] = field(default_factory=dict)
 
     def question_flags(self) -> dict[str, list[str]]:
@@ -141,7 +143,14 @@ def read_sheet(
     bubbled number is missing or uncertain (``fallback``), or ``always`` (a disagreement
     between the two is flagged for review)."""
     image = decode_image(data) if isinstance(data, bytes) else data
-    aligned = align(image, template)
+    rotation = 0
+    if any(step.op == "corner_markers" for step in template.preprocess):
+        aligned = align(image, template)  # our cards carry their own orientation mark
+        read = None
+        rotation = 180 if aligned.rotated_180 else 0
+    else:
+        oriented = orient(image, template)
+        aligned, read, rotation = oriented.aligned, oriented.read, oriented.rotation
     page = aligned.image
     if template.verify_layout:
         share = _layout_share(page, template)
@@ -151,7 +160,7 @@ def read_sheet(
                 f"the page does not match the template: only {share:.0%} of its bubbles "
                 "are printed where the template expects them",
             )
-    read = read_bubbles(page, template)
+    read = read or read_bubbles(page, template)
     empty = {label: b.empty_value for b in template.blocks for label in b.labels}
     response = combine(template, read.response(empty))
     question_fields = {str(i + 1): q for i, q in enumerate(template.questions)}
@@ -184,6 +193,7 @@ def read_sheet(
         student_flags=student_flags,
         ocr=ocr_read,
         rotated_180=aligned.rotated_180,
+        rotation=rotation,
         groups=dict(template.groups),
     )
 
@@ -213,5 +223,6 @@ def reading_json(reading: SheetReading) -> dict[str, Any]:
             "score": round(reading.ocr.score, 3),
         },
         "rotated_180": reading.rotated_180,
+        "rotation": reading.rotation,
         "threshold": round(reading.read.threshold, 1),
     }
