@@ -191,17 +191,7 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
         page[mid_h:h1, mid_w:w1],
     ]
     mh = marker.shape[0]
-    best_scale, best = None, 0.0
-    low, high = step.rescale_range
-    for r0 in range(high, low, -max((high - low) // step.rescale_steps, 1)):
-        if r0 <= 0:
-            continue
-        scaled = resize_h(marker, int(mh * r0 / 100))
-        if scaled.shape[0] > page.shape[0] or scaled.shape[1] > page.shape[1]:
-            continue
-        t = float(cv2.matchTemplate(page, scaled, cv2.TM_CCOEFF_NORMED).max())
-        if t > best:
-            best_scale, best = r0 / 100, t
+    best_scale, best = _best_scale(page, marker, step)
     if best_scale is None or best < step.min_match:
         raise SheetError("markers_not_found", "the alignment markers were not found")
     optimal = resize_h(marker, int(mh * best_scale))
@@ -217,6 +207,45 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
         y, x = np.argwhere(res == t)[0]
         centres.append([x + ox + ow / 2, y + oy + oh / 2])
     return four_point_transform(image, np.array(centres))
+
+
+# Scales are first compared on a half-size copy of the page and the marker (a quarter of
+# the work); the few best are then matched at full size, which decides, as OMRChecker's
+# exhaustive full-size search does.
+COARSE_KEEP = 3
+
+
+def _best_scale(page: Image, marker: Image, step: Step) -> tuple[float | None, float]:
+    """OMRChecker's marker scale: of the scales from ``rescale_range``'s high down to its
+    low, the one whose marker matches the page best; and that match."""
+    mh = marker.shape[0]
+    low, high = step.rescale_range
+    scales = []
+    for r0 in range(high, low, -max((high - low) // step.rescale_steps, 1)):
+        scaled_h = int(mh * r0 / 100)
+        width = int(marker.shape[1] * scaled_h / mh)
+        if r0 > 0 and 0 < scaled_h <= page.shape[0] and width <= page.shape[1]:
+            scales.append(r0)
+    if len(scales) > COARSE_KEEP:
+        half = cv2.resize(page, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        coarse: list[tuple[float, int]] = []
+        kept: set[int] = set()
+        for r0 in scales:
+            small = resize_h(marker, max(int(mh * r0 / 100) // 2, 1))
+            if min(small.shape[:2]) < 4 or small.shape[1] > half.shape[1]:
+                kept.add(r0)  # too small to judge at half size: matched at full size
+                continue
+            t = float(cv2.matchTemplate(half, small, cv2.TM_CCOEFF_NORMED).max())
+            coarse.append((t, r0))
+        kept.update(r0 for _, r0 in sorted(coarse, reverse=True)[:COARSE_KEEP])
+        scales = [r0 for r0 in scales if r0 in kept]
+    best_scale, best = None, 0.0
+    for r0 in scales:
+        scaled = resize_h(marker, int(mh * r0 / 100))
+        t = float(cv2.matchTemplate(page, scaled, cv2.TM_CCOEFF_NORMED).max())
+        if t > best:
+            best_scale, best = r0 / 100, t
+    return best_scale, best
 
 
 # --- our corner markers ----------------------------------------------------------------

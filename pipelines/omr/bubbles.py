@@ -72,10 +72,16 @@ class SheetRead:
         return {k: f for k, f in self.fields.items() if f.flags}
 
 
-def box_means(image: np.ndarray[Any, Any], boxes: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Mean grey of each ``[x, y, w, h]`` box (clipped to the image), via an integral image.
-    Boxes use OMRChecker's integer corners: ``[int(x), int(x + w))``."""
-    integral = cv2.integral(image)
+def box_means(
+    image: np.ndarray[Any, Any],
+    boxes: np.ndarray[Any, Any],
+    integral: np.ndarray[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Mean grey of each ``[x, y, w, h]`` box (clipped to the image), via an integral image
+    (``integral``, when the caller has it already). Boxes use OMRChecker's integer
+    corners: ``[int(x), int(x + w))``."""
+    if integral is None:
+        integral = cv2.integral(image)
     h, w = image.shape[:2]
     x0 = np.clip(boxes[:, 0].astype(np.int64), 0, w)
     y0 = np.clip(boxes[:, 1].astype(np.int64), 0, h)
@@ -122,12 +128,14 @@ def local_threshold(
     return float(threshold)
 
 
-def read_bubbles(image: np.ndarray[Any, Any], template: Template) -> SheetRead:
+def read_bubbles(
+    image: np.ndarray[Any, Any], template: Template, integral: np.ndarray[Any, Any] | None = None
+) -> SheetRead:
     """Read every field of an aligned page (template page size, grey)."""
     fields = all_fields(template)
     flat = [b for f in fields for b in f]
     boxes = np.array([[b.x, b.y, b.w, b.h] for b in flat], dtype=np.float64)
-    means = box_means(image, boxes) if flat else np.zeros(0)
+    means = box_means(image, boxes, integral) if flat else np.zeros(0)
     strips: list[list[float]] = []
     i = 0
     for f in fields:

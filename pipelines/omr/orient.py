@@ -71,7 +71,7 @@ def _probes(template: Template) -> tuple[Image, Image]:
     return np.array(boxes, np.float64), np.array(beside, np.float64)
 
 
-def fit(page: Image, template: Template, read: SheetRead) -> float:
+def fit(page: Image, template: Template, read: SheetRead, integral: Image | None = None) -> float:
     """How well the page fits the template's grid (about 0..2; see the module)."""
     fields = list(read.fields.values())
     if not fields:
@@ -79,7 +79,9 @@ def fit(page: Image, template: Template, read: SheetRead) -> float:
     clean = float(np.mean([not f.flags for f in fields]))
     confidence = float(np.mean([f.confidence for f in fields]))
     boxes, beside = _probes(template)
-    diff = box_means(page, boxes) - box_means(page, beside)
+    if integral is None:
+        integral = cv2.integral(page)
+    diff = box_means(page, boxes, integral) - box_means(page, beside, integral)
     consistent = max(float(np.mean(diff < -CONTRAST)), float(np.mean(diff > CONTRAST)))
     return confidence * clean + consistent
 
@@ -118,8 +120,9 @@ def orient(image: Image, template: Template) -> Oriented:
         done.append(turn)
         upside_down = cv2.rotate(aligned.image, cv2.ROTATE_180)
         for k, page in ((turn, aligned.image), (turn + 2, upside_down)):
-            read = read_bubbles(page, template)
-            candidates.append((fit(page, template, read), k % 4, Aligned(page), read))
+            integral = cv2.integral(page)
+            read = read_bubbles(page, template, integral)
+            candidates.append((fit(page, template, read, integral), k % 4, Aligned(page), read))
     if not candidates:
         assert first_error is not None
         raise first_error
