@@ -212,7 +212,7 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
 # Scales are first compared on a half-size copy of the page and the marker (a quarter of
 # the work); the few best are then matched at full size, which decides, as OMRChecker's
 # exhaustive full-size search does.
-COARSE_KEEP = 3
+COARSE_KEEP = 2
 
 
 def _best_scale(page: Image, marker: Image, step: Step) -> tuple[float | None, float]:

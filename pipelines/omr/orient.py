@@ -9,8 +9,8 @@ its orientations and each is judged by how its bubbles read:
   orientations tried first: upright/upside-down, or the two sideways ones; the other
   pair is tried too unless the first gives a clear winner (never for a nearly square
   scan);
-* each candidate is aligned (an upside-down one is the aligned page turned, which costs
-  no second alignment) and its bubbles read;
+* each candidate is aligned and its bubbles read (an upside-down one through the grid
+  turned over on the same aligned page, which costs no second alignment);
 * its **fit** adds two things a misplaced grid lacks: how cleanly its fields read (the
   mean field confidence, times the share of fields with no flag) and how consistently
   the bubble boxes differ from the paper half a gap beside them (printed bubbles sit at
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
+import msgspec
 import numpy as np
 
 from pipelines.omr.align import Aligned, SheetError, align
@@ -97,6 +98,22 @@ def _turns(image: Image, template: Template) -> tuple[list[int], bool]:
     return ([0, 1] if (scan > 1) == (page > 1) else [1, 0]), telling
 
 
+def turned_over(template: Template) -> Template:
+    """The template's grid as it falls on its page turned by 180 degrees: the same fields
+    and values, each box mirrored through the page's centre."""
+    pw, ph = template.page
+    blocks = [
+        msgspec.structs.replace(
+            b,
+            origin=(pw - b.origin[0] - b.bubble_size[0], ph - b.origin[1] - b.bubble_size[1]),
+            bubble_gap=-b.bubble_gap,
+            label_gap=-b.label_gap,
+        )
+        for b in template.blocks
+    ]
+    return msgspec.structs.replace(template, blocks=blocks)
+
+
 def _clear(candidates: list[tuple[float, int, Aligned, SheetRead]]) -> bool:
     fits = sorted((c[0] for c in candidates), reverse=True)
     return len(fits) > 1 and fits[0] >= FIT_CLEAR and fits[0] - fits[1] >= MARGIN
@@ -118,11 +135,11 @@ def orient(image: Image, template: Template) -> Oriented:
             first_error = first_error or exc
             continue
         done.append(turn)
-        upside_down = cv2.rotate(aligned.image, cv2.ROTATE_180)
-        for k, page in ((turn, aligned.image), (turn + 2, upside_down)):
-            integral = cv2.integral(page)
-            read = read_bubbles(page, template, integral)
-            candidates.append((fit(page, template, read, integral), k % 4, Aligned(page), read))
+        # Upside down is judged on the same pixels, through the grid turned over.
+        page, integral = aligned.image, cv2.integral(aligned.image)
+        for k, grid in ((turn, template), (turn + 2, turned_over(template))):
+            read = read_bubbles(page, grid, integral)
+            candidates.append((fit(page, grid, read, integral), k % 4, aligned, read))
     if not candidates:
         assert first_error is not None
         raise first_error
@@ -136,8 +153,8 @@ def orient(image: Image, template: Template) -> Oriented:
             "are not where the template puts them, whichever way up it is read",
         )
     if k not in done:
-        # Judged on the aligned page turned over: the answers are read from the scan
-        # turned upright and aligned afresh, exactly as an upright scan would be.
+        # Judged through the grid turned over: the answers are read from the scan turned
+        # upright and aligned afresh, exactly as an upright scan would be.
         aligned = align(np.ascontiguousarray(np.rot90(image, k)), template)
         read = read_bubbles(aligned.image, template)
     if best < FIT_GOOD or margin < MARGIN:
