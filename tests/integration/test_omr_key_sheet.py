@@ -69,6 +69,17 @@ async def _run_batch(job_id: str, batch_id: str) -> None:
 async def test_student_id_template_with_a_key_sheet_scores_a_batch(tenant: Any) -> None:
     h = await tenant.headers()
     c = tenant.client
+    refused = {
+        "name": "x",
+        "template": {**TEMPLATE, "outputColumns": ["nope"]},
+        "config": {"alignment_params": {"auto_align": True}},
+    }
+    r = await c.post("/api/v1/omr/templates/omrchecker", json=refused, headers=h)
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["errors"]} == {
+        "template.outputColumns",
+        "config.alignment_params.auto_align",
+    }
     r = await c.post(
         "/api/v1/omr/templates/omrchecker",
         json={"name": "A-Z name card", "template": TEMPLATE},
