@@ -7,8 +7,8 @@ its orientations and each is judged by how its bubbles read:
 
 * the **aspect** of the scan against the template's (processing) page picks the pair of
   orientations tried first: upright/upside-down, or the two sideways ones; the other
-  pair is tried too unless the first gives a clear winner (never for a nearly square
-  scan);
+  pair is tried too unless the first gives a clear winner (a surer one for a nearly
+  square scan);
 * each candidate is aligned and its bubbles read (an upside-down one through the grid
   turned over on the same aligned page, which costs no second alignment);
 * its **fit** adds two things a misplaced grid lacks: how cleanly its fields read (the
@@ -48,6 +48,9 @@ INK_MIN = 0.004
 # A pair of orientations this clearly right (and the scan's aspect agreeing) spares
 # aligning the other pair.
 FIT_CLEAR = 1.3
+# ... and, for a nearly square scan (whose aspect says nothing), this sure.
+FIT_SURE = 1.5
+MARGIN_SURE = 0.5
 # A scan or page within this ratio of square may be either way round.
 SQUARE = 1.15
 # A box is darker (or lighter) than the paper beside it by more than this (grey levels).
@@ -118,9 +121,12 @@ def turned_over(template: Template) -> Template:
     return msgspec.structs.replace(template, blocks=blocks)
 
 
-def _clear(candidates: list[tuple[float, int, Aligned, SheetRead]]) -> bool:
+def _clear(candidates: list[tuple[float, int, Aligned, SheetRead]], telling: bool) -> bool:
+    """The first pair has a clear winner: clear enough, when the scan's aspect says
+    nothing, to be sure without the other pair."""
     fits = sorted((c[0] for c in candidates), reverse=True)
-    return len(fits) > 1 and fits[0] >= FIT_CLEAR and fits[0] - fits[1] >= MARGIN
+    bar, margin = (FIT_CLEAR, MARGIN) if telling else (FIT_SURE, MARGIN_SURE)
+    return len(fits) > 1 and fits[0] >= bar and fits[0] - fits[1] >= margin
 
 
 def orient(image: Image, template: Template) -> Oriented:
@@ -131,7 +137,7 @@ def orient(image: Image, template: Template) -> Oriented:
     turns, telling = _turns(image, template)
     done: list[int] = []  # the turns aligned as they are
     for turn in turns:
-        if telling and _clear(candidates):
+        if _clear(candidates, telling):
             break
         try:
             aligned = align(np.ascontiguousarray(np.rot90(image, turn)), template)
