@@ -52,7 +52,15 @@ from ops.logging import log_event
 from ops.settings import get_settings
 from pipelines.omr.align import SheetError
 from pipelines.omr.annotate import annotate
-from pipelines.omr.grading import grade, header, review_items, verdicts
+from pipelines.omr.grading import (
+    Grading,
+    exam_questions,
+    grade,
+    header,
+    key_from_sheet,
+    review_items,
+    verdicts,
+)
 from pipelines.omr.scans import PDF_MAGIC, rasterise_pdf
 from pipelines.omr.sheet import SheetReading, read_sheet, reading_json
 from pipelines.omr.template import parse_template
@@ -208,19 +216,15 @@ async def _read_and_store(page: ClaimedPage) -> None:
         return
     scope = TenantScope(page.tenant)
     exam = await omr_pages.exam_for_batch(scope, page.batch)
+    hidden = exam_questions(reading, exam)
+    if exam.key_id and reading.student_number == exam.key_id:
+        await _store_key_sheet(page, exam.id, reading, hidden)
+        return
     student, problem = await omr_pages.match_student(scope, exam.lecture, reading.student_number)
     grading = grade(reading.answers, exam)
     items = review_items(reading, problem)
-    png = await asyncio.to_thread(
-        annotate,
-        reading.page,
-        reading.read,
-        verdicts(template, grading),
-        header(grading, reading, student),
-    )
-    annotated_key = storage.page_key(page.tenant, page.batch, f"annotated/{page.id}.png")
-    await asyncio.to_thread(
-        storage.put_bytes, settings.r2_ai_bucket, annotated_key, png, "image/png"
+    annotated_key = await _annotate(
+        page, reading, verdicts(template, grading), header(grading, reading, student), hidden
     )
     async with transaction():
         scored = False
@@ -253,6 +257,48 @@ async def _read_and_store(page: ClaimedPage) -> None:
     )
 
 
+async def _annotate(
+    page: ClaimedPage,
+    reading: SheetReading,
+    marks: dict[str, tuple[str, tuple[str, ...]]],
+    title: str,
+    hidden: set[str],
+) -> str:
+    """The annotated sheet stored beside the scan; its key."""
+    png = await asyncio.to_thread(annotate, reading.page, reading.read, marks, title, hidden)
+    key = storage.page_key(page.tenant, page.batch, f"annotated/{page.id}.png")
+    await asyncio.to_thread(storage.put_bytes, get_settings().r2_ai_bucket, key, png, "image/png")
+    return key
+
+
+async def _store_key_sheet(
+    page: ClaimedPage, exam_id: Any, reading: SheetReading, hidden: set[str]
+) -> None:
+    """A sheet bearing the exam's key ID: its answers become the exam's answer key (the
+    batch is graded against it when it finishes); it is no student's sheet. Its unsure
+    marks still go to review."""
+    key = key_from_sheet(reading.answers)
+    items = [i for i in review_items(reading, None) if i["kind"] == "question"]
+    title = header(Grading(reading.answers, None, None), reading, None, key_sheet=True)
+    annotated_key = await _annotate(page, reading, {}, title, hidden)
+    async with transaction():
+        await omr_models.set_answer_key(TenantScope(page.tenant), exam_id, key)
+        stored = StoredReading(
+            reading={**reading_json(reading), "key_sheet": True},
+            answers=reading.answers,
+            results=None,
+            student_number=reading.student_number,
+            student=None,
+            score=None,
+            review_items=items,
+            annotated_key=annotated_key,
+        )
+        if not await omr_pages.store_reading(page.id, stored):
+            raise _AlreadyRead()
+        await _count_into_barrier(page.batch, failed=False)
+    log_event(log, "OMR_KEY_SHEET_READ", page_id=str(page.id), questions=len(key))
+
+
 def _student_item(reason: str, reading: SheetReading) -> dict[str, Any]:
     return {"kind": "student", "reason": reason, "student_number": reading.student_number}
 
@@ -272,6 +318,11 @@ async def _read_page_safe(page_id: str) -> None:
 
 
 async def _finish(job_id: str, batch_id: str) -> None:
+    batch = await omr_models.load_batch(batch_id)
+    if batch is not None and await omr_pages.batch_has_key_sheet(batch.id):
+        # The key came from a sheet of this batch: pages read before it are scored now.
+        async with transaction():
+            await omr_pages.regrade_batch(TenantScope(batch.tenant), batch.id, batch.created_by)
     summary = await omr_models.finish_batch(batch_id)
     if summary is not None and summary.pages and summary.failed == summary.pages:
         first = summary.failures[0].reason if summary.failures else "unknown"

@@ -17,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -66,10 +67,13 @@ class ExamOmrUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """``marking`` (``null`` clears it): ``default`` ``{correct, incorrect, unmarked}``,
     ``sections`` ``[{name, questions, correct, incorrect, unmarked}]``, ``points``
     (question -> 배점) and ``answer_points`` (question -> answer -> points). Values are
-    numbers or fractions such as ``"-1/3"``; see ``pipelines.omr.score``."""
+    numbers or fractions such as ``"-1/3"``; see ``pipelines.omr.score``. ``key_id``
+    (``null`` clears it): the student number, 1..32 digits, that makes a scanned sheet
+    the batch's answer key instead of a student's answers (for example ``"99999999"``)."""
 
     template_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     marking: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    key_id: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class EvaluationImport(msgspec.Struct, forbid_unknown_fields=True):
@@ -227,9 +231,15 @@ class ExamOmrController(Controller):
                     marking = None if parsed is None else msgspec.to_builtins(parsed)
                 except InvalidMarking as exc:
                     errors.extend({"field": p, "message": m} for p, m in exc.issues)
+            if isinstance(data.key_id, str) and not re.fullmatch(r"\d{1,32}", data.key_id):
+                errors.append({"field": "key_id", "message": "1..32 digits"})
             fail_fields(errors)
             await omr_models.set_exam_omr(
-                tenant_scope, exam.exam_id, template_id=data.template_id, marking=marking
+                tenant_scope,
+                exam.exam_id,
+                template_id=data.template_id,
+                marking=marking,
+                key_id=data.key_id,
             )
         return await omr_models.get_exam_omr(tenant_scope, exam.exam_id)
 
@@ -426,24 +436,8 @@ class BatchController(Controller):
         corrected) are scored again; nothing is re-read. A score that comes out the same
         changes nothing, so running it twice is harmless."""
         async with transaction():
-            exam = await omr_pages.exam_for_batch(tenant_scope, batch_id)
-            pages = await omr_pages.lock_scored_pages(tenant_scope, exam.batch_id)
-            changed = 0
-            for page in pages:
-                grading = grade(dict(page.answers or {}), exam)
-                if grading.result is None:
-                    continue
-                total = grading.result.total
-                if await omr_pages.rescore_page(
-                    tenant_scope,
-                    exam.id,
-                    page,
-                    score=total,
-                    results=grading.results_json,
-                    actor_id=principal.user_id,
-                ):
-                    changed += page.score != total
-        return RegradeResult(batch_id=exam.batch_id, pages=len(pages), changed=changed)
+            done = await omr_pages.regrade_batch(tenant_scope, batch_id, principal.user_id)
+        return RegradeResult(batch_id=done.batch_id, pages=done.pages, changed=done.changed)
 
     @get("/pages/{page_id:str}", summary="One page: what was read, with confidences")
     async def get_page(

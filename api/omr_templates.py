@@ -28,10 +28,10 @@ from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role
 from pipelines.omr.card import card_pdf, card_png, korean_card
+from pipelines.omr.omrchecker import import_omrchecker
 from pipelines.omr.template import (
     Template,
     TemplateError,
-    import_omrchecker,
     parse_template,
     template_json,
 )
@@ -61,12 +61,15 @@ class BuiltinCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
     """OMRChecker's ``template.json`` (and optionally its ``config.json``); marker images
-    for ``CropOnMarkers`` by their ``relativePath``, base64-encoded."""
+    for ``CropOnMarkers`` by their ``relativePath``, base64-encoded; ``student_field``
+    names the custom label (or field) holding the student number (default: the first
+    whose name starts with ``roll`` or contains ``id``)."""
 
     name: str
     template: dict[str, Any]
     config: dict[str, Any] | None = None
     marker_images: dict[str, str] = {}
+    student_field: str | None = None
 
 
 class TemplateUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,8 +78,19 @@ class TemplateUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def template_problem(exc: TemplateError, prefix: str = "spec") -> Problem:
-    """A template's issues as one 422, each under ``prefix``."""
-    errors = [{"field": f"{prefix}.{p}" if p else prefix, "message": m} for p, m in exc.issues]
+    """A template's issues as one 422, each under ``prefix`` (the importer's own
+    ``config.`` and ``student_field`` issues keep their names)."""
+    errors = [
+        {
+            "field": p
+            if p.startswith(("config.", "student_field")) or p == "config"
+            else f"{prefix}.{p}"
+            if p
+            else prefix,
+            "message": m,
+        }
+        for p, m in exc.issues
+    ]
     return Problem(422, f"{len(errors)} field error(s)", errors=errors)
 
 
@@ -166,9 +180,9 @@ class TemplateController(Controller):
     async def import_omrchecker(
         self, data: JSONBody[OmrCheckerImport], tenant_scope: NamedDependency[TenantScope]
     ) -> TemplateOut:
-        """Field blocks, custom labels and the preprocessors ``CropPage``,
-        ``CropOnMarkers`` (send the marker image), ``GaussianBlur`` and ``Levels`` are
-        imported; any other preprocessor is refused rather than skipped."""
+        """Every property of OMRChecker's template and config schemas is honoured with its
+        meaning or refused with a 422 naming it (``FeatureBasedAlignment``, ``auto_align``
+        and ``filter_out_multimarked_files`` are refused); never skipped."""
         markers: dict[str, bytes] = {}
         for path, b64 in data.marker_images.items():
             try:
@@ -177,7 +191,11 @@ class TemplateController(Controller):
                 raise field_error(f"marker_images.{path}", "not base64") from None
         try:
             template = import_omrchecker(
-                data.template, name=data.name, marker_images=markers, config_json=data.config
+                data.template,
+                name=data.name,
+                marker_images=markers,
+                config_json=data.config,
+                student_field=data.student_field,
             )
         except TemplateError as exc:
             raise template_problem(exc, "template") from None

@@ -143,6 +143,7 @@ class ExamOmr(msgspec.Struct):
     question_count: int | None
     answer_key: dict[str, list[str]] | None
     marking: dict[str, Any] | None
+    key_id: str | None = None
 
 
 async def get_exam_omr(scope: TenantScope, exam_id: Any) -> ExamOmr:
@@ -150,7 +151,7 @@ async def get_exam_omr(scope: TenantScope, exam_id: Any) -> ExamOmr:
         ExamOmr,
         ExamTable,
         "SELECT id AS exam_id, omr_template AS template_id, question_count, answer_key, "
-        "marking FROM exam WHERE tenant = $1 AND id = $2",
+        "marking, omr_key_id AS key_id FROM exam WHERE tenant = $1 AND id = $2",
         exam_id,
     )
 
@@ -172,14 +173,17 @@ async def set_exam_omr(
     *,
     template_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET,
     marking: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET,
+    key_id: str | msgspec.UnsetType | None = msgspec.UNSET,
 ) -> None:
-    """Set the exam's template and/or marking (checked by the caller); what is unset stays."""
+    """Set the exam's template, marking and/or key ID (checked by the caller); what is
+    unset stays."""
     params = Params(exam_id)
     sets = [
         f"{column} = {params(value)}{cast}"
         for column, value, cast in (
             ("omr_template", template_id, ""),
             ("marking", marking, "::jsonb"),
+            ("omr_key_id", key_id, ""),
         )
         if not isinstance(value, msgspec.UnsetType)
     ]
@@ -206,6 +210,21 @@ async def set_exam_key(
         question_count,
         answer_key,
         marking,
+    )
+
+
+async def set_answer_key(
+    scope: TenantScope, exam_id: uuid.UUID, answer_key: dict[str, list[str]]
+) -> None:
+    """The exam's answer key, read from a key sheet; the question count is kept, or set to
+    the key's when the exam had none."""
+    await scope.execute(
+        "UPDATE exam SET answer_key = $3::jsonb, "
+        "question_count = COALESCE(question_count, $4), updated_at = now() "
+        "WHERE tenant = $1 AND id = $2",
+        exam_id,
+        answer_key,
+        max((int(q) for q in answer_key), default=0) or None,
     )
 
 

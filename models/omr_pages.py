@@ -24,6 +24,7 @@ from models.grades import lock_exam, write_scores
 from models.pages import Page, Params, as_datetime, as_int, as_uuid, keyset, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import OmrBatch, OmrPage
+from pipelines.omr.grading import grade
 
 # --- the reading actor's side ---------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class BatchExam(msgspec.Struct):
     question_count: int | None
     answer_key: dict[str, list[str]] | None
     marking: Any
+    key_id: str | None = None
 
 
 async def exam_for_batch(scope: TenantScope, batch_id: Any) -> BatchExam:
@@ -129,7 +131,7 @@ async def exam_for_batch(scope: TenantScope, batch_id: Any) -> BatchExam:
         OmrBatch,
         """
         SELECT b.id AS batch_id, e.id, e.lecture, e.max_score, e.question_count,
-               e.answer_key, e.marking
+               e.answer_key, e.marking, e.omr_key_id AS key_id
         FROM omr_batch b JOIN exam e ON e.id = b.exam AND e.tenant = b.tenant
         WHERE b.tenant = $1 AND b.id = $2
         """,
@@ -141,8 +143,9 @@ async def match_student(
     scope: TenantScope, lecture_id: Any, number: str | None
 ) -> tuple[uuid.UUID | None, str | None]:
     """The actively enrolled student of the lecture whose mobile number ends with
-    ``number`` (the card's 수험번호 is the last digits of the student's phone), or why not:
-    ``no_student_number``, ``unmatched`` or ``ambiguous``."""
+    ``number`` (the card's 수험번호 is the last digits of the student's phone; a number
+    shorter than its field arrives with the blank columns trimmed), or why not:
+    ``no_student_number`` (none, or fewer than 4 digits), ``unmatched`` or ``ambiguous``."""
     if not number or len(number) < 4:
         return None, "no_student_number"
     found = await scope.values(
@@ -342,6 +345,40 @@ async def lock_scored_pages(scope: TenantScope, batch_id: uuid.UUID) -> list[Loc
         "AND student IS NOT NULL ORDER BY page_no FOR UPDATE",
         batch_id,
     )
+
+
+class Regraded(msgspec.Struct):
+    batch_id: uuid.UUID
+    pages: int
+    changed: int
+
+
+async def regrade_batch(scope: TenantScope, batch_id: Any, actor_id: Any) -> Regraded:
+    """Score the batch's pages that have a student again with the exam's current key and
+    marking, from their stored answers (as read and as corrected), in the caller's
+    transaction. A score that comes out the same changes nothing."""
+    exam = await exam_for_batch(scope, batch_id)
+    pages = await lock_scored_pages(scope, exam.batch_id)
+    changed = 0
+    for page in pages:
+        grading = grade(dict(page.answers or {}), exam)
+        if grading.result is None:
+            continue
+        total = grading.result.total
+        if await rescore_page(
+            scope, exam.id, page, score=total, results=grading.results_json, actor_id=actor_id
+        ):
+            changed += page.score != total
+    return Regraded(exam.batch_id, len(pages), changed)
+
+
+async def batch_has_key_sheet(batch_id: Any) -> bool:
+    found = await db.value(
+        "SELECT 1 FROM omr_page WHERE batch = $1 AND status = 'DONE' "
+        "AND (reading ->> 'key_sheet')::boolean LIMIT 1",
+        batch_id,
+    )
+    return found is not None
 
 
 async def rescore_page(

@@ -30,6 +30,8 @@ class Exam(Table, tablename="exam", db=DB):
     # models.omr imports this module) and the marking (pipelines.omr.score.Marking).
     omr_template = UUID(null=True, default=None)
     marking = JSONB(null=True, default=None)
+    # The student number that makes a scanned sheet the batch's answer key (e.g. 99999999).
+    omr_key_id = Varchar(length=32, null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
 

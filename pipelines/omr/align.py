@@ -28,6 +28,8 @@ Image = np.ndarray[Any, Any]
 
 # Below this spread of grey levels a page carries no ink at all.
 BLANK_STD = 6.0
+# A page of one shade at least this light is blank paper; darker, it is no sheet at all.
+PAPER = 170.0
 MAX_PIXELS = 60_000_000
 # Longest side of the copy the corner markers are looked for in.
 DETECT_SIZE = 1000
@@ -35,7 +37,8 @@ DETECT_SIZE = 1000
 
 class SheetError(Exception):
     """A page that cannot be read: ``code`` is one of ``not_an_image``, ``blank_page``,
-    ``markers_not_found``, ``page_not_found``, ``wrong_template``."""
+    ``not_an_answer_sheet``, ``markers_not_found``, ``page_not_found``,
+    ``wrong_template``."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -64,9 +67,16 @@ def decode_image(data: bytes) -> Image:
 
 
 def check_not_blank(image: Image) -> None:
+    """A page of one shade: blank paper (``blank_page``), or a uniform grey or dark
+    image, which no sheet is (``not_an_answer_sheet``)."""
     small = cv2.resize(image, (200, int(200 * image.shape[0] / max(image.shape[1], 1)) or 1))
-    if float(small.std()) < BLANK_STD:
+    if float(small.std()) >= BLANK_STD:
+        return
+    if float(small.mean()) >= PAPER:
         raise SheetError("blank_page", "the page is blank (no printing or marks found)")
+    raise SheetError(
+        "not_an_answer_sheet", "the page is one uniform shade of grey: not an answer sheet"
+    )
 
 
 def normalize(image: Image) -> Image:
@@ -161,9 +171,16 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
     if step.width_ratio:
         marker = resize(marker, int(processing_width / step.width_ratio))
     marker = normalize(cv2.GaussianBlur(marker, (5, 5), 0))
-    marker = cv2.subtract(marker, cv2.erode(marker, np.ones((5, 5)), iterations=5))
-    # OMRChecker matches against the page itself (its erode-subtract option is inverted).
-    page = normalize(image)
+    eroded = np.ones((5, 5))
+    if step.erode_subtract:
+        marker = cv2.subtract(marker, cv2.erode(marker, eroded, iterations=5))
+    # OMRChecker's option, as it behaves there: when set, the page is matched as it is;
+    # when not, the page is eroded and subtracted (and the marker is not).
+    page = normalize(
+        image
+        if step.erode_subtract
+        else cv2.subtract(image, cv2.erode(image, eroded, iterations=5))
+    )
     h1, w1 = page.shape[:2]
     mid_h, mid_w = h1 // 3, w1 // 2
     origins = [(0, 0), (mid_w, 0), (0, mid_h), (mid_w, mid_h)]
@@ -174,14 +191,7 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
         page[mid_h:h1, mid_w:w1],
     ]
     mh = marker.shape[0]
-    best_scale, best = None, 0.0
-    for r0 in range(100, 35, -6):
-        scaled = resize_h(marker, int(mh * r0 / 100))
-        if scaled.shape[0] > page.shape[0] or scaled.shape[1] > page.shape[1]:
-            continue
-        t = float(cv2.matchTemplate(page, scaled, cv2.TM_CCOEFF_NORMED).max())
-        if t > best:
-            best_scale, best = r0 / 100, t
+    best_scale, best = _best_scale(page, marker, step)
     if best_scale is None or best < step.min_match:
         raise SheetError("markers_not_found", "the alignment markers were not found")
     optimal = resize_h(marker, int(mh * best_scale))
@@ -197,6 +207,45 @@ def _crop_markers(image: Image, step: Step, processing_width: int) -> Image:
         y, x = np.argwhere(res == t)[0]
         centres.append([x + ox + ow / 2, y + oy + oh / 2])
     return four_point_transform(image, np.array(centres))
+
+
+# Scales are first compared on a half-size copy of the page and the marker (a quarter of
+# the work); the few best are then matched at full size, which decides, as OMRChecker's
+# exhaustive full-size search does.
+COARSE_KEEP = 2
+
+
+def _best_scale(page: Image, marker: Image, step: Step) -> tuple[float | None, float]:
+    """OMRChecker's marker scale: of the scales from ``rescale_range``'s high down to its
+    low, the one whose marker matches the page best; and that match."""
+    mh = marker.shape[0]
+    low, high = step.rescale_range
+    scales = []
+    for r0 in range(high, low, -max((high - low) // step.rescale_steps, 1)):
+        scaled_h = int(mh * r0 / 100)
+        width = int(marker.shape[1] * scaled_h / mh)
+        if r0 > 0 and 0 < scaled_h <= page.shape[0] and width <= page.shape[1]:
+            scales.append(r0)
+    if len(scales) > COARSE_KEEP:
+        half = cv2.resize(page, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        coarse: list[tuple[float, int]] = []
+        kept: set[int] = set()
+        for r0 in scales:
+            small = resize_h(marker, max(int(mh * r0 / 100) // 2, 1))
+            if min(small.shape[:2]) < 4 or small.shape[1] > half.shape[1]:
+                kept.add(r0)  # too small to judge at half size: matched at full size
+                continue
+            t = float(cv2.matchTemplate(half, small, cv2.TM_CCOEFF_NORMED).max())
+            coarse.append((t, r0))
+        kept.update(r0 for _, r0 in sorted(coarse, reverse=True)[:COARSE_KEEP])
+        scales = [r0 for r0 in scales if r0 in kept]
+    best_scale, best = None, 0.0
+    for r0 in scales:
+        scaled = resize_h(marker, int(mh * r0 / 100))
+        t = float(cv2.matchTemplate(page, scaled, cv2.TM_CCOEFF_NORMED).max())
+        if t > best:
+            best_scale, best = r0 / 100, t
+    return best_scale, best
 
 
 # --- our corner markers ----------------------------------------------------------------
@@ -320,7 +369,9 @@ def align(image: Image, template: Template) -> Aligned:
     aligned: Aligned | None = None
     for step in template.preprocess:
         if step.op == "blur":
-            work = cv2.GaussianBlur(work, tuple(step.ksize), 0)
+            work = cv2.GaussianBlur(work, tuple(step.ksize), step.sigma_x)
+        elif step.op == "median_blur":
+            work = cv2.medianBlur(work, step.ksize[0])
         elif step.op == "levels":
             work = _levels(work, step)
         elif step.op == "crop_page":

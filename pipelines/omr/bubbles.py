@@ -30,7 +30,7 @@ import numpy as np
 
 from pipelines.omr.template import Bubble, Template, all_fields
 
-CONFIDENT_SURPLUS = 5.0
+# The smallest marked/unmarked gap confidences are measured in.
 MIN_GAP = 30.0
 # Flags, in units of the sheet's marked/unmarked gap.
 LOW_CONFIDENCE = 0.25
@@ -72,10 +72,16 @@ class SheetRead:
         return {k: f for k, f in self.fields.items() if f.flags}
 
 
-def box_means(image: np.ndarray[Any, Any], boxes: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """Mean grey of each ``[x, y, w, h]`` box (clipped to the image), via an integral image.
-    Boxes use OMRChecker's integer corners: ``[int(x), int(x + w))``."""
-    integral = cv2.integral(image)
+def box_means(
+    image: np.ndarray[Any, Any],
+    boxes: np.ndarray[Any, Any],
+    integral: np.ndarray[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Mean grey of each ``[x, y, w, h]`` box (clipped to the image), via an integral image
+    (``integral``, when the caller has it already). Boxes use OMRChecker's integer
+    corners: ``[int(x), int(x + w))``."""
+    if integral is None:
+        integral = cv2.integral(image)
     h, w = image.shape[:2]
     x0 = np.clip(boxes[:, 0].astype(np.int64), 0, w)
     y0 = np.clip(boxes[:, 1].astype(np.int64), 0, h)
@@ -104,36 +110,42 @@ def global_threshold(
     return float(threshold), float(best)
 
 
-def local_threshold(values: list[float], sheet: float, no_outliers: bool, min_jump: float) -> float:
+def local_threshold(
+    values: list[float], sheet: float, no_outliers: bool, template: Template
+) -> float:
     """OMRChecker's field threshold: the field's own jump when it is clear, else the
     sheet's."""
     q = sorted(values)
     if len(q) < 3:
-        return sheet if max(q) - min(q) < MIN_GAP else float(np.mean(q))
-    best, threshold = min_jump, 255.0
+        return sheet if max(q) - min(q) < template.min_gap else float(np.mean(q))
+    best, threshold = template.min_jump, 255.0
     for i in range(1, len(q) - 1):
         jump = q[i + 1] - q[i - 1]
         if jump > best:
             best, threshold = jump, q[i - 1] + jump / 2
-    if best < min_jump + CONFIDENT_SURPLUS and no_outliers:
+    if best < template.min_jump + template.confident_surplus and no_outliers:
         threshold = sheet
     return float(threshold)
 
 
-def read_bubbles(image: np.ndarray[Any, Any], template: Template) -> SheetRead:
+def read_bubbles(
+    image: np.ndarray[Any, Any], template: Template, integral: np.ndarray[Any, Any] | None = None
+) -> SheetRead:
     """Read every field of an aligned page (template page size, grey)."""
     fields = all_fields(template)
     flat = [b for f in fields for b in f]
     boxes = np.array([[b.x, b.y, b.w, b.h] for b in flat], dtype=np.float64)
-    means = box_means(image, boxes) if flat else np.zeros(0)
+    means = box_means(image, boxes, integral) if flat else np.zeros(0)
     strips: list[list[float]] = []
     i = 0
     for f in fields:
         strips.append([float(v) for v in means[i : i + len(f)]])
         i += len(f)
     stds = [float(np.std(s)) for s in strips]
-    std_threshold, _ = global_threshold(stds, template.min_jump)
-    sheet_threshold, _ = global_threshold(means, template.min_jump, looseness=4)
+    std_threshold, _ = global_threshold(stds, template.min_jump, default=template.default_threshold)
+    sheet_threshold, _ = global_threshold(
+        means, template.min_jump, looseness=4, default=template.default_threshold
+    )
     # Typical levels either side of the threshold, for confidences.
     below = means[means < sheet_threshold]
     above = means[means >= sheet_threshold]
@@ -143,7 +155,7 @@ def read_bubbles(image: np.ndarray[Any, Any], template: Template) -> SheetRead:
     out: dict[str, FieldRead] = {}
     bubbles: dict[str, list[Bubble]] = {}
     for f, strip, std in zip(fields, strips, stds, strict=True):
-        threshold = local_threshold(strip, sheet_threshold, std < std_threshold, template.min_jump)
+        threshold = local_threshold(strip, sheet_threshold, std < std_threshold, template)
         marked = [v < threshold for v in strip]
         values = [b.value for b, m in zip(f, marked, strict=True) if m]
         # How clearly each bubble sits on its side of the threshold.

@@ -60,6 +60,20 @@ def grade(answers: dict[str, str], exam: ExamKey) -> Grading:
     return Grading(answers, result, results)
 
 
+def exam_questions(reading: SheetReading, exam: ExamKey) -> set[str]:
+    """Narrow the reading to the exam's questions: its ``question_count``, else the
+    questions of its key, else every question of the card. Returns the card's fields left
+    out, which the annotated sheet does not draw."""
+    count = exam.question_count or max((int(q) for q in exam.answer_key or {}), default=0)
+    return reading.keep_questions(count) if count else set()
+
+
+def key_from_sheet(answers: Mapping[str, str]) -> dict[str, list[str]]:
+    """An answer key read from a key sheet: each marked question's marks (a question
+    left blank on the key sheet is not keyed)."""
+    return {q: [normalize_answer(a)] for q, a in answers.items() if a}
+
+
 # The number was settled by OCR (printed digits read with confidence, or agreeing with
 # unsure bubbles); the enrolment match then decides.
 SETTLED_ID = frozenset({"id_from_ocr", "id_confirmed_by_ocr"})
@@ -109,9 +123,13 @@ def correct_answers(
     return corrected, errors
 
 
-def header(grading: Grading, reading: SheetReading, student: uuid.UUID | None) -> str:
+def header(
+    grading: Grading, reading: SheetReading, student: uuid.UUID | None, key_sheet: bool = False
+) -> str:
     """The line written at the top of the annotated sheet."""
     number = reading.student_number or "?"
+    if key_sheet:
+        return f"No. {number}: the answer key of this batch ({len(reading.answers)} questions)"
     who = "matched" if student else "NOT MATCHED"
     if grading.result is None:
         return f"No. {number} ({who}) - no answer key"

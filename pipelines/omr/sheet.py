@@ -13,8 +13,9 @@ from typing import Any, Literal
 import numpy as np
 
 from pipelines.omr.align import SheetError, align, decode_image
-from pipelines.omr.bubbles import FieldRead, SheetRead, read_bubbles
+from pipelines.omr.bubbles import SheetRead, read_bubbles
 from pipelines.omr.ocr import OcrRead, read_digits
+from pipelines.omr.orient import orient
 from pipelines.omr.template import Template, all_fields, combine
 
 # Share of bubble boxes that must show printed ink for a page to be this template.
@@ -36,6 +37,7 @@ class SheetReading:
     student_flags: list[str] = field(default_factory=list)
     ocr: OcrRead | None = None
     rotated_180: bool = False
+    rotation: int = 0  # degrees the scan was turned clockwise, corrected before reading
     groups: dict[str, list[str]] = field(default_factory=dict)
 
     def question_flags(self) -> dict[str, list[str]]:
@@ -51,6 +53,17 @@ class SheetReading:
             if flags:
                 out[q] = flags
         return out
+
+    def keep_questions(self, count: int) -> set[str]:
+        """Keep the first ``count`` questions only (an exam shorter than its card); the
+        template fields of the questions left out are returned."""
+        dropped = [q for q in self.question_fields if int(q) > count]
+        fields: set[str] = set()
+        for q in dropped:
+            name = self.question_fields.pop(q)
+            self.answers.pop(q, None)
+            fields.update(self.groups.get(name, [name]))
+        return fields
 
     def question_confidence(self, question: str) -> float:
         name = self.question_fields[question]
@@ -95,14 +108,20 @@ def _student_from_bubbles(
     template: Template, read: SheetRead
 ) -> tuple[str | None, str | None, list[str]]:
     """``(number, candidate, flags)``: the bubbled number when every digit is clear; the
-    candidate (one mark per digit, some unsure) for OCR to confirm; the problems."""
+    candidate (one mark per digit, some unsure) for OCR to confirm; the problems.
+
+    A number shorter than its field (8 digits in a 10-digit field) is its digits with the
+    blank columns at either end trimmed; a blank column between digits, or no digit at
+    all, is ``id_incomplete``."""
     name = template.student_field
     if name is None:
         return None, None, []
-    members = template.groups.get(name, [name])
+    columns = [read.fields[m] for m in template.groups.get(name, [name])]
+    marked = [i for i, f in enumerate(columns) if f.values]
+    if marked:
+        columns = columns[marked[0] : marked[-1] + 1]
     digits, flags = [], []
-    for m in members:
-        f: FieldRead = read.fields[m]
+    for f in columns:
         if len(f.values) != 1:
             flags.append("id_incomplete" if not f.values else "id_multiple")
         elif f.flags:
@@ -110,8 +129,10 @@ def _student_from_bubbles(
         digits.append(f.answer)
     number = "".join(digits)
     flags = sorted(set(flags))
-    if not flags:
+    if not flags and number:
         return number, number, []
+    if not number:
+        flags = ["id_incomplete"]
     return None, (number if flags == ["id_uncertain"] else None), flags
 
 
@@ -122,7 +143,14 @@ def read_sheet(
     bubbled number is missing or uncertain (``fallback``), or ``always`` (a disagreement
     between the two is flagged for review)."""
     image = decode_image(data) if isinstance(data, bytes) else data
-    aligned = align(image, template)
+    rotation = 0
+    if any(step.op == "corner_markers" for step in template.preprocess):
+        aligned = align(image, template)  # our cards carry their own orientation mark
+        read = None
+        rotation = 180 if aligned.rotated_180 else 0
+    else:
+        oriented = orient(image, template)
+        aligned, read, rotation = oriented.aligned, oriented.read, oriented.rotation
     page = aligned.image
     if template.verify_layout:
         share = _layout_share(page, template)
@@ -132,7 +160,7 @@ def read_sheet(
                 f"the page does not match the template: only {share:.0%} of its bubbles "
                 "are printed where the template expects them",
             )
-    read = read_bubbles(page, template)
+    read = read or read_bubbles(page, template)
     empty = {label: b.empty_value for b in template.blocks for label in b.labels}
     response = combine(template, read.response(empty))
     question_fields = {str(i + 1): q for i, q in enumerate(template.questions)}
@@ -165,6 +193,7 @@ def read_sheet(
         student_flags=student_flags,
         ocr=ocr_read,
         rotated_180=aligned.rotated_180,
+        rotation=rotation,
         groups=dict(template.groups),
     )
 
@@ -194,5 +223,6 @@ def reading_json(reading: SheetReading) -> dict[str, Any]:
             "score": round(reading.ocr.score, 3),
         },
         "rotated_180": reading.rotated_180,
+        "rotation": reading.rotation,
         "threshold": round(reading.read.threshold, 1),
     }

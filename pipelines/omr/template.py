@@ -25,7 +25,6 @@ before any bubble is read.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -33,7 +32,8 @@ from typing import Any, Literal
 import msgspec
 
 MAX_FIELDS = 2000
-MAX_VALUES = 20
+# Bubbles of one field: an A..Z name column has 26; a few more are allowed.
+MAX_VALUES = 40
 MAX_PAGE = 10000
 
 
@@ -68,10 +68,13 @@ class OcrBox(msgspec.Struct, forbid_unknown_fields=True):
 class Step(msgspec.Struct, forbid_unknown_fields=True):
     """One preprocessing step. ``op`` is one of ``blur`` (``ksize``), ``levels`` (``low``,
     ``high``, ``gamma``), ``crop_page`` (``morph_kernel``), ``crop_markers`` (``marker_png``
-    base64, ``width_ratio``, ``min_match``, ``max_variation``) and ``corner_markers``."""
+    base64, ``width_ratio``, ``min_match``, ``max_variation``, ``rescale_range``,
+    ``rescale_steps``, ``erode_subtract``), ``median_blur`` (``ksize``) and
+    ``corner_markers``."""
 
-    op: Literal["blur", "levels", "crop_page", "crop_markers", "corner_markers"]
+    op: Literal["blur", "median_blur", "levels", "crop_page", "crop_markers", "corner_markers"]
     ksize: tuple[int, int] = (3, 3)
+    sigma_x: float = 0.0
     low: float = 0.0
     high: float = 1.0
     gamma: float = 1.0
@@ -80,6 +83,12 @@ class Step(msgspec.Struct, forbid_unknown_fields=True):
     width_ratio: float | None = None
     min_match: float = 0.3
     max_variation: float = 0.41
+    # The marker is looked for at scales from high down to low percent, in this many steps.
+    rescale_range: tuple[int, int] = (35, 100)
+    rescale_steps: int = 10
+    # OMRChecker's flag, with its meaning: true matches the eroded-and-subtracted marker
+    # against the page as it is; false matches it against the page eroded and subtracted.
+    erode_subtract: bool = True
 
 
 class Markers(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,6 +116,11 @@ class Template(msgspec.Struct, forbid_unknown_fields=True):
     processing_size: tuple[int, int] | None = None
     # Thresholding: the smallest jump between empty and filled means (0..255 scale).
     min_jump: float = 25.0
+    # OMRChecker's MIN_GAP and CONFIDENT_SURPLUS, and the threshold a page falls back to
+    # when its bubbles show no clear jump (200 for white pages, 100 for black).
+    min_gap: float = 30.0
+    confident_surplus: float = 5.0
+    default_threshold: float = 200.0
     # Our cards: a page whose printed bubble outlines are not where the template says
     # is the wrong template, not a sheet of blank answers.
     verify_layout: bool = False
@@ -261,7 +275,7 @@ def check_template(t: Template) -> None:
                     issues.append((f"preprocess[{i}].marker_png", "not base64"))
         if step.op == "corner_markers" and t.markers is None:
             issues.append((f"preprocess[{i}]", "corner_markers needs markers"))
-        if step.op == "blur" and any(k < 1 or k % 2 == 0 for k in step.ksize):
+        if step.op in ("blur", "median_blur") and any(k < 1 or k % 2 == 0 for k in step.ksize):
             issues.append((f"preprocess[{i}].ksize", "odd positive sizes"))
     if t.markers is not None and len(t.markers.centres) != 4:
         issues.append(("markers.centres", "exactly four corner markers"))
@@ -269,15 +283,8 @@ def check_template(t: Template) -> None:
         raise TemplateError(issues)
 
 
-# --- OMRChecker template.json ------------------------------------------------------------
+# --- OMRChecker field labels -----------------------------------------------------------
 
-# OMRChecker's built-in field types.
-FIELD_TYPES: dict[str, tuple[list[str], str]] = {
-    "QTYPE_INT": ([str(i) for i in range(10)], "vertical"),
-    "QTYPE_INT_FROM_1": ([*(str(i) for i in range(1, 10)), "0"], "vertical"),
-    "QTYPE_MCQ4": (["A", "B", "C", "D"], "horizontal"),
-    "QTYPE_MCQ5": (["A", "B", "C", "D", "E"], "horizontal"),
-}
 _RANGE = re.compile(r"^([^.\d]+)(\d+)\.{2,3}(\d+)$")
 
 
@@ -296,217 +303,6 @@ def expand_labels(labels: list[str]) -> list[str]:
     return out
 
 
-def _natural(label: str) -> tuple[str, int]:
+def natural_key(label: str) -> tuple[str, int]:
     m = re.match(r"^(\D*)(\d+)$", label)
     return (m.group(1), int(m.group(2))) if m else (label, -1)
-
-
-def import_omrchecker(
-    template_json: bytes | str | Mapping[str, Any],
-    *,
-    name: str,
-    marker_images: Mapping[str, bytes] | None = None,
-    config_json: bytes | str | Mapping[str, Any] | None = None,
-) -> Template:
-    """Our template from an OMRChecker ``template.json`` (and its ``config.json``, for the
-    processing size and ``MIN_JUMP``). ``marker_images`` maps a ``CropOnMarkers``
-    ``relativePath`` to the image's bytes. Unknown preprocessors are refused, not skipped:
-    a sheet read without its alignment would be read wrong. Anything malformed is a
-    ``TemplateError``."""
-    try:
-        return _import_omrchecker(template_json, name, marker_images, config_json)
-    except TemplateError:
-        raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-        raise TemplateError([("", f"not an OMRChecker template: {exc!r}")]) from None
-
-
-def _import_omrchecker(
-    template_json: bytes | str | Mapping[str, Any],
-    name: str,
-    marker_images: Mapping[str, bytes] | None,
-    config_json: bytes | str | Mapping[str, Any] | None,
-) -> Template:
-    raw, config = _decode(template_json, config_json)
-    issues: list[tuple[str, str]] = []
-    page = raw.get("pageDimensions")
-    if not (isinstance(page, list) and len(page) == 2):
-        issues.append(("pageDimensions", "required: [width, height]"))
-        page = [100, 100]
-    blocks, questions = _field_blocks(raw, issues)
-    groups = _custom_labels(raw, issues)
-    # A question spread over several columns (an integer answer) is a group named like q5.
-    questions.extend(g for g in groups if _natural(g)[1] >= 0 and g.lower().startswith("q"))
-    questions = sorted(dict.fromkeys(questions), key=_natural)
-    steps = _preprocessors(raw, marker_images or {}, issues)
-    if issues:
-        raise TemplateError(issues)
-    dims = config.get("dimensions", {}) if isinstance(config, dict) else {}
-    thresholds = config.get("threshold_params", {}) if isinstance(config, dict) else {}
-    roll = next((g for g in groups if g.lower().startswith("roll")), None)
-    template = Template(
-        name=name,
-        page=(int(page[0]), int(page[1])),
-        blocks=blocks,
-        questions=questions,
-        groups=groups,
-        student_field=roll,
-        preprocess=steps,
-        processing_size=(
-            int(dims.get("processing_width", 666)),
-            int(dims.get("processing_height", 820)),
-        ),
-        min_jump=float(thresholds.get("MIN_JUMP", 25)),
-    )
-    check_template(template)
-    return template
-
-
-def _decode(
-    template_json: bytes | str | Mapping[str, Any],
-    config_json: bytes | str | Mapping[str, Any] | None,
-) -> tuple[dict[str, Any], Any]:
-    """``template.json`` as an object, and ``config.json`` as decoded (``{}`` when absent)."""
-    try:
-        raw = (
-            dict(template_json) if isinstance(template_json, Mapping) else json.loads(template_json)
-        )
-        config = (
-            {}
-            if config_json is None
-            else dict(config_json)
-            if isinstance(config_json, Mapping)
-            else json.loads(config_json)
-        )
-    except (ValueError, TypeError) as exc:
-        raise TemplateError([("", f"not valid JSON: {exc}")]) from None
-    if not isinstance(raw, dict):
-        raise TemplateError([("", "template.json must be an object")])
-    return raw, config
-
-
-def _field_blocks(
-    raw: dict[str, Any], issues: list[tuple[str, str]]
-) -> tuple[list[Block], list[str]]:
-    """The ``fieldBlocks`` as blocks, and the labels of the multiple-choice ones (the
-    questions). A block with a problem is left out and its problem added to ``issues``."""
-    default_bubble = raw.get("bubbleDimensions", [30, 30])
-    empty_default = str(raw.get("emptyValue", ""))
-    blocks: list[Block] = []
-    questions: list[str] = []
-    for block_name, spec in (raw.get("fieldBlocks") or {}).items():
-        block = _field_block(block_name, spec, default_bubble, empty_default, issues)
-        if block is None:
-            continue
-        blocks.append(block)
-        if spec.get("fieldType") in ("QTYPE_MCQ4", "QTYPE_MCQ5"):
-            questions.extend(block.labels)
-    return blocks, questions
-
-
-def _field_block(
-    block_name: str,
-    spec: Any,
-    default_bubble: Any,
-    empty_default: str,
-    issues: list[tuple[str, str]],
-) -> Block | None:
-    where = f"fieldBlocks.{block_name}"
-    if not isinstance(spec, dict):
-        issues.append((where, "must be an object"))
-        return None
-    field_type = spec.get("fieldType")
-    values: list[str] | None = spec.get("bubbleValues")
-    direction = spec.get("direction")
-    if field_type is not None:
-        if field_type not in FIELD_TYPES:
-            issues.append((f"{where}.fieldType", f"unsupported field type {field_type!r}"))
-            return None
-        values = values or FIELD_TYPES[field_type][0]
-        direction = direction or FIELD_TYPES[field_type][1]
-    if not values:
-        issues.append((where, "needs fieldType or bubbleValues"))
-        return None
-    try:
-        labels = expand_labels([str(x) for x in spec.get("fieldLabels", [])])
-    except TemplateError as exc:
-        issues.extend((f"{where}.{p}", m) for p, m in exc.issues)
-        return None
-    origin = spec.get("origin")
-    if not (isinstance(origin, list) and len(origin) == 2):
-        issues.append((f"{where}.origin", "required: [x, y]"))
-        return None
-    size = spec.get("bubbleDimensions", default_bubble)
-    if not (isinstance(size, list) and len(size) == 2):
-        issues.append((f"{where}.bubbleDimensions", "required: [width, height]"))
-        return None
-    return Block(
-        name=block_name,
-        origin=(float(origin[0]), float(origin[1])),
-        labels=labels,
-        values=[str(v) for v in values],
-        direction=direction or "horizontal",
-        bubble_gap=float(spec.get("bubblesGap", 0)),
-        label_gap=float(spec.get("labelsGap", 0)),
-        bubble_size=(float(size[0]), float(size[1])),
-        empty_value=str(spec.get("emptyValue", empty_default)),
-    )
-
-
-def _custom_labels(raw: dict[str, Any], issues: list[tuple[str, str]]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for group, members in (raw.get("customLabels") or {}).items():
-        try:
-            groups[str(group)] = expand_labels([str(m) for m in members])
-        except TemplateError as exc:
-            issues.extend((f"customLabels.{group}", m) for _, m in exc.issues)
-    return groups
-
-
-def _preprocessors(
-    raw: dict[str, Any], marker_images: Mapping[str, bytes], issues: list[tuple[str, str]]
-) -> list[Step]:
-    """The ``preProcessors`` as steps; an unknown one, or a marker image not sent, is an
-    issue (never skipped)."""
-    steps: list[Step] = []
-    for i, pp in enumerate(raw.get("preProcessors") or []):
-        pname, options = pp.get("name"), pp.get("options") or {}
-        if pname == "CropPage":
-            steps.append(
-                Step(op="crop_page", morph_kernel=tuple(options.get("morphKernel", (10, 10))))
-            )
-        elif pname == "GaussianBlur":
-            steps.append(Step(op="blur", ksize=tuple(options.get("kSize", (3, 3)))))
-        elif pname == "Levels":
-            steps.append(
-                Step(
-                    op="levels",
-                    low=float(options.get("low", 0)),
-                    high=float(options.get("high", 1)),
-                    gamma=float(options.get("gamma", 1.0)),
-                )
-            )
-        elif pname == "CropOnMarkers":
-            path = options.get("relativePath", "omr_marker.jpg")
-            image = marker_images.get(path)
-            if image is None:
-                issues.append((f"preProcessors[{i}]", f"needs the marker image {path!r}"))
-                continue
-            steps.append(_crop_on_markers(image, options))
-        else:
-            issues.append((f"preProcessors[{i}]", f"unsupported preprocessor {pname!r}"))
-    return steps
-
-
-def _crop_on_markers(image: bytes, options: dict[str, Any]) -> Step:
-    return Step(
-        op="crop_markers",
-        marker_png=base64.b64encode(image).decode(),
-        width_ratio=(
-            float(options["sheetToMarkerWidthRatio"])
-            if "sheetToMarkerWidthRatio" in options
-            else None
-        ),
-        min_match=float(options.get("min_matching_threshold", 0.3)),
-        max_variation=float(options.get("max_matching_variation", 0.41)),
-    )

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
+from pipelines.omr.omrchecker import import_omrchecker
 from pipelines.omr.score import import_omrchecker_evaluation, score_sheet
 from pipelines.omr.sheet import read_sheet
-from pipelines.omr.template import Template, TemplateError, import_omrchecker
+from pipelines.omr.template import Template, TemplateError
 from tests.conftest import OMRCHECKER_FIXTURES
 
 ROOT = OMRCHECKER_FIXTURES

@@ -129,7 +129,7 @@ def test_template_json_round_trips_and_errors_are_listed() -> None:
 
 
 def test_malformed_omrchecker_files_are_template_errors() -> None:
-    from pipelines.omr.template import import_omrchecker
+    from pipelines.omr.omrchecker import import_omrchecker
 
     with pytest.raises(TemplateError):
         import_omrchecker(

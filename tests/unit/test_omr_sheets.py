@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pipelines.omr.align import SheetError
+from pipelines.omr.annotate import annotate
 from pipelines.omr.card import card_pdf, card_png, korean_card, render_card
 from pipelines.omr.sheet import read_sheet
 from tests.conftest import OMRCHECKER_FIXTURES
@@ -191,3 +192,30 @@ def test_pdf_pages_are_rasterised_and_a_broken_pdf_is_refused_with_a_reason() ->
     assert all(not v for v in reading.answers.values())
     with pytest.raises(ValueError, match="could not be opened"):
         rasterise_pdf(b"%PDF-1.4 this is not really a PDF")
+
+
+def test_annotated_sheet_is_a_png_with_its_colours_and_the_exams_questions_only() -> None:
+    """A palette PNG any reader decodes: a right answer ringed green, a wrong one red;
+    the questions the exam does not have are not drawn."""
+    template = korean_card(questions=10)
+    sheet = make_sheet(template, random.Random(5), distortion="clean", difficulty=0)
+    reading = read_sheet(sheet.data, template, ocr="never")
+    first, second, last = template.questions[0], template.questions[1], template.questions[-1]
+    marks = {first: ("correct", ()), second: ("incorrect", ())}
+    png = annotate(reading.page, reading.read, marks, "score", hidden={last})
+    assert png.startswith(b"\x89PNG")
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    scale = image.shape[0] / reading.page.shape[0]  # a large page is drawn smaller
+    assert max(image.shape) <= 1500 and abs(image.shape[1] / reading.page.shape[1] - scale) < 0.01
+
+    def colours(label: str) -> set[tuple[int, int, int]]:
+        bubbles = reading.read.bubbles[label]
+        x0 = int(min(b.x for b in bubbles) * scale) - 8
+        y0 = int(min(b.y for b in bubbles) * scale) - 8
+        x1 = int(max(b.x + b.w for b in bubbles) * scale) + 8
+        y1 = int(max(b.y + b.h for b in bubbles) * scale) + 8
+        return {tuple(int(c) for c in px) for px in image[y0:y1, x0:x1].reshape(-1, 3)}
+
+    assert (40, 160, 40) in colours(first)  # BGR of the palette's green
+    assert (30, 30, 220) in colours(second)
+    assert all(b == g == r for b, g, r in colours(last))  # only the page's greys
