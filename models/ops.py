@@ -83,6 +83,7 @@ class StatusCount(msgspec.Struct):
     status: str
     n: int
     retries: int
+    resends: int
 
 
 class TimeSums(msgspec.Struct):
@@ -119,7 +120,8 @@ class JobTableStats(msgspec.Struct):
 
 JOB_COUNTS_SQL = """
 SELECT actor_name, tier, status, count(*) AS n,
-       coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries
+       coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries,
+       coalesce(sum(lifeline_resends), 0) AS resends
 FROM job GROUP BY actor_name, tier, status
 """
 
