@@ -128,6 +128,9 @@ def start_moto(
         stdout=log,
         stderr=subprocess.STDOUT,
         preexec_fn=_die_with_parent,
+        # Its own session: the terminal's Ctrl-C must not stop the queues before the
+        # workers that poll them (their consumers would log connection errors).
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

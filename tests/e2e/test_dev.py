@@ -1,5 +1,5 @@
-"""`just dev` from nothing: it becomes healthy, every tier's probe runs, and Ctrl-C leaves no
-process behind."""
+"""`just dev` from nothing: it becomes healthy, every tier's probe runs, a killed child is
+started again, and Ctrl-C stops it in order, without an error line, leaving no process behind."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from ops.runtime import DATA_DIR, free_port
+from ops.settings import get_settings
 from tests.conftest import ROOT
 
 CLEARED = ("DATABASE_URL", "SQS_ENDPOINT_URL", "R2_ENDPOINT", "R2_ACCESS_KEY", "R2_SECRET_KEY")
@@ -31,6 +32,13 @@ def _descendants(pid: int) -> set[int]:
             found.add(child)
             stack.append(child)
     return found
+
+
+def _children(pid: int, containing: str) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if containing in line]
 
 
 def _alive(pid: int) -> bool:
@@ -57,6 +65,8 @@ def test_dev_starts_healthy_and_ctrl_c_leaves_nothing(tmp_path_factory) -> None:
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its own process group, so the test can send Ctrl-C the way a terminal does.
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 180
@@ -68,12 +78,29 @@ def test_dev_starts_healthy_and_ctrl_c_leaves_nothing(tmp_path_factory) -> None:
         assert "15 OK, 0 FAIL" in text, text[-4000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
             assert r.status == 200
-        children = _descendants(proc.pid)
         postmaster = int((data_dir / "pg-dev" / "postmaster.pid").read_text().split()[0])
-        assert len(children) >= 6  # moto, watchdog, api, four workers (+ their processes)
+        assert len(_descendants(proc.pid)) >= 6  # moto, watchdog, api, four workers (+ theirs)
 
-        proc.send_signal(signal.SIGINT)  # what the terminal's Ctrl-C sends
-        assert proc.wait(60) == 0
+        # A worker killed by the kernel is started again, with a log line.
+        queue = get_settings().queue_for("messaging")
+        [killed] = _children(proc.pid, queue)
+        os.killpg(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not [p for p in _children(proc.pid, queue) if p != killed]:
+            assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-4000:]
+            time.sleep(0.2)
+        assert "worker messaging exited with -9; restarting in" in log.read_text(errors="replace")
+        time.sleep(3)  # let the new worker get to its queues before it is stopped again
+
+        children = _descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal's Ctrl-C sends (to the group)
+        assert proc.wait(90) == 0
+        text = log.read_text(errors="replace")
+        stops = [text.index(f"stopping {what}") for what in ("workers", "api", "queues")]
+        assert stops == sorted(stops), text[-4000:]
+        for bad in ("CRITICAL", '"level": "critical"', "Traceback"):
+            assert bad not in text, text[-6000:]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(_alive(p) for p in {*children, postmaster}):
             time.sleep(0.2)
