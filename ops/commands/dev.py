@@ -124,7 +124,8 @@ academy is up: /health answered 200 {healthy_after:.1f}s after start
   health         {api_url}/health
   OpenAPI UI     {api_url}/schema
   OpenAPI JSON   {api_url}/schema/openapi.json
-  SQS + S3       {settings.sqs_endpoint_url}
+  SQS            {settings.sqs_endpoint_url}
+  S3 (as R2)     {settings.r2_endpoint}
   HLS (signed)   {os.environ.get("CDN_HLS_BASE_URL", "")}
   database       {settings.database_url}
   messages       {settings.messaging_provider or "none"} provider (console: logged and appended to .data/messages-outbox.jsonl)
