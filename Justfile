@@ -93,3 +93,7 @@ storage-cleanup *ARGS:
 # Play our HLS in headless Chromium with hls.js through the signing edge (needs Debian's chromium: apt-get install chromium; npm installs hls.js)
 check-playback:
     python -m ops.runtime run -- python -m tests.playback.check_playback
+
+# The restart drill: start `just dev` in a scratch data directory, give every pipeline work, SIGKILL everything mid-flight, start again, check every job ends and READY videos play
+drill:
+    python -m pytest tests/e2e/test_drill.py -q -s -p no:cacheprovider

@@ -49,6 +49,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(port: int) -> bool:
+    """True when a server can listen on ``port`` (as servers do, with SO_REUSEADDR: a port
+    whose last connections linger in TIME_WAIT after a restart counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the process that started it dies."""
     with contextlib.suppress(Exception):
@@ -157,6 +169,19 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _kept_port(name: str) -> int:
+    """The port ``name`` had last time when it is free again, else a new one (kept): links
+    stored in the database (a job's presigned result) stay valid across restarts."""
+    path = DATA_DIR / f"{name}.port"
+    with contextlib.suppress(OSError, ValueError):
+        port = int(path.read_text())
+        if port_free(port):
+            return port
+    port = free_port()
+    path.write_text(str(port))
+    return port
 
 
 def weed_binary() -> str | None:
@@ -302,7 +327,7 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
                 url, rt.pg_server = start_postgres(rt.pg_data)
                 rt.env["DATABASE_URL"] = url
         if purpose == "dev" and not os.environ.get("R2_ENDPOINT") and weed_binary():
-            url, rt.seaweed = start_seaweedfs(DATA_DIR / "s3-dev")
+            url, rt.seaweed = start_seaweedfs(DATA_DIR / "s3-dev", _kept_port("s3-dev"))
             _point_storage_at(rt, url)
         if not os.environ.get("SQS_ENDPOINT_URL") or not os.environ.get("R2_ENDPOINT"):
             url, rt.moto = start_moto()

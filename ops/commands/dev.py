@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 import urllib.request
@@ -34,6 +33,7 @@ from ops.runtime import (
     _die_with_parent,
     free_port,
     local_runtime,
+    port_free,
     publish_dev_env,
 )
 from ops.settings import get_settings
@@ -75,15 +75,6 @@ def _wait_healthy(url: str, timeout: float, supervisor: Supervisor) -> bool:
     return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _run(supervisor: Supervisor, started: float) -> int:
     configure_logging("WARNING")
     demo = asyncio.run(_prepare())
@@ -91,7 +82,7 @@ def _run(supervisor: Supervisor, started: float) -> int:
     print(f"  migrated; provisioned ({', '.join(changed) or 'all unchanged'}); demo tenant {demo}")
 
     port = int(os.environ.get("PORT") or 8000)
-    if not _port_free(port):
+    if not port_free(port):
         port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     api_cmd = [
