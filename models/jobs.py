@@ -152,6 +152,17 @@ async def beat(job_id: Any) -> None:
     )
 
 
+async def expect_life_within(job_id: Any, seconds: float) -> None:
+    """The job is silent on purpose for ``seconds`` (a delayed retry): its heartbeat is
+    moved that far ahead, so the lifeline counts its silence from then."""
+    await db.execute(
+        "UPDATE job SET heartbeat_at = greatest(heartbeat_at, now() + make_interval(secs => $2)) "
+        "WHERE id = $1 AND status IN ('PENDING', 'RUNNING')",
+        uuid.UUID(str(job_id)),
+        float(seconds),
+    )
+
+
 async def record_next_step(job_id: Any, actor_name: str, message: dict[str, Any]) -> None:
     """The step the chain sends next, in the transaction that records the step before it:
     the message the lifeline re-sends if this one is lost."""
