@@ -8,7 +8,7 @@ set positional-arguments := true
 
 export PYTHONPATH := justfile_directory()
 
-# Run the whole system locally (embedded Postgres, local SQS+S3, API, scheduler, one worker per tier) until Ctrl-C
+# Run the whole system locally (embedded Postgres, local SQS, SeaweedFS for S3 kept in .data/s3-dev, API, scheduler, one worker per tier; children restarted if they die) until Ctrl-C
 dev:
     python -m ops.commands.dev
 
