@@ -8,7 +8,7 @@ set positional-arguments := true
 
 export PYTHONPATH := justfile_directory()
 
-# Run the whole system locally (embedded Postgres, local SQS+S3, API, scheduler, one worker per tier) until Ctrl-C
+# Run the whole system locally (embedded Postgres, local SQS, SeaweedFS for S3 kept in .data/s3-dev, API, scheduler, one worker per tier; children restarted if they die) until Ctrl-C
 dev:
     python -m ops.commands.dev
 
@@ -93,3 +93,7 @@ storage-cleanup *ARGS:
 # Play our HLS in headless Chromium with hls.js through the signing edge (needs Debian's chromium: apt-get install chromium; npm installs hls.js)
 check-playback:
     python -m ops.runtime run -- python -m tests.playback.check_playback
+
+# The restart drill: start `just dev` in a scratch data directory, give every pipeline work, SIGKILL everything mid-flight, start again, check every job ends and READY videos play
+drill:
+    python -m pytest tests/e2e/test_drill.py -q -s -p no:cacheprovider

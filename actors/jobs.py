@@ -20,12 +20,16 @@ import dramatiq
 from models.db import on_commit, transaction
 from models.jobs import (
     JobRecord,
+    beat,
     fail_job,
+    fail_lost,
     finish_job,
     insert_job,
     mark_sent,
+    record_next_step,
     set_progress,
     start_job,
+    take_lost,
     unsent_jobs,
     utcnow,
 )
@@ -106,8 +110,15 @@ def job(
         @functools.wraps(fn)
         async def run(**kwargs: Any) -> Any:
             request_id = kwargs.pop("request_id", "") or ""
-            with bound(actor=name, job_id=kwargs.get("job_id"), request_id=request_id):
-                return await fn(**kwargs)
+            job_id = kwargs.get("job_id")
+            with bound(actor=name, job_id=job_id, request_id=request_id):
+                if not job_id:
+                    return await fn(**kwargs)
+                pulse = asyncio.create_task(_heartbeat(str(job_id), tier))
+                try:
+                    return await fn(**kwargs)
+                finally:
+                    pulse.cancel()
 
         actor = JobActor(
             run,
@@ -127,6 +138,19 @@ def job(
         return actor
 
     return decorate
+
+
+async def _heartbeat(job_id: str, tier: str) -> None:
+    """While a step runs, tell the lifeline it is alive, as often as SQS's own heartbeat
+    extends its message (a third of the tier's visibility timeout)."""
+    interval = max(1.0, get_settings().visibility_timeouts.get(tier, 120) / 3)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await beat(job_id)
+        except Exception:
+            # A missed beat costs at most a needless re-send, which a step shrugs off.
+            log.warning("job heartbeat failed", exc_info=True, extra={"job_id": job_id})
 
 
 def registered() -> dict[str, JobActor]:
@@ -219,6 +243,56 @@ async def sweep_unsent(older_than_seconds: int | None = None, limit: int = 100) 
     return sent
 
 
+LOST_IN_TRANSIT = "lost_in_transit"
+
+
+async def lifeline(limit: int = 100) -> dict[str, int]:
+    """Re-send the jobs whose message was lost: sent (PENDING) or running (RUNNING) but
+    silent -- no step started, beat or recorded -- for longer than their tier's visibility
+    timeout plus ``JOB_LIFELINE_MARGIN_SECONDS``. A live step beats every third of that, and
+    a message held by a dead worker comes back by itself within one visibility timeout, so
+    silence beyond both means the message is gone (a purged queue, a local queue server
+    restarted). The job's last recorded step is sent again (steps are idempotent: one done
+    only re-sends the next); after ``JOB_LIFELINE_MAX_RESENDS`` re-sends the job is FAILED
+    ``lost_in_transit``. Returns {"resent": n, "failed": n}."""
+    settings = get_settings()
+    quiet = {
+        tier: float(seconds + settings.job_lifeline_margin_seconds)
+        for tier, seconds in settings.visibility_timeouts.items()
+    }
+    failed = await fail_lost(
+        quiet,
+        settings.job_lifeline_max_resends,
+        f"{LOST_IN_TRANSIT}: the job's message was lost "
+        f"{settings.job_lifeline_max_resends} time(s) and re-sent each time; giving up",
+    )
+    for job_id in failed:
+        log_event(log, "JOB_LOST_IN_TRANSIT", job_id=str(job_id))
+    resent = 0
+    for lost in await take_lost(quiet, settings.job_lifeline_max_resends, limit):
+        actor = _REGISTRY.get(lost.actor_name)
+        if actor is None:
+            await fail_job(lost.id, f"unknown actor {lost.actor_name!r}")
+            continue
+        payload = dict(lost.message or {})
+        payload.pop("job_id", None)
+        try:
+            await actor.send_async(job_id=str(lost.id), **payload)
+        except Exception:
+            # Counted and marked alive all the same: the next silence tries again.
+            log.exception("lifeline re-send failed", extra={"job_id": str(lost.id)})
+            continue
+        log_event(
+            log,
+            "JOB_RESENT_BY_LIFELINE",
+            job_id=str(lost.id),
+            actor=actor.name,
+            resend=lost.lifeline_resends,
+        )
+        resent += 1
+    return {"resent": resent, "failed": len(failed)}
+
+
 # --- the step chain ----------------------------------------------------------------------
 
 
@@ -285,13 +359,18 @@ class Chain:
             raise TypeError(f"step {step!r} is a fan-out: it sends its own messages")
         return await asyncio.to_thread(actor.actor.send_with_options, kwargs=kwargs, delay=delay_ms)
 
-    async def send_after(self, step: str, **kwargs: Any) -> None:
-        """Send the step that follows ``step`` once the current transaction commits."""
+    async def send_after(self, step: str, job_id: str, kwargs: dict[str, Any]) -> None:
+        """Send the step that follows ``step`` once the current transaction commits, and
+        record it on the job in that transaction: the lifeline re-sends it if it is lost. A
+        fan-out is not recorded: the step before it stays the one to re-send, and its
+        re-send fans out again."""
         following = self.following(step)
         if following is None:
             return
         target = self.actors[following]
         if isinstance(target, JobActor):
+            kwargs = {"request_id": str(current_context().get("request_id") or ""), **kwargs}
+            await record_next_step(job_id, target.name, kwargs)
             await on_commit(functools.partial(self.send, following, **kwargs))
         else:
             await target(**kwargs)
@@ -337,7 +416,7 @@ async def run_step(
     if chain.past(claimed.done, step):
         log_event(log, "STEP_ALREADY_DONE", job_id=job_id, step=step)
         async with transaction():
-            await chain.send_after(step, **next_kwargs)
+            await chain.send_after(step, job_id, next_kwargs)
         return
     if chain.strict and not chain.past(claimed.done, chain.steps[chain.index(step) - 1]):
         return
@@ -353,7 +432,7 @@ async def run_step(
         return
     async with transaction():
         await record()
-        await chain.send_after(step, **next_kwargs)
+        await chain.send_after(step, job_id, next_kwargs)
 
 
 async def when_last(done: int, total: int | None, send: Callable[[], Awaitable[Any]]) -> bool:
@@ -375,6 +454,7 @@ __all__ = [
     "fail_job",
     "finish_job",
     "job",
+    "lifeline",
     "registered",
     "run_step",
     "set_progress",

@@ -12,10 +12,12 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, Retries
 
 from models.db import close_pool, start_pool
-from models.jobs import fail_job
+from models.jobs import expect_life_within, fail_job
 from ops.logging import log_event
 
 log = logging.getLogger("actors")
+
+MAX_BACKOFF_MS = 900_000.0  # SQS's longest delay
 
 
 class SafeRetries(Retries):
@@ -40,6 +42,30 @@ class SafeRetries(Retries):
         except Exception:
             log.exception("retry could not be enqueued; leaving the message for redelivery")
             message._academy_redeliver = True  # type: ignore[attr-defined]
+            return
+        job_id = (message.kwargs or {}).get("job_id")
+        if exception is None or message.failed or not job_id:
+            return
+        # A retry is on its way, delayed: the job is silent until then, and the lifeline
+        # must not take that for a lost message.
+        try:
+            _run_on_worker_loop(
+                expect_life_within(job_id, _retry_delay(broker, message, exception))
+            )
+        except Exception:
+            log.warning("could not record the retry delay on the job", exc_info=True)
+
+
+def _retry_delay(broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> float:
+    """Seconds until the retry just enqueued arrives, at most (Dramatiq's backoff is this
+    bound with jitter below it; SQS delays no message longer than 15 minutes)."""
+    if isinstance(exception, dramatiq.Retry) and exception.delay is not None:
+        delay_ms = float(exception.delay)
+    else:
+        options = {**broker.get_actor(message.actor_name).options, **message.options}
+        attempts = int(options.get("retries", 1)) - 1
+        delay_ms = min(float(options.get("min_backoff", 15_000)) * 2**attempts, MAX_BACKOFF_MS)
+    return min(delay_ms, MAX_BACKOFF_MS) / 1000
 
 
 class JobEvents(Middleware):

@@ -78,6 +78,19 @@ class Unsent(msgspec.Struct):
     message: dict[str, Any] | None
 
 
+class Ids(msgspec.Struct):
+    id: uuid.UUID
+
+
+class Lost(msgspec.Struct):
+    """A job whose message the lifeline re-sends: its last recorded step."""
+
+    id: uuid.UUID
+    actor_name: str
+    message: dict[str, Any] | None
+    lifeline_resends: int
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -130,6 +143,93 @@ async def unsent_jobs(older_than: dt.timedelta, limit: int) -> list[Unsent]:
     )
 
 
+# --- the lifeline ---------------------------------------------------------------------
+
+
+async def beat(job_id: Any) -> None:
+    """The running step is alive (sent every third of its tier's visibility timeout)."""
+    await db.execute(
+        "UPDATE job SET heartbeat_at = now() WHERE id = $1 AND status = 'RUNNING'",
+        uuid.UUID(str(job_id)),
+    )
+
+
+async def expect_life_within(job_id: Any, seconds: float) -> None:
+    """The job is silent on purpose for ``seconds`` (a delayed retry): its heartbeat is
+    moved that far ahead, so the lifeline counts its silence from then."""
+    await db.execute(
+        "UPDATE job SET heartbeat_at = greatest(heartbeat_at, now() + make_interval(secs => $2)) "
+        "WHERE id = $1 AND status IN ('PENDING', 'RUNNING')",
+        uuid.UUID(str(job_id)),
+        float(seconds),
+    )
+
+
+async def record_next_step(job_id: Any, actor_name: str, message: dict[str, Any]) -> None:
+    """The step the chain sends next, in the transaction that records the step before it:
+    the message the lifeline re-sends if this one is lost."""
+    await db.execute(
+        "UPDATE job SET step_actor = $2, step_message = $3, heartbeat_at = now() "
+        "WHERE id = $1 AND status IN ('PENDING', 'RUNNING')",
+        uuid.UUID(str(job_id)),
+        actor_name,
+        message,
+    )
+
+
+# A job is silent when neither a step nor a send showed life for its tier's threshold.
+_SILENT = """
+    FROM job JOIN unnest($1::text[], $2::float8[]) AS t(tier, quiet) ON t.tier = job.tier
+    WHERE job.status IN ('PENDING', 'RUNNING') AND job.sent_at IS NOT NULL
+      AND coalesce(job.heartbeat_at, job.sent_at) < now() - make_interval(secs => t.quiet)
+"""
+
+
+async def fail_lost(quiet: dict[str, float], max_resends: int, reason: str) -> list[uuid.UUID]:
+    """FAILED with ``reason``: silent jobs the lifeline already re-sent ``max_resends`` times."""
+    rows = await db.rows(
+        Ids,
+        f"""
+        UPDATE job SET status = 'FAILED', stage = 'failed', error = $4,
+               finished_at = now(), updated_at = now()
+        WHERE id IN (SELECT job.id {_SILENT} AND job.lifeline_resends >= $3
+                     FOR UPDATE OF job SKIP LOCKED)
+        RETURNING id
+        """,
+        list(quiet),
+        list(quiet.values()),
+        max_resends,
+        reason,
+    )
+    return [r.id for r in rows]
+
+
+async def take_lost(quiet: dict[str, float], max_resends: int, limit: int) -> list[Lost]:
+    """Silent jobs with re-sends left, oldest silence first: each is counted as re-sent and
+    shows life now (so the next round waits a whole threshold again), and comes back with
+    its last recorded step (the first message when no step recorded one)."""
+    return await db.rows(
+        Lost,
+        f"""
+        UPDATE job SET lifeline_resends = lifeline_resends + 1, heartbeat_at = now()
+        FROM (SELECT job.id {_SILENT} AND job.lifeline_resends < $3
+              ORDER BY coalesce(job.heartbeat_at, job.sent_at) LIMIT $4
+              FOR UPDATE OF job SKIP LOCKED) AS lost
+        WHERE job.id = lost.id
+        RETURNING job.id,
+                  CASE WHEN job.step_actor <> '' THEN job.step_actor ELSE job.actor_name END
+                      AS actor_name,
+                  CASE WHEN job.step_actor <> '' THEN job.step_message ELSE job.message END
+                      AS message,
+                  job.lifeline_resends
+        """,
+        list(quiet),
+        list(quiet.values()),
+        max_resends,
+        limit,
+    )
+
+
 async def start_job(job_id: str, stage: str = "running") -> JobRecord | None:
     """Mark the job RUNNING (counting the attempt). None if it is already finished -- a
     redelivered message must then do nothing."""
@@ -138,7 +238,7 @@ async def start_job(job_id: str, stage: str = "running") -> JobRecord | None:
         """
         UPDATE job SET status = 'RUNNING', stage = $2, attempts = attempts + 1,
                started_at = COALESCE(started_at, now()), updated_at = now(),
-               sent_at = COALESCE(sent_at, now())
+               sent_at = COALESCE(sent_at, now()), heartbeat_at = now()
         WHERE id = $1 AND status IN ('PENDING', 'RUNNING')
         RETURNING *
         """,
@@ -149,7 +249,7 @@ async def start_job(job_id: str, stage: str = "running") -> JobRecord | None:
 
 async def set_progress(job_id: Any, progress: int, stage: str) -> None:
     await db.execute(
-        "UPDATE job SET progress = $2, stage = $3, updated_at = now() "
+        "UPDATE job SET progress = $2, stage = $3, updated_at = now(), heartbeat_at = now() "
         "WHERE id = $1 AND status = 'RUNNING'",
         uuid.UUID(str(job_id)),
         max(0, min(100, progress)),
@@ -160,8 +260,8 @@ async def set_progress(job_id: Any, progress: int, stage: str) -> None:
 async def raise_progress(job_id: Any, progress: int) -> None:
     """Progress that only moves forward (steps of a fan-out finish in any order)."""
     await db.execute(
-        "UPDATE job SET progress = GREATEST(progress, $2), updated_at = now() "
-        "WHERE id = $1 AND status = 'RUNNING'",
+        "UPDATE job SET progress = GREATEST(progress, $2), updated_at = now(), "
+        "heartbeat_at = now() WHERE id = $1 AND status = 'RUNNING'",
         uuid.UUID(str(job_id)),
         max(0, min(100, progress)),
     )
@@ -210,7 +310,8 @@ async def reopen(job_id: uuid.UUID, stage: str) -> Reopened | None:
         Reopened,
         """
         UPDATE job SET status = 'PENDING', stage = $2, error = NULL, error_code = NULL,
-               finished_at = NULL, updated_at = now()
+               finished_at = NULL, updated_at = now(),
+               lifeline_resends = 0, heartbeat_at = now()
         FROM (SELECT id, status, stage, error, error_code, finished_at FROM job
               WHERE id = $1) AS old
         WHERE job.id = old.id AND job.status <> 'DONE'

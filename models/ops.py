@@ -83,6 +83,7 @@ class StatusCount(msgspec.Struct):
     status: str
     n: int
     retries: int
+    resends: int
 
 
 class TimeSums(msgspec.Struct):
@@ -122,7 +123,8 @@ class JobTableStats(msgspec.Struct):
 # tests hold the summary to, and the benchmark's anchor.
 SCAN_COUNTS_SQL = """
 SELECT actor_name, tier, status, count(*) AS n,
-       coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries
+       coalesce(sum(greatest(attempts - 1, 0)), 0) AS retries,
+       coalesce(sum(lifeline_resends), 0) AS resends
 FROM job GROUP BY actor_name, tier, status
 """
 
@@ -172,13 +174,14 @@ FOLD_SQL = f"""
 WITH moved AS (DELETE FROM job_stat_delta RETURNING *),
 added AS (
     INSERT INTO job_stat
-    SELECT {STAT_KEY}, sum(n), sum(retries), sum(processing_sum), sum(wait_sum)
+    SELECT {STAT_KEY}, sum(n), sum(retries), sum(processing_sum), sum(wait_sum), sum(resends)
     FROM moved GROUP BY {STAT_KEY}
     ON CONFLICT ({STAT_KEY}) DO UPDATE SET
         n = job_stat.n + excluded.n,
         retries = job_stat.retries + excluded.retries,
         processing_sum = job_stat.processing_sum + excluded.processing_sum,
-        wait_sum = job_stat.wait_sum + excluded.wait_sum
+        wait_sum = job_stat.wait_sum + excluded.wait_sum,
+        resends = job_stat.resends + excluded.resends
 )
 SELECT count(*) FROM moved
 """
@@ -188,7 +191,8 @@ DROP_EMPTY_SQL = "DELETE FROM job_stat WHERE n = 0"
 STAT_CTE = f"""
 WITH s AS (
     SELECT {STAT_KEY}, sum(n) AS n, sum(retries) AS retries,
-           sum(processing_sum) AS processing_sum, sum(wait_sum) AS wait_sum
+           sum(processing_sum) AS processing_sum, sum(wait_sum) AS wait_sum,
+           sum(resends) AS resends
     FROM (SELECT * FROM job_stat UNION ALL SELECT * FROM job_stat_delta) AS u
     GROUP BY {STAT_KEY}
 )
@@ -197,7 +201,8 @@ WITH s AS (
 STAT_COUNTS_SQL = (
     STAT_CTE
     + """
-SELECT actor_name, tier, status, sum(n)::bigint AS n, sum(retries)::bigint AS retries
+SELECT actor_name, tier, status, sum(n)::bigint AS n, sum(retries)::bigint AS retries,
+       sum(resends)::bigint AS resends
 FROM s GROUP BY actor_name, tier, status HAVING sum(n) > 0
 """
 )

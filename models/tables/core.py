@@ -108,6 +108,12 @@ class Job(Table, tablename="job", db=DB):
     actor_name = Varchar(length=128, default="")
     message = JSONB(null=True, default=None)
     sent_at = Timestamptz(null=True, default=None)
+    # The lifeline (``actors.jobs.lifeline``): when a step last showed life, the step to
+    # re-send if its message is lost (empty: the first one above), and how often it was.
+    heartbeat_at = Timestamptz(null=True, default=None)
+    step_actor = Varchar(length=128, default="")
+    step_message = JSONB(null=True, default=None)
+    lifeline_resends = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
     started_at = Timestamptz(null=True, default=None)

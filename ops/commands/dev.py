@@ -3,18 +3,17 @@
 Starts the local runtime (embedded Postgres, local SQS+S3) for whatever the environment
 does not provide, migrates, provisions, ensures a demo tenant, starts the API, the
 scheduler and one worker process per tier, runs the readiness check once and prints the
-URLs. Ctrl-C (or SIGTERM)
-stops everything it started; children also die with it if it is killed outright.
+URLs. A child that exits is started again after a backoff (``ops.commands.supervisor``);
+one that exits 5 times within a minute stops the whole stack. Ctrl-C (or SIGTERM) stops
+everything it started, in order: the workers, then the API side, then the queues, storage
+and database; children also die with it if it is killed outright.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -24,6 +23,7 @@ from models.db import configure_db
 from ops.commands.migrate import migrate
 from ops.commands.provision import provision
 from ops.commands.readiness import render, run_checks
+from ops.commands.supervisor import GaveUp, Supervisor, spawner
 from ops.commands.tenants import create_tenant
 from ops.commands.worker import command
 from ops.logging import configure_logging
@@ -33,6 +33,7 @@ from ops.runtime import (
     _die_with_parent,
     free_port,
     local_runtime,
+    port_free,
     publish_dev_env,
 )
 from ops.settings import get_settings
@@ -41,19 +42,8 @@ DEMO_SLUG = "demo"
 DEMO_EMAIL = "owner@demo.academy"
 DEMO_PASSWORD = "demo-password-1234"
 WORKER_GROUPS = ("video", "ai-cpu", "ai-gpu", "messaging")
-
-
-def _spawn(cmd: list[str], name: str) -> subprocess.Popen[bytes]:
-    print(f"  starting {name}: {' '.join(cmd[2:] if cmd[0] == sys.executable else cmd)}")
-    # A session of its own: the terminal's Ctrl-C reaches only us, and we stop each child
-    # with exactly one SIGTERM (a second one makes Dramatiq hard-kill its workers).
-    return subprocess.Popen(
-        cmd,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
+# Workers stop first: they finish their jobs while the API side and the queues are up.
+STOP_ORDER = ("workers", "api")
 
 
 async def _ensure_demo_tenant() -> str:
@@ -71,11 +61,10 @@ async def _prepare() -> str:
     return await _ensure_demo_tenant()
 
 
-def _wait_healthy(url: str, timeout: float, procs: list[subprocess.Popen[bytes]]) -> bool:
+def _wait_healthy(url: str, timeout: float, supervisor: Supervisor) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            return False
+        supervisor.check()
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                 if r.status == 200:
@@ -86,39 +75,14 @@ def _wait_healthy(url: str, timeout: float, procs: list[subprocess.Popen[bytes]]
     return False
 
 
-def _stop(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _, p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    for name, p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"  {name} did not stop in time; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _run(procs: list[tuple[str, subprocess.Popen[bytes]]], started: float) -> int:
+def _run(supervisor: Supervisor, started: float) -> int:
     configure_logging("WARNING")
     demo = asyncio.run(_prepare())
     changed = [f"{action} {res}" for res, action in provision() if action != "unchanged"]
     print(f"  migrated; provisioned ({', '.join(changed) or 'all unchanged'}); demo tenant {demo}")
 
     port = int(os.environ.get("PORT") or 8000)
-    if not _port_free(port):
+    if not port_free(port):
         port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     api_cmd = [
@@ -131,14 +95,13 @@ def _run(procs: list[tuple[str, subprocess.Popen[bytes]]], started: float) -> in
         hls_port = free_port()
         os.environ["CDN_HLS_BASE_URL"] = f"http://127.0.0.1:{hls_port}/hls"
         hls_cmd = [sys.executable, "-m", "ops.commands.hls_server", "--port", str(hls_port)]
-        procs.append(("hls edge", _spawn(hls_cmd, "hls edge")))
-    procs.append(("api", _spawn(api_cmd, "api")))
-    scheduler_cmd = [sys.executable, "-m", "ops.commands.scheduler"]
-    procs.append(("scheduler", _spawn(scheduler_cmd, "scheduler")))
+        supervisor.add("hls edge", hls_cmd, "api")
+    supervisor.add("api", api_cmd, "api")
+    supervisor.add("scheduler", [sys.executable, "-m", "ops.commands.scheduler"], "api")
     for group in WORKER_GROUPS:
-        procs.append((f"worker {group}", _spawn(command(group, 1, 2), f"worker {group}")))
+        supervisor.add(f"worker {group}", command(group, 1, 2), "workers")
 
-    if not _wait_healthy(api_url, 60, [p for _, p in procs]):
+    if not _wait_healthy(api_url, 60, supervisor):
         print("the API did not become healthy; stopping", file=sys.stderr)
         return 1
     healthy_after = time.monotonic() - started
@@ -152,7 +115,8 @@ academy is up: /health answered 200 {healthy_after:.1f}s after start
   health         {api_url}/health
   OpenAPI UI     {api_url}/schema
   OpenAPI JSON   {api_url}/schema/openapi.json
-  SQS + S3       {settings.sqs_endpoint_url}
+  SQS            {settings.sqs_endpoint_url}
+  S3 (as R2)     {settings.r2_endpoint}
   HLS (signed)   {os.environ.get("CDN_HLS_BASE_URL", "")}
   database       {settings.database_url}
   messages       {settings.messaging_provider or "none"} provider (console: logged and appended to .data/messages-outbox.jsonl)
@@ -162,11 +126,8 @@ Ctrl-C stops everything."""
     if os.environ.get("ACADEMY_DEV_EXIT_AFTER_READY"):
         return 0 if all(c.ok for c in checks) else 1
     while True:
-        for name, p in procs:
-            if p.poll() is not None:
-                print(f"{name} exited with {p.returncode}; stopping", file=sys.stderr)
-                return 1
-        time.sleep(1)
+        supervisor.check()
+        time.sleep(0.5)
 
 
 def main() -> int:
@@ -180,13 +141,16 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     # Local queues cost nothing to poll; a short long-poll makes Ctrl-C stop workers quickly.
     os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "2")
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    supervisor = Supervisor(spawner(PROJECT_ROOT, _die_with_parent))
     try:
         with local_runtime(purpose="dev") as rt:
             print("academy dev: started locally:", ", ".join(sorted(rt.env)) or "nothing")
             publish_dev_env(rt.env)
             try:
-                return _run(procs, started)
+                return _run(supervisor, started)
+            except GaveUp as exc:
+                print(exc, file=sys.stderr)
+                return 1
             finally:
                 # A second Ctrl-C must not cut the stop short: that would leave the children
                 # without their database and queues, and signal them twice.
@@ -194,7 +158,8 @@ def main() -> int:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 # Children first: they need the database and queues to stop cleanly.
                 print("stopping ...")
-                _stop(procs)
+                supervisor.stop(STOP_ORDER)
+                print("  stopping queues, storage and database")
     except KeyboardInterrupt:
         return 0
 

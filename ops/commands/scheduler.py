@@ -2,6 +2,9 @@
 
 * ``sweep``: PENDING jobs committed but never sent (the process died between its COMMIT
   and the send) are sent (``actors.jobs.sweep_unsent``).
+* ``lifeline``: jobs sent or running but silent for longer than their tier's visibility
+  timeout plus a margin lost their message; their last recorded step is sent again, a
+  bounded number of times (``actors.jobs.lifeline``).
 * ``pump``: outbox events (absences, scores, ...) and messages left open too long go to
   the messaging workers (``actors.messaging.pump``).
 * ``purge``: login attempts and refresh tokens that can no longer change an answer are
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.broker import setup_broker
-from actors.jobs import sweep_unsent
+from actors.jobs import lifeline, sweep_unsent
 from actors.messaging import pump
 from models.auth import purge_expired
 from models.db import close_pool, configure_db, run_exclusively, run_exclusively_forever, start_pool
@@ -53,8 +56,14 @@ def _sweep_interval(settings: Settings) -> float:
     return max(10.0, settings.job_sweep_after_seconds / 5)
 
 
+def _lifeline_interval(settings: Settings) -> float:
+    # A fifth of the margin: a lost message waits at most 20 % longer than it must.
+    return max(5.0, settings.job_lifeline_margin_seconds / 5)
+
+
 ROUNDS = (
     Round("sweep", "academy.job_sweeper", _sweep_interval, sweep_unsent),
+    Round("lifeline", "academy.job_lifeline", _lifeline_interval, lifeline),
     Round("pump", "academy.messaging_pump", lambda s: s.messaging_outbox_poll_seconds, pump),
     # Stale login rows only cost space: the sweeper's pace is more than enough.
     Round("purge", "academy.login_purge", _sweep_interval, purge_expired),

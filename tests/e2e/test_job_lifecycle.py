@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -120,6 +121,13 @@ async def test_retry_beyond_the_sqs_delay_limit_is_not_lost(tenant, start_worker
     row = await test_actors.job_row(job.id)
     assert row["status"] == "RUNNING" and row["attempts"] == 1
     assert "MessageDelayTooLong" not in worker.output()
+
+    # Silent on purpose until the retry arrives (15 minutes): not a lost message.
+    async def silence_expected():
+        row = await test_actors.job_row(job.id)
+        return row["heartbeat_at"] - row["started_at"] > dt.timedelta(minutes=14)
+
+    assert await wait_for(silence_expected, timeout=30), worker.output()[-3000:]
 
 
 async def test_flaky_job_retries_then_succeeds(tenant, lite_queue, start_worker):

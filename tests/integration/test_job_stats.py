@@ -31,7 +31,9 @@ T0 = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 def figures(stats: JobTableStats) -> dict[str, Any]:
     """Comparable form: keyed, order-free, sums rounded past float noise, ages to 10 s."""
     return {
-        "counts": {(c.actor_name, c.tier, c.status): (c.n, c.retries) for c in stats.counts},
+        "counts": {
+            (c.actor_name, c.tier, c.status): (c.n, c.retries, c.resends) for c in stats.counts
+        },
         "sums": {
             (s.actor_name, s.tier): (s.n, round(s.processing_sum, 3), round(s.wait_sum, 3))
             for s in stats.sums
@@ -56,6 +58,11 @@ async def lifecycle(tenant_id: uuid.UUID, actor: str, i: int) -> None:
     await jobs.mark_sent(job_id)
     await jobs.start_job(job_id)
     await jobs.set_progress(job_id, 40, "working")
+    if i % 6 == 1:
+        # What the lifeline's re-send does to the row (a reopen below sets it back to 0).
+        await db.execute(
+            "UPDATE job SET lifeline_resends = lifeline_resends + 2 WHERE id = $1", row.id
+        )
     if i % 3 == 0:
         await jobs.start_job(job_id)  # a redelivery: a second attempt
     if i % 4 == 0:
@@ -83,7 +90,8 @@ async def test_summary_equals_a_scan_through_every_job_change(tenant):
     # The actor's own figures, so the comparison is not of two empty sets.
     stats = figures(await job_table_stats(BUCKETS))
     mine = {k: v for k, v in stats["counts"].items() if k[0] == actor}
-    assert sum(n for n, _ in mine.values()) == 24 - 5  # five deleted
+    assert sum(n for n, _, _ in mine.values()) == 24 - 5  # five deleted
+    assert sum(r for _, _, r in mine.values()) > 0
     assert {k[2] for k in mine} == {"DONE", "FAILED", "RUNNING"}
 
 
