@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import random
 import string
-import uuid
 from typing import Any
 
 import pytest
 
-from actors import omr as omr_actors
-from models.db import connection
 from pipelines.omr.omrchecker import import_omrchecker
 from tests.factories.grades import create_exam, create_lecture, enrolled_student
 from tests.factories.omr_sheets import make_sheet
+from tests.integration.test_omr_api import _run_batch
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -52,18 +50,6 @@ TEMPLATE: dict[str, Any] = {
 }
 KEY_ID = "9999999999"
 KEY = {"1": "A", "2": "C", "3": "E", "4": "B", "5": "D"}
-
-
-async def _run_batch(job_id: str, batch_id: str) -> None:
-    await omr_actors._split(job_id, batch_id)
-    async with connection() as conn:
-        pages = await conn.fetch(
-            "SELECT id FROM omr_page WHERE batch = $1 AND status = 'PENDING' ORDER BY page_no",
-            uuid.UUID(batch_id),
-        )
-    for p in pages:
-        await omr_actors._read_page_safe(str(p["id"]))
-    await omr_actors._finish(job_id, batch_id)
 
 
 async def test_student_id_template_with_a_key_sheet_scores_a_batch(tenant: Any) -> None:
