@@ -191,11 +191,12 @@ async def _validate_lecture(
     return values
 
 
-def _validate_session(
-    data: SessionCreate | SessionUpdate, current: Session | None
+async def _validate_session(
+    scope: TenantScope, data: SessionCreate | SessionUpdate, current: Session | None
 ) -> dict[str, Any]:
     """Check every field given; times are "HH:MM" (null or "" clears one). The end must
-    come after the start, the stored value standing in for one a PATCH leaves out."""
+    come after the start, the stored value standing in for one a PATCH leaves out. A video
+    must be one of this academy's."""
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     if data.date is not msgspec.UNSET:
@@ -211,6 +212,8 @@ def _validate_session(
     if data.topic is not msgspec.UNSET:
         values["topic"] = _clean_bounded(data.topic, "topic", 200, errors)
     if data.video_id is not msgspec.UNSET:
+        if data.video_id is not None and not await sessions.has_video(scope, data.video_id):
+            errors.append({"field": "video_id", "message": "no such video in this academy"})
         values["video_id"] = data.video_id
     if not any(e["field"] in ("start_time", "end_time") for e in errors):
         start = values.get("start_time", _parse_optional(current.start_time if current else None))
@@ -389,7 +392,7 @@ class SessionController(Controller):
             # Locked so two additions (or a generation) cannot take the same number; and
             # the 404 comes before any 422, so another academy's ids cannot be probed.
             lecture = await lock_lecture(tenant_scope, lecture_id)
-            values = _validate_session(data, None)
+            values = await _validate_session(tenant_scope, data, None)
             return await sessions.add_session(tenant_scope, lecture, values)
 
     @get("/sessions/{session_id:str}", summary="One session")
@@ -411,7 +414,7 @@ class SessionController(Controller):
         async with transaction():
             # Locked so the start/end check sees the times it is about to combine with.
             current = await sessions.get_session(tenant_scope, session_id, lock=True)
-            values = _validate_session(data, current)
+            values = await _validate_session(tenant_scope, data, current)
             await sessions.update_session(tenant_scope, current.id, values)
         return await sessions.get_session(tenant_scope, current.id)
 

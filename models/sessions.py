@@ -202,3 +202,10 @@ async def add_sessions(scope: TenantScope, lecture: Seats, new: Sequence[NewSess
         [n[2] for n in new],
         [n[3] for n in new],
     )
+
+
+async def has_video(scope: TenantScope, video_id: uuid.UUID) -> bool:
+    """Whether the video is this academy's: a session shows only its own academy's videos
+    (the foreign key alone would take another academy's)."""
+    found = await scope.value("SELECT true FROM video WHERE tenant = $1 AND id = $2", video_id)
+    return bool(found)

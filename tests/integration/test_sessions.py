@@ -18,6 +18,7 @@ from tests.factories.lectures import (
     sessions_url,
 )
 from tests.factories.lectures import LECTURES as BASE
+from tests.factories.videos import create_video
 
 # --- sessions -------------------------------------------------------------------------
 
@@ -148,7 +149,12 @@ async def test_session_validation_and_edit(tenant):
     # Checked against the stored end time: 12:00 would start after it ends.
     r = await tenant.client.patch(url, json={"start_time": "12:00"}, headers=h)
     assert r.json()["errors"] == [{"field": "start_time", "message": "must be before end_time"}]
-    video = str(uuid.uuid4())
+    # A video id the academy does not have (none, or another academy's) is a field error.
+    r = await tenant.client.patch(url, json={"video_id": str(uuid.uuid4())}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"] == [
+        {"field": "video_id", "message": "no such video in this academy"}
+    ]
+    video = (await create_video(tenant, h, lecture_id=lecture["id"]))["video"]["id"]
     r = await tenant.client.patch(
         url,
         json={"date": "2026-05-02", "start_time": "12:00", "end_time": "13:30", "video_id": video},
