@@ -244,9 +244,7 @@ async def _read_and_store(page: ClaimedPage) -> None:
             review_items=items,
             annotated_key=annotated_key,
         )
-        if not await omr_pages.store_reading(page.id, stored):
-            raise _AlreadyRead()
-        await _count_into_barrier(page.batch, failed=False)
+        await _store(page, stored)
     log_event(
         log,
         "OMR_PAGE_READ",
@@ -293,10 +291,16 @@ async def _store_key_sheet(
             review_items=items,
             annotated_key=annotated_key,
         )
-        if not await omr_pages.store_reading(page.id, stored):
-            raise _AlreadyRead()
-        await _count_into_barrier(page.batch, failed=False)
+        await _store(page, stored)
     log_event(log, "OMR_KEY_SHEET_READ", page_id=str(page.id), questions=len(key))
+
+
+async def _store(page: ClaimedPage, stored: StoredReading) -> None:
+    """Stores the page's reading and counts it into the batch's barrier, in the caller's
+    transaction; a page another delivery stored first rolls that transaction back."""
+    if not await omr_pages.store_reading(page.id, stored):
+        raise _AlreadyRead()
+    await _count_into_barrier(page.batch, failed=False)
 
 
 def _student_item(reason: str, reading: SheetReading) -> dict[str, Any]:
