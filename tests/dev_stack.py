@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ops.runtime import pid_alive as alive
 from tests.conftest import ROOT
 
 # Unset, so `just dev` starts its own database, queues and storage.
@@ -39,16 +40,6 @@ def children(pid: int, containing: str) -> list[int]:
         ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
     ).stdout
     return [int(line.split()[0]) for line in out.splitlines() if containing in line]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) is not running.
-    stat = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
-    return bool(stat.stdout.strip()) and not stat.stdout.strip().startswith("Z")
 
 
 class DevStack:
