@@ -30,6 +30,7 @@ from api import videos as videos_api
 from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
 from api.health import health
+from api.hygiene import TYPE_DECODERS, CheckedRequest, DayPlugin, refuse_control_characters
 from api.jobs import JobController
 from api.list_cache import invalidate_after_write, listening
 from api.openapi import document_bearer_auth, openapi_config, static_assets
@@ -155,6 +156,12 @@ def create_app(*, pool: bool = True) -> Litestar:
             static_assets(),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Input hygiene of every route (api.hygiene): after routing, so path parameters
+        # are known and refusals are problems like any other.
+        middleware=[refuse_control_characters],
+        request_class=CheckedRequest,
+        type_decoders=TYPE_DECODERS,
+        plugins=[DayPlugin()],
         openapi_config=openapi_config(),
         lifespan=[_lifespan(pool)],
         before_send=[_invalidate_after_write],

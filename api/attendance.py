@@ -64,6 +64,7 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.events import emit_events, record_audits
 from models.grades import student_exists
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.tables import AttendanceStatus, Student
@@ -254,10 +255,10 @@ def _lecture_report(
 # --- routes ----------------------------------------------------------------------------
 
 DateFrom = Annotated[
-    dt.date | None, QueryParameter(name="from", description="first session date, inclusive")
+    Day | None, QueryParameter(name="from", description="first session date, inclusive")
 ]
 DateTo = Annotated[
-    dt.date | None, QueryParameter(name="to", description="last session date, inclusive")
+    Day | None, QueryParameter(name="to", description="last session date, inclusive")
 ]
 
 

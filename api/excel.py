@@ -15,7 +15,6 @@ writes a workbook itself.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import uuid
 from typing import Any
@@ -38,6 +37,7 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.imports import EXPORT_KIND, IMPORT_KIND, ExcelJobStatus
 from models.lectures import lecture_exists
+from models.limits import Day, encode_day
 from models.scope import NotFoundInTenant, TenantScope
 from models.tables import Exam, Lecture, Role
 from ops import storage
@@ -64,8 +64,8 @@ class JobAccepted(msgspec.Struct):
 
 
 class AttendanceExport(msgspec.Struct, forbid_unknown_fields=True):
-    date_from: dt.date
-    date_to: dt.date
+    date_from: Day
+    date_to: Day
     lecture_id: uuid.UUID | None = None
 
 
@@ -245,7 +245,7 @@ async def _start_export(
         kind=EXPORT_KIND,
         sheet=kind,
         filename=safe_filename(filename),
-        params=msgspec.to_builtins(params) if params is not None else {},
+        params=msgspec.to_builtins(params, enc_hook=encode_day) if params is not None else {},
     )
     return _accepted(job.id)
 

@@ -52,6 +52,7 @@ from models.grades import (
     write_scores,
 )
 from models.lectures import lecture_exists
+from models.limits import Day
 from models.pages import Page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Role
@@ -84,7 +85,7 @@ class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
     /exams/{id}/omr``)."""
 
     title: str
-    date: dt.date
+    date: Day
     max_score: float = 100.0
     question_count: int | None = None
     answer_key: dict[str, list[str]] | None = None
@@ -94,7 +95,7 @@ class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change; ``null`` clears ``question_count`` / ``answer_key``."""
 
     title: str | msgspec.UnsetType = msgspec.UNSET
-    date: dt.date | msgspec.UnsetType = msgspec.UNSET
+    date: Day | msgspec.UnsetType = msgspec.UNSET
     max_score: float | msgspec.UnsetType = msgspec.UNSET
     question_count: int | msgspec.UnsetType | None = msgspec.UNSET
     answer_key: dict[str, list[str]] | msgspec.UnsetType | None = msgspec.UNSET

@@ -35,6 +35,7 @@ from models.db import transaction
 from models.enrollments import Enrollment, RosterEntry, StudentLecture, enrol_many, lock_lecture
 from models.errors import fail_fields
 from models.lectures import Lecture, Slot
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.sessions import Session, Term
@@ -70,8 +71,8 @@ class LectureCreate(msgspec.Struct, forbid_unknown_fields=True):
     teacher_id: uuid.UUID | None = None  # a teacher, owner or admin of this academy
     capacity: int | None = None  # None: no limit
     schedule: list[Slot] = []
-    start_date: dt.date | None = None
-    end_date: dt.date | None = None
+    start_date: Day | None = None
+    end_date: Day | None = None
     status: LectureStatus = LectureStatus.planned
 
 
@@ -84,13 +85,13 @@ class LectureUpdate(msgspec.Struct, forbid_unknown_fields=True):
     teacher_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     capacity: int | msgspec.UnsetType | None = msgspec.UNSET
     schedule: list[Slot] | msgspec.UnsetType = msgspec.UNSET
-    start_date: dt.date | msgspec.UnsetType | None = msgspec.UNSET
-    end_date: dt.date | msgspec.UnsetType | None = msgspec.UNSET
+    start_date: Day | msgspec.UnsetType | None = msgspec.UNSET
+    end_date: Day | msgspec.UnsetType | None = msgspec.UNSET
     status: LectureStatus | msgspec.UnsetType = msgspec.UNSET
 
 
 class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
-    date: dt.date
+    date: Day
     start_time: str | None = None  # "HH:MM"
     end_time: str | None = None
     topic: str = ""
@@ -98,7 +99,7 @@ class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SessionUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    date: dt.date | msgspec.UnsetType = msgspec.UNSET
+    date: Day | msgspec.UnsetType = msgspec.UNSET
     start_time: str | msgspec.UnsetType | None = msgspec.UNSET
     end_time: str | msgspec.UnsetType | None = msgspec.UNSET
     topic: str | msgspec.UnsetType = msgspec.UNSET

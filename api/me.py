@@ -18,6 +18,7 @@ from api.auth import Principal, require_roles
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import family
 from models.family import MyLecture, MyScore, MySession, MyStudent, Viewer
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role
@@ -41,11 +42,11 @@ def _viewer(principal: Principal) -> Viewer:
 
 # Same names as the attendance reports: ?from=&to= (inclusive).
 DateFrom = Annotated[
-    dt.date | None,
+    Day | None,
     QueryParameter(name="from", description="first date, inclusive (default: 31 days ago)"),
 ]
 DateTo = Annotated[
-    dt.date | None,
+    Day | None,
     QueryParameter(name="to", description="last date, inclusive (default: in 31 days)"),
 ]
 

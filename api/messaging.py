@@ -31,6 +31,7 @@ from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import messaging as message_store
 from models import messaging_config
 from models.errors import fail_fields
+from models.limits import Day
 from models.messaging import Message
 from models.messaging_config import Sender, StoredSettings, Template, TemplateValues
 from models.pages import Page
@@ -387,8 +388,8 @@ class MessagingController(Controller):
         status: FromQuery[MessageStatus | None] = None,
         student_id: FromQuery[uuid.UUID | None] = None,
         job_id: FromQuery[uuid.UUID | None] = None,
-        date_from: FromQuery[dt.date | None] = None,
-        date_to: FromQuery[dt.date | None] = None,
+        date_from: FromQuery[Day | None] = None,
+        date_to: FromQuery[Day | None] = None,
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
     ) -> MessagePage:

@@ -3,7 +3,6 @@ pages, soft delete / restore, and the deleted-duplicates tools."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from api.list_cache import STUDENT_LIST
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import students
 from models.errors import fail_fields
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope
 from models.students import GuardianLink, Student, StudentFilter
@@ -50,7 +50,7 @@ class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
     phone: str | None = None
     school: str = ""
     grade: str = ""
-    birth_date: dt.date | None = None
+    birth_date: Day | None = None
     memo: str = ""
     status: StudentStatus = StudentStatus.active
     guardians: list[GuardianIn] = []
@@ -63,7 +63,7 @@ class StudentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     phone: str | msgspec.UnsetType | None = msgspec.UNSET
     school: str | msgspec.UnsetType = msgspec.UNSET
     grade: str | msgspec.UnsetType = msgspec.UNSET
-    birth_date: dt.date | msgspec.UnsetType | None = msgspec.UNSET
+    birth_date: Day | msgspec.UnsetType | None = msgspec.UNSET
     memo: str | msgspec.UnsetType = msgspec.UNSET
     status: StudentStatus | msgspec.UnsetType = msgspec.UNSET
     guardians: list[GuardianIn] | msgspec.UnsetType = msgspec.UNSET

@@ -45,6 +45,7 @@ from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
 from models.jobs import fail_job
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
@@ -92,15 +93,13 @@ class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
     lecture_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
     proctored: bool = False  # PROCTORED_CLASS: no credit for seeking ahead
-    due_date: dt.date | None = (
-        None  # after it, guardians of students who have not watched are reminded
-    )
+    due_date: Day | None = None  # after it, guardians of students who have not watched are reminded
 
 
 class VideoUpdate(msgspec.Struct, forbid_unknown_fields=True):
     title: str | msgspec.UnsetType = msgspec.UNSET
     proctored: bool | msgspec.UnsetType = msgspec.UNSET
-    due_date: dt.date | msgspec.UnsetType | None = msgspec.UNSET
+    due_date: Day | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class UploadPart(msgspec.Struct):

@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 from piccolo.engine.postgres import PostgresEngine
 
+from models.limits import encode_day
 from ops.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,11 @@ T = TypeVar("T")
 
 def _encode_json(value: Any) -> str:
     # Piccolo and some statements hand over JSON text already; anything else is encoded.
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    return (
+        value
+        if isinstance(value, str)
+        else msgspec.json.encode(value, enc_hook=encode_day).decode()
+    )
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

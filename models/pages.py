@@ -24,6 +24,7 @@ import msgspec
 
 from models.db import as_struct
 from models.errors import field_error
+from models.limits import Day, decode_day, has_control_characters
 from models.scope import TenantScope
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
 
 
 def as_text(value: Any) -> str:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or has_control_characters(value):
         raise ValueError(value)
     return value
 
@@ -75,7 +76,7 @@ def as_uuid(value: Any) -> uuid.UUID:
 
 
 def as_date(value: Any) -> dt.date:
-    return dt.date.fromisoformat(str(value))
+    return decode_day(Day, str(value))
 
 
 def as_datetime(value: Any) -> dt.datetime:

@@ -1,0 +1,94 @@
+"""What the system accepts as input, written once: text lengths, the characters text may
+hold, and the range of calendar dates.
+
+Postgres refuses NUL in text (asyncpg raises ``CharacterNotInRepertoireError``) and the
+other C0 controls only corrupt exports and messages, so text holding them is a field error
+before it reaches a statement. Dates far outside an academy's life overflow the date
+arithmetic (``9999-12-31`` plus a day) or the conversion to a KST timestamp
+(``0001-01-01``), so a date is a field error outside ``EARLIEST_DATE..LATEST_DATE``.
+
+Request Structs type their free text with ``Name`` / ``Text`` / ``Secret`` and their dates
+with ``Day``; the API decodes ``Day`` with ``decode_day`` and checks every decoded string
+with ``control_character_errors`` (``api.hygiene``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any
+
+import msgspec
+
+# Names, titles, labels, codes, e-mail addresses, phone numbers.
+NAME_MAX = 200
+# Memos, topics, message bodies: a page of text, not a document.
+TEXT_MAX = 5_000
+# Passwords, API keys and tokens: generous, but not a way to make the server hash megabytes.
+SECRET_MAX = 1_024
+
+Name = Annotated[str, msgspec.Meta(max_length=NAME_MAX)]
+Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
+Secret = Annotated[str, msgspec.Meta(max_length=SECRET_MAX)]
+
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2200, 12, 31)
+
+# C0 controls but tab, newline and carriage return.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+CONTROL_MESSAGE = "must not contain NUL or other control characters"
+
+
+class Day(dt.date):
+    """A calendar date between ``EARLIEST_DATE`` and ``LATEST_DATE`` (ISO ``YYYY-MM-DD``).
+
+    A subclass, not an alias: msgspec decodes its own ``date`` without a hook, and this
+    type's decoding (``decode_day``) is where the range is checked."""
+
+
+def decode_day(type_: type, value: Any) -> Day:
+    """A ``Day`` from an ISO string or a date; ``ValueError`` names what is wrong."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("Invalid date: expected YYYY-MM-DD") from None
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise ValueError("Invalid date: expected YYYY-MM-DD")
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"must be between {EARLIEST_DATE} and {LATEST_DATE}")
+    return Day(value.year, value.month, value.day)
+
+
+def encode_day(value: Any) -> Any:
+    """msgspec ``enc_hook``: a ``Day`` is encoded as the date it is (msgspec encodes only
+    ``date`` itself; Litestar's responses already find the date encoder)."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise NotImplementedError(type(value))
+
+
+def has_control_characters(text: str) -> bool:
+    return CONTROL_CHARACTERS.search(text) is not None
+
+
+def control_character_errors(value: Any, field: str, source: str) -> list[dict[str, Any]]:
+    """A field error for every string in ``value`` (walked through lists and objects, keys
+    included) holding a control character; ``field`` is the path so far."""
+    if isinstance(value, str):
+        return [_error(field, source)] if has_control_characters(value) else []
+    errors: list[dict[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{field}.{key}" if field else str(key)
+            if isinstance(key, str) and has_control_characters(key):
+                errors.append(_error(path, source))
+            errors.extend(control_character_errors(item, path, source))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            errors.extend(control_character_errors(item, f"{field}[{i}]", source))
+    return errors
+
+
+def _error(field: str, source: str) -> dict[str, Any]:
+    return {"field": field or "body", "message": CONTROL_MESSAGE, "source": source}
