@@ -64,7 +64,7 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.events import emit_events, record_audits
 from models.grades import student_exists
-from models.limits import Day
+from models.limits import Day, Name, Text
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.tables import AttendanceStatus, Student
@@ -86,7 +86,7 @@ class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
     ``checked_at`` omitted: now (or unchanged, when only the note changes)."""
 
     status: AttendanceStatus
-    note: str | msgspec.UnsetType = msgspec.UNSET
+    note: Text | msgspec.UnsetType = msgspec.UNSET
     checked_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
 
 
@@ -94,9 +94,9 @@ class BulkItem(msgspec.Struct, forbid_unknown_fields=True):
     """A row of a bulk check. Typed as plain strings on purpose: the API validates every row
     itself, so one 422 lists every bad row (msgspec stops at the first bad value)."""
 
-    student_id: Annotated[str, msgspec.Meta(description="a student id (UUID)")]
-    status: Annotated[str, msgspec.Meta(description="present | late | absent | excused")]
-    note: str | msgspec.UnsetType = msgspec.UNSET
+    student_id: Annotated[Name, msgspec.Meta(description="a student id (UUID)")]
+    status: Annotated[Name, msgspec.Meta(description="present | late | absent | excused")]
+    note: Text | msgspec.UnsetType = msgspec.UNSET
 
 
 class BulkCheckIn(msgspec.Struct, forbid_unknown_fields=True):

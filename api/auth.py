@@ -37,6 +37,7 @@ from models import auth as logins
 from models.accounts import Holder, Me
 from models.auth import StoredToken
 from models.db import transaction
+from models.limits import Name, Secret
 from models.scope import TenantScope
 from models.tables import Role
 from ops.passwords import verify_password
@@ -58,13 +59,13 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: str = msgspec.field()
-    password: str
-    tenant: str | None = None  # slug; needed only when the e-mail exists in several academies
+    email: Name = msgspec.field()
+    password: Secret
+    tenant: Name | None = None  # slug; needed only when the e-mail exists in several academies
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):
-    refresh_token: str
+    refresh_token: Secret
 
 
 class TokenPair(msgspec.Struct):

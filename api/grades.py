@@ -52,7 +52,7 @@ from models.grades import (
     write_scores,
 )
 from models.lectures import lecture_exists
-from models.limits import Day
+from models.limits import Day, Name
 from models.pages import Page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Role
@@ -84,21 +84,21 @@ class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
     weights are not part of it: they are the exam's OMR ``marking`` (``PUT
     /exams/{id}/omr``)."""
 
-    title: str
+    title: Name
     date: Day
     max_score: float = 100.0
     question_count: int | None = None
-    answer_key: dict[str, list[str]] | None = None
+    answer_key: dict[Name, list[Name]] | None = None
 
 
 class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change; ``null`` clears ``question_count`` / ``answer_key``."""
 
-    title: str | msgspec.UnsetType = msgspec.UNSET
+    title: Name | msgspec.UnsetType = msgspec.UNSET
     date: Day | msgspec.UnsetType = msgspec.UNSET
     max_score: float | msgspec.UnsetType = msgspec.UNSET
     question_count: int | msgspec.UnsetType | None = msgspec.UNSET
-    answer_key: dict[str, list[str]] | msgspec.UnsetType | None = msgspec.UNSET
+    answer_key: dict[Name, list[Name]] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ScoreIn(msgspec.Struct, forbid_unknown_fields=True):

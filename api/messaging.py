@@ -31,7 +31,7 @@ from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import messaging as message_store
 from models import messaging_config
 from models.errors import fail_fields
-from models.limits import Day
+from models.limits import Day, Name, Secret, Text
 from models.messaging import Message
 from models.messaging_config import Sender, StoredSettings, Template, TemplateValues
 from models.pages import Page
@@ -64,18 +64,18 @@ REPORT_PARSERS = {"solapi": solapi.parse_reports, "console": console.parse_repor
 
 
 class ProviderCredentials(msgspec.Struct, forbid_unknown_fields=True):
-    api_key: str
-    api_secret: str
+    api_key: Secret
+    api_secret: Secret
 
 
 class SettingsUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``provider: ""`` returns to the server default;
     ``credentials`` replace the stored ones (they are never shown again)."""
 
-    provider: str | msgspec.UnsetType = msgspec.UNSET
+    provider: Name | msgspec.UnsetType = msgspec.UNSET
     credentials: ProviderCredentials | msgspec.UnsetType | None = msgspec.UNSET
-    pf_id: str | msgspec.UnsetType = msgspec.UNSET
-    opt_out_number: str | msgspec.UnsetType = msgspec.UNSET
+    pf_id: Name | msgspec.UnsetType = msgspec.UNSET
+    opt_out_number: Name | msgspec.UnsetType = msgspec.UNSET
     auto_absence: bool | msgspec.UnsetType = msgspec.UNSET
     auto_late: bool | msgspec.UnsetType = msgspec.UNSET
     auto_score: bool | msgspec.UnsetType = msgspec.UNSET
@@ -97,18 +97,18 @@ class MessagingSettings(msgspec.Struct):
 
 
 class SenderCreate(msgspec.Struct, forbid_unknown_fields=True):
-    phone: str
-    label: str = ""
+    phone: Name
+    label: Name = ""
     is_default: bool = False
 
 
 class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: str
-    body: str
-    name: str = ""
-    channel: str = "sms"  # sms (SMS or LMS by length) | alimtalk
-    subject: str = ""
-    kakao_template_id: str = ""
+    code: Name
+    body: Text
+    name: Name = ""
+    channel: Name = "sms"  # sms (SMS or LMS by length) | alimtalk
+    subject: Name = ""
+    kakao_template_id: Name = ""
     advertising: bool = False
     strip_unencodable: bool = False
 

@@ -15,6 +15,7 @@ import msgspec
 from api.errors import Problem, field_error
 from models.errors import fail_fields
 from models.lectures import lecture_exists
+from models.limits import Name, Text
 from models.messaging_config import default_sender, get_template, sender_phone, tenant_messaging
 from models.recipients import resolve_recipients, unknown_ids
 from models.scope import NotFoundInTenant, TenantScope
@@ -32,8 +33,8 @@ TEXT_ERRORS = {"missing_variable", "too_long", "subject_too_long", "unencodable"
 
 
 class ExplicitRecipient(msgspec.Struct, forbid_unknown_fields=True):
-    phone: str
-    name: str = ""
+    phone: Name
+    name: Name = ""
 
 
 class Target(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,10 +52,10 @@ class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     target: Target
     template_id: uuid.UUID | None = None
-    text: str | None = None
-    subject: str = ""
+    text: Text | None = None
+    subject: Name = ""
     sender_id: uuid.UUID | None = None
-    variables: dict[str, str] = {}
+    variables: dict[Name, Text] = {}
     dry_run: bool = False
 
 

@@ -39,6 +39,7 @@ from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
+from models.limits import Name, Text
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -72,8 +73,8 @@ class ExamOmrUpdate(msgspec.Struct, forbid_unknown_fields=True):
     the batch's answer key instead of a student's answers (for example ``"99999999"``)."""
 
     template_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
-    marking: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
-    key_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    marking: dict[Name, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    key_id: Name | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class EvaluationImport(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,8 +82,8 @@ class EvaluationImport(msgspec.Struct, forbid_unknown_fields=True):
     one (``answer_key_csv_path``). The exam's template must be set: its questions give
     the labels (``q1``...) their numbers."""
 
-    evaluation: dict[str, Any]
-    answer_key_csv: str | None = None
+    evaluation: dict[Name, Any]
+    answer_key_csv: Text | None = None
 
 
 class ScanAccepted(msgspec.Struct):
@@ -104,12 +105,12 @@ class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
     none); the others stay as read. ``student_id``: the student the sheet belongs to.
     Sending nothing confirms the reading as it is."""
 
-    answers: dict[str, str] = {}
+    answers: dict[Name, Name] = {}
     student_id: uuid.UUID | None = None
 
 
 class Base64File(msgspec.Struct, forbid_unknown_fields=True):
-    filename: str
+    filename: Name
     content_base64: str
 
 

@@ -23,6 +23,7 @@ from api.auth import require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import omr as omr_models
+from models.limits import Name
 from models.omr import TemplateOut
 from models.pages import Page
 from models.scope import TenantScope
@@ -46,14 +47,14 @@ TemplateOutPage = Annotated[Page[TemplateOut], page_schema(TemplateOut)]
 class TemplateCreate(msgspec.Struct, forbid_unknown_fields=True):
     """``spec``: the template JSON (``pipelines.omr.template.Template``)."""
 
-    spec: dict[str, Any]
+    spec: dict[Name, Any]
 
 
 class BuiltinCreate(msgspec.Struct, forbid_unknown_fields=True):
     """The built-in Korean answer card: 1..60 questions of 4 or 5 choices, a 4..8-digit
     student number (the last digits of the student's mobile number)."""
 
-    name: str | None = None
+    name: Name | None = None
     questions: int = 20
     choices: int = 5
     id_digits: int = 8
@@ -65,16 +66,16 @@ class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
     names the custom label (or field) holding the student number (default: the first
     whose name starts with ``roll`` or contains ``id``)."""
 
-    name: str
-    template: dict[str, Any]
-    config: dict[str, Any] | None = None
+    name: Name
+    template: dict[Name, Any]
+    config: dict[Name, Any] | None = None
     marker_images: dict[str, str] = {}
-    student_field: str | None = None
+    student_field: Name | None = None
 
 
 class TemplateUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str | msgspec.UnsetType = msgspec.UNSET
-    spec: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    spec: dict[Name, Any] | msgspec.UnsetType = msgspec.UNSET
 
 
 def template_problem(exc: TemplateError, prefix: str = "spec") -> Problem:

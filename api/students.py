@@ -18,7 +18,7 @@ from api.list_cache import STUDENT_LIST
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import students
 from models.errors import fail_fields
-from models.limits import Day
+from models.limits import Day, Name, Text
 from models.pages import Page
 from models.scope import TenantScope
 from models.students import GuardianLink, Student, StudentFilter
@@ -39,19 +39,19 @@ require_office = require_roles(Role.owner, Role.admin, Role.staff)
 
 
 class GuardianIn(msgspec.Struct, forbid_unknown_fields=True):
-    phone: str
-    name: str = ""
+    phone: Name
+    name: Name = ""
     relation: GuardianRelation = GuardianRelation.guardian
     is_primary: bool = False
 
 
 class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    phone: str | None = None
-    school: str = ""
-    grade: str = ""
+    name: Name
+    phone: Name | None = None
+    school: Name = ""
+    grade: Name = ""
     birth_date: Day | None = None
-    memo: str = ""
+    memo: Text = ""
     status: StudentStatus = StudentStatus.active
     guardians: list[GuardianIn] = []
 
@@ -59,12 +59,12 @@ class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
 class StudentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``guardians``, when present, replaces the list."""
 
-    name: str | msgspec.UnsetType = msgspec.UNSET
-    phone: str | msgspec.UnsetType | None = msgspec.UNSET
-    school: str | msgspec.UnsetType = msgspec.UNSET
-    grade: str | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    phone: Name | msgspec.UnsetType | None = msgspec.UNSET
+    school: Name | msgspec.UnsetType = msgspec.UNSET
+    grade: Name | msgspec.UnsetType = msgspec.UNSET
     birth_date: Day | msgspec.UnsetType | None = msgspec.UNSET
-    memo: str | msgspec.UnsetType = msgspec.UNSET
+    memo: Text | msgspec.UnsetType = msgspec.UNSET
     status: StudentStatus | msgspec.UnsetType = msgspec.UNSET
     guardians: list[GuardianIn] | msgspec.UnsetType = msgspec.UNSET
 

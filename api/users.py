@@ -22,6 +22,7 @@ from api.errors import Problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import accounts
 from models.accounts import Account
+from models.limits import Name, Secret
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role
@@ -39,22 +40,22 @@ AccountPage = Annotated[Page[Account], page_schema(Account)]
 
 
 class AccountCreate(msgspec.Struct, forbid_unknown_fields=True):
-    email: str
+    email: Name
     role: Role
-    name: str = ""
-    password: str | None = None  # generated (and returned once) when omitted
+    name: Name = ""
+    password: Secret | None = None  # generated (and returned once) when omitted
     student_id: uuid.UUID | None = None
     guardian_id: uuid.UUID | None = None
 
 
 class AccountUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    name: str | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
     role: Role | msgspec.UnsetType = msgspec.UNSET
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class PasswordReset(msgspec.Struct, forbid_unknown_fields=True):
-    password: str | None = None
+    password: Secret | None = None
 
 
 class AccountCreated(msgspec.Struct):

@@ -45,7 +45,7 @@ from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
 from models.jobs import fail_job
-from models.limits import Day
+from models.limits import Day, Name
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
@@ -86,10 +86,10 @@ VideoPage = Annotated[Page[Video], page_schema(Video)]
 class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Give ``lecture_id``, or ``session_id`` (its lecture is implied), or both."""
 
-    title: str
-    filename: str
+    title: Name
+    filename: Name
     size_bytes: int
-    content_type: str = "video/mp4"
+    content_type: Name = "video/mp4"
     lecture_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
     proctored: bool = False  # PROCTORED_CLASS: no credit for seeking ahead
@@ -97,7 +97,7 @@ class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VideoUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    title: str | msgspec.UnsetType = msgspec.UNSET
+    title: Name | msgspec.UnsetType = msgspec.UNSET
     proctored: bool | msgspec.UnsetType = msgspec.UNSET
     due_date: Day | msgspec.UnsetType | None = msgspec.UNSET
 
@@ -128,7 +128,7 @@ class VideoCreated(msgspec.Struct):
 
 class CompletedPart(msgspec.Struct, forbid_unknown_fields=True):
     part_number: int
-    etag: str
+    etag: Name
 
 
 class UploadComplete(msgspec.Struct, forbid_unknown_fields=True):

@@ -19,6 +19,7 @@ import msgspec
 from models.db import transaction
 from models.enrollments import active_count, lock_lecture
 from models.errors import Problem
+from models.limits import Name
 from models.pages import Page, Params, as_datetime, as_text, as_uuid, keyset, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture as LectureTable
@@ -32,8 +33,8 @@ class Slot(msgspec.Struct, forbid_unknown_fields=True):
     """A weekly slot: ``weekday`` 0 (Mon) .. 6 (Sun), ``start``/``end`` as ``"HH:MM"``."""
 
     weekday: int
-    start: str
-    end: str
+    start: Name
+    end: Name
 
 
 class Lecture(msgspec.Struct):
