@@ -31,7 +31,7 @@ from actors.excel_export import export
 from actors.jobs import submit
 from api.auth import Principal, require_roles, require_staff
 from api.errors import Problem, field_error
-from api.uploads import refuse_declared_size, refuse_read_size
+from api.uploads import cap_body, refuse_read_size
 from models import exports, imports
 from models.db import transaction
 from models.errors import fail_fields
@@ -189,7 +189,7 @@ class ExcelImportController(Controller):
         phone. Poll ``status_url`` until ``status`` is ``DONE``.
         """
         limit = get_settings().excel_max_upload_bytes
-        refuse_declared_size(request, limit, TOO_LARGE_ADVICE)
+        cap_body(request, limit, TOO_LARGE_ADVICE)
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

@@ -34,7 +34,7 @@ from api.auth import Principal, require_staff
 from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
-from api.uploads import refuse_declared_size, refuse_read_size
+from api.uploads import cap_body, refuse_read_size
 from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
@@ -312,7 +312,7 @@ class ExamOmrController(Controller):
         settings = get_settings()
         exam = await omr_models.get_exam_omr(tenant_scope, exam_id)
         limit = settings.omr_max_upload_bytes
-        refuse_declared_size(request, limit, detail=_too_large(limit))
+        cap_body(request, limit, detail=_too_large(limit))
         template = await omr_models.template_of_exam(tenant_scope, exam)
         files = await _uploaded_files(request)
         batch_id = uuid.uuid4()

@@ -1,8 +1,10 @@
 """The one upload-size guard of every multipart/JSON upload route.
 
 A route checks the declared ``Content-Length`` before it reads anything (a client that
-announces too much is refused at once), then the size it actually read: the header may be
-absent or lie. Both refusals are the same 413 ``/problems/too-large`` with ``max_bytes``.
+announces too much is refused at once), caps what it will read (``cap_body``: a chunked
+body, which declares nothing, is refused as soon as it passes the limit, before it is held
+whole in memory), then checks the size it decoded. Every refusal is the same 413
+``/problems/too-large`` with ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from litestar.types import ReceiveMessage
 
 from models.errors import Problem
 
@@ -32,6 +35,29 @@ def refuse_declared_size(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
         raise too_large(limit, advice, detail=detail)
+
+
+def cap_body(
+    request: Request[Any, Any, Any], limit: int, advice: str = "", *, detail: str = ""
+) -> None:
+    """Refuse the body once more than ``limit`` (plus framing) has arrived, whoever reads
+    it (``request.body()``, ``request.form()``). The route's ``request_max_body_size`` is a
+    fixed ceiling for every deployment; this is the configured limit. A declared
+    ``Content-Length`` over it is refused before anything is read."""
+    refuse_declared_size(request, limit, advice, detail=detail)
+    receive = request.receive
+    received = 0
+
+    async def capped() -> ReceiveMessage:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit + FORM_OVERHEAD:
+                raise too_large(limit, advice, detail=detail)
+        return message
+
+    request.receive = capped
 
 
 def refuse_read_size(size: int, limit: int, advice: str = "", *, detail: str = "") -> None:
