@@ -13,12 +13,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 import dramatiq.broker
 from litestar import Litestar, Router
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from actors.broker import setup_broker
 from api import attendance, grades, lectures, me, users
@@ -81,6 +83,18 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 )
 
     return middleware
+
+
+def client_address_middleware(app: ASGIApp, trusted: tuple[str, ...]) -> ASGIApp:
+    """The client address of a request (``scope["client"]``, which the per-client login
+    limit counts) is the connecting peer's, unless that peer is a proxy listed in
+    ``FORWARDED_ALLOW_IPS``: then it is the last address its X-Forwarded-For names that
+    is not itself a trusted proxy. The server runs with ``--no-proxy-headers``, so this is
+    the only place a forwarded header is believed."""
+    if not trusted:
+        return app
+    # The two libraries spell the same ASGI types differently.
+    return cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=list(trusted)))
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -171,6 +185,8 @@ def create_app(*, pool: bool = True) -> Litestar:
     )
     # Wrapped around the whole app, not as route middleware: Litestar runs app middleware
     # only for matched routes, and 404/405 answers need their request id too.
-    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    app.asgi_handler = request_id_middleware(
+        client_address_middleware(app.asgi_handler, settings.forwarded_allow_ips)
+    )
     document_bearer_auth(app)
     return app

@@ -160,6 +160,9 @@ class Settings:
     ec2_endpoint_url: str = ""
     # Bearer token for GET /metrics; unset = only loopback/private networks may scrape.
     metrics_token: str = ""
+    # Proxies whose X-Forwarded-For names the client (IPs or networks, "*" = any); the
+    # client address is what the per-client login limit counts. Empty: none is trusted.
+    forwarded_allow_ips: tuple[str, ...] = ()
     # Dramatiq's own per-process Prometheus exposition on worker hosts; 0 = off.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
@@ -388,6 +391,7 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "ec2_metadata_endpoint": _env("EC2_METADATA_ENDPOINT", EC2_METADATA).rstrip("/"),
         "ec2_endpoint_url": _env("EC2_ENDPOINT_URL"),
         "metrics_token": _env("METRICS_TOKEN"),
+        "forwarded_allow_ips": _csv("FORWARDED_ALLOW_IPS"),
         "worker_metrics_port": _int("WORKER_METRICS_PORT", 0),
         "worker_metrics_host": _env("WORKER_METRICS_HOST", "127.0.0.1"),
     }

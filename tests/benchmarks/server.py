@@ -34,7 +34,7 @@ async def api_server(tenant: Any, env: dict[str, str] | None = None) -> AsyncIte
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-         "--no-access-log"],
+         "--no-access-log", "--no-proxy-headers"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **(env or {})},
     )  # fmt: skip
