@@ -75,7 +75,9 @@ async def test_dates_out_of_range_are_field_errors_not_500(
     assert_problem(r, 422, VALIDATION)
     assert field in fields(r)
 
-    r = await tenant.client.post(STUDENTS, json=student_payload(birth_date=params[field]), headers=h)
+    r = await tenant.client.post(
+        STUDENTS, json=student_payload(birth_date=params[field]), headers=h
+    )
     assert_problem(r, 422, VALIDATION)
     assert "birth_date" in fields(r)
 
