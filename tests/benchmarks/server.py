@@ -27,7 +27,9 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def api_server(tenant: Any, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+async def api_server(
+    tenant: Any, env: dict[str, str] | None = None, start_timeout: float = 30
+) -> AsyncIterator[Server]:
     """Start the API (with ``env`` added to its environment), wait for /health, log in as
     the tenant's owner; stop it afterwards."""
     port = free_port()
@@ -48,7 +50,7 @@ async def api_server(tenant: Any, env: dict[str, str] | None = None) -> AsyncIte
                 except httpx.HTTPError:
                     return False
 
-            assert await wait_for(up, timeout=30), "the API did not start"
+            assert await wait_for(up, timeout=start_timeout), "the API did not start"
             login = await client.post(
                 "/api/v1/auth/login",
                 json={"email": tenant.owner_email, "password": tenant.password},

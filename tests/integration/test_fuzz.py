@@ -19,13 +19,13 @@ from typing import Any
 from tests.benchmarks.server import api_server
 
 EXAMPLES = os.environ.get("ACADEMY_FUZZ_EXAMPLES", "3")
-SECONDS = os.environ.get("ACADEMY_FUZZ_SECONDS", "60")
+SECONDS = os.environ.get("ACADEMY_FUZZ_SECONDS", "45")
 PHASES = os.environ.get("ACADEMY_FUZZ_PHASES", "fuzzing")
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
 async def test_no_operation_answers_a_server_error(tenant: Any) -> None:
-    async with api_server(tenant) as server:
+    async with api_server(tenant, start_timeout=120) as server:
         proc = await asyncio.create_subprocess_exec(
             SCHEMATHESIS, "run", f"{server.base}/schema/openapi.json",
             "--header", f"Authorization: Bearer {server.token}",
