@@ -64,7 +64,7 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.events import emit_events, record_audits
 from models.grades import student_exists
-from models.limits import Day, Name, Text
+from models.limits import Day, Name, Short, Text
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.tables import AttendanceStatus, Student
@@ -95,7 +95,7 @@ class BulkItem(msgspec.Struct, forbid_unknown_fields=True):
     itself, so one 422 lists every bad row (msgspec stops at the first bad value)."""
 
     student_id: Annotated[Name, msgspec.Meta(description="a student id (UUID)")]
-    status: Annotated[Name, msgspec.Meta(description="present | late | absent | excused")]
+    status: Annotated[Short, msgspec.Meta(description="present | late | absent | excused")]
     note: Text | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -37,7 +37,7 @@ from models import auth as logins
 from models.accounts import Holder, Me
 from models.auth import StoredToken
 from models.db import transaction
-from models.limits import Name, Secret
+from models.limits import Key, Secret, Title
 from models.scope import TenantScope
 from models.tables import Role
 from ops.passwords import verify_password
@@ -59,9 +59,9 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
-    email: Name = msgspec.field()
+    email: Title = msgspec.field()
     password: Secret
-    tenant: Name | None = None  # slug; needed only when the e-mail exists in several academies
+    tenant: Key | None = None  # slug; needed only when the e-mail exists in several academies
 
 
 class RefreshRequest(msgspec.Struct, forbid_unknown_fields=True):

@@ -29,6 +29,7 @@ from litestar.status_codes import (
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
+from api.hygiene import dec_hook
 from models.errors import Problem, field_error
 from models.scope import NotFoundInTenant
 
@@ -127,7 +128,7 @@ def _body_struct_errors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]
                 errors.append(_body_error(info.encode_name, "Object missing required field"))
             continue
         try:
-            msgspec.convert(raw[info.encode_name], info.type, strict=False)
+            msgspec.convert(raw[info.encode_name], info.type, strict=False, dec_hook=dec_hook)
         except msgspec.ValidationError as exc:
             match = _AT_PATH.match(str(exc))
             message, path = (match["message"], match["path"] or "") if match else (str(exc), "")

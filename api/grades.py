@@ -52,7 +52,7 @@ from models.grades import (
     write_scores,
 )
 from models.lectures import lecture_exists
-from models.limits import Day, Name
+from models.limits import Day, Name, Title
 from models.pages import Page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Role
@@ -84,7 +84,7 @@ class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
     weights are not part of it: they are the exam's OMR ``marking`` (``PUT
     /exams/{id}/omr``)."""
 
-    title: Name
+    title: Title
     date: Day
     max_score: float = 100.0
     question_count: int | None = None
@@ -94,7 +94,7 @@ class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
 class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change; ``null`` clears ``question_count`` / ``answer_key``."""
 
-    title: Name | msgspec.UnsetType = msgspec.UNSET
+    title: Title | msgspec.UnsetType = msgspec.UNSET
     date: Day | msgspec.UnsetType = msgspec.UNSET
     max_score: float | msgspec.UnsetType = msgspec.UNSET
     question_count: int | msgspec.UnsetType | None = msgspec.UNSET

@@ -58,6 +58,14 @@ def _is_day(type_: Any) -> bool:
 TYPE_DECODERS = [(_is_day, decode_day)]
 
 
+def dec_hook(type_: Any, value: Any) -> Any:
+    """``TYPE_DECODERS`` as a msgspec ``dec_hook``, for decoding outside Litestar's own."""
+    for predicate, decoder in TYPE_DECODERS:
+        if predicate(type_):
+            return decoder(type_, value)
+    raise NotImplementedError(type_)
+
+
 class DayPlugin(OpenAPISchemaPlugin):
     @staticmethod
     def is_plugin_supported_type(value: Any) -> bool:

@@ -35,7 +35,7 @@ from models.db import transaction
 from models.enrollments import Enrollment, RosterEntry, StudentLecture, enrol_many, lock_lecture
 from models.errors import fail_fields
 from models.lectures import Lecture, Slot
-from models.limits import Day, Name, Text
+from models.limits import Code, Day, Name, Title
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.sessions import Session, Term
@@ -65,9 +65,9 @@ MAX_GENERATED_SESSIONS = 500
 
 
 class LectureCreate(msgspec.Struct, forbid_unknown_fields=True):
-    title: Name
+    title: Title
     subject: Name = ""
-    code: Name | None = None  # unique in the academy when given
+    code: Code | None = None  # unique in the academy when given
     teacher_id: uuid.UUID | None = None  # a teacher, owner or admin of this academy
     capacity: int | None = None  # None: no limit
     schedule: list[Slot] = []
@@ -79,9 +79,9 @@ class LectureCreate(msgspec.Struct, forbid_unknown_fields=True):
 class LectureUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``schedule``, when present, replaces the list."""
 
-    title: Name | msgspec.UnsetType = msgspec.UNSET
+    title: Title | msgspec.UnsetType = msgspec.UNSET
     subject: Name | msgspec.UnsetType = msgspec.UNSET
-    code: Name | msgspec.UnsetType | None = msgspec.UNSET
+    code: Code | msgspec.UnsetType | None = msgspec.UNSET
     teacher_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     capacity: int | msgspec.UnsetType | None = msgspec.UNSET
     schedule: list[Slot] | msgspec.UnsetType = msgspec.UNSET
@@ -94,7 +94,7 @@ class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
     date: Day
     start_time: Name | None = None  # "HH:MM"
     end_time: Name | None = None
-    topic: Text = ""
+    topic: Title = ""
     video_id: uuid.UUID | None = None
 
 
@@ -102,7 +102,7 @@ class SessionUpdate(msgspec.Struct, forbid_unknown_fields=True):
     date: Day | msgspec.UnsetType = msgspec.UNSET
     start_time: Name | msgspec.UnsetType | None = msgspec.UNSET
     end_time: Name | msgspec.UnsetType | None = msgspec.UNSET
-    topic: Text | msgspec.UnsetType = msgspec.UNSET
+    topic: Title | msgspec.UnsetType = msgspec.UNSET
     video_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
 
 

@@ -31,7 +31,7 @@ from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import messaging as message_store
 from models import messaging_config
 from models.errors import fail_fields
-from models.limits import Day, Name, Secret, Text
+from models.limits import Code, Day, Key, Name, Phone, Secret, Short, Text
 from models.messaging import Message
 from models.messaging_config import Sender, StoredSettings, Template, TemplateValues
 from models.pages import Page
@@ -72,10 +72,10 @@ class SettingsUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``provider: ""`` returns to the server default;
     ``credentials`` replace the stored ones (they are never shown again)."""
 
-    provider: Name | msgspec.UnsetType = msgspec.UNSET
+    provider: Code | msgspec.UnsetType = msgspec.UNSET
     credentials: ProviderCredentials | msgspec.UnsetType | None = msgspec.UNSET
-    pf_id: Name | msgspec.UnsetType = msgspec.UNSET
-    opt_out_number: Name | msgspec.UnsetType = msgspec.UNSET
+    pf_id: Key | msgspec.UnsetType = msgspec.UNSET
+    opt_out_number: Phone | msgspec.UnsetType = msgspec.UNSET
     auto_absence: bool | msgspec.UnsetType = msgspec.UNSET
     auto_late: bool | msgspec.UnsetType = msgspec.UNSET
     auto_score: bool | msgspec.UnsetType = msgspec.UNSET
@@ -97,18 +97,18 @@ class MessagingSettings(msgspec.Struct):
 
 
 class SenderCreate(msgspec.Struct, forbid_unknown_fields=True):
-    phone: Name
+    phone: Phone
     label: Name = ""
     is_default: bool = False
 
 
 class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: Name
+    code: Key
     body: Text
     name: Name = ""
-    channel: Name = "sms"  # sms (SMS or LMS by length) | alimtalk
+    channel: Short = "sms"  # sms (SMS or LMS by length) | alimtalk
     subject: Name = ""
-    kakao_template_id: Name = ""
+    kakao_template_id: Key = ""
     advertising: bool = False
     strip_unencodable: bool = False
 

@@ -15,7 +15,7 @@ import msgspec
 from api.errors import Problem, field_error
 from models.errors import fail_fields
 from models.lectures import lecture_exists
-from models.limits import Name, Text
+from models.limits import Name, Phone, Text
 from models.messaging_config import default_sender, get_template, sender_phone, tenant_messaging
 from models.recipients import resolve_recipients, unknown_ids
 from models.scope import NotFoundInTenant, TenantScope
@@ -33,7 +33,7 @@ TEXT_ERRORS = {"missing_variable", "too_long", "subject_too_long", "unencodable"
 
 
 class ExplicitRecipient(msgspec.Struct, forbid_unknown_fields=True):
-    phone: Name
+    phone: Phone
     name: Name = ""
 
 

@@ -39,7 +39,7 @@ from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
-from models.limits import Name, Text
+from models.limits import Code, Name, Text, Title
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -74,7 +74,7 @@ class ExamOmrUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
     template_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     marking: dict[Name, Any] | msgspec.UnsetType | None = msgspec.UNSET
-    key_id: Name | msgspec.UnsetType | None = msgspec.UNSET
+    key_id: Code | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class EvaluationImport(msgspec.Struct, forbid_unknown_fields=True):
@@ -110,7 +110,7 @@ class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Base64File(msgspec.Struct, forbid_unknown_fields=True):
-    filename: Name
+    filename: Title
     content_base64: str
 
 

@@ -23,7 +23,7 @@ from api.auth import require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import omr as omr_models
-from models.limits import Name
+from models.limits import Name, Title
 from models.omr import TemplateOut
 from models.pages import Page
 from models.scope import TenantScope
@@ -54,7 +54,7 @@ class BuiltinCreate(msgspec.Struct, forbid_unknown_fields=True):
     """The built-in Korean answer card: 1..60 questions of 4 or 5 choices, a 4..8-digit
     student number (the last digits of the student's mobile number)."""
 
-    name: Name | None = None
+    name: Title | None = None
     questions: int = 20
     choices: int = 5
     id_digits: int = 8
@@ -66,7 +66,7 @@ class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
     names the custom label (or field) holding the student number (default: the first
     whose name starts with ``roll`` or contains ``id``)."""
 
-    name: Name
+    name: Title
     template: dict[Name, Any]
     config: dict[Name, Any] | None = None
     marker_images: dict[str, str] = {}
@@ -74,7 +74,7 @@ class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TemplateUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Name | msgspec.UnsetType = msgspec.UNSET
+    name: Title | msgspec.UnsetType = msgspec.UNSET
     spec: dict[Name, Any] | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -18,7 +18,7 @@ from api.list_cache import STUDENT_LIST
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import students
 from models.errors import fail_fields
-from models.limits import Day, Name, Text
+from models.limits import Day, Name, Phone, Short, Text
 from models.pages import Page
 from models.scope import TenantScope
 from models.students import GuardianLink, Student, StudentFilter
@@ -39,7 +39,7 @@ require_office = require_roles(Role.owner, Role.admin, Role.staff)
 
 
 class GuardianIn(msgspec.Struct, forbid_unknown_fields=True):
-    phone: Name
+    phone: Phone
     name: Name = ""
     relation: GuardianRelation = GuardianRelation.guardian
     is_primary: bool = False
@@ -47,9 +47,9 @@ class GuardianIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
-    phone: Name | None = None
+    phone: Phone | None = None
     school: Name = ""
-    grade: Name = ""
+    grade: Short = ""
     birth_date: Day | None = None
     memo: Text = ""
     status: StudentStatus = StudentStatus.active
@@ -60,9 +60,9 @@ class StudentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``guardians``, when present, replaces the list."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
-    phone: Name | msgspec.UnsetType | None = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     school: Name | msgspec.UnsetType = msgspec.UNSET
-    grade: Name | msgspec.UnsetType = msgspec.UNSET
+    grade: Short | msgspec.UnsetType = msgspec.UNSET
     birth_date: Day | msgspec.UnsetType | None = msgspec.UNSET
     memo: Text | msgspec.UnsetType = msgspec.UNSET
     status: StudentStatus | msgspec.UnsetType = msgspec.UNSET

@@ -22,7 +22,7 @@ from api.errors import Problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import accounts
 from models.accounts import Account
-from models.limits import Name, Secret
+from models.limits import Name, Secret, Title
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role
@@ -40,7 +40,7 @@ AccountPage = Annotated[Page[Account], page_schema(Account)]
 
 
 class AccountCreate(msgspec.Struct, forbid_unknown_fields=True):
-    email: Name
+    email: Title
     role: Role
     name: Name = ""
     password: Secret | None = None  # generated (and returned once) when omitted

@@ -45,7 +45,7 @@ from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
 from models.jobs import fail_job
-from models.limits import Day, Name
+from models.limits import Day, Name, Title
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
@@ -86,8 +86,8 @@ VideoPage = Annotated[Page[Video], page_schema(Video)]
 class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Give ``lecture_id``, or ``session_id`` (its lecture is implied), or both."""
 
-    title: Name
-    filename: Name
+    title: Title
+    filename: Title
     size_bytes: int
     content_type: Name = "video/mp4"
     lecture_id: uuid.UUID | None = None
@@ -97,7 +97,7 @@ class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VideoUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    title: Name | msgspec.UnsetType = msgspec.UNSET
+    title: Title | msgspec.UnsetType = msgspec.UNSET
     proctored: bool | msgspec.UnsetType = msgspec.UNSET
     due_date: Day | msgspec.UnsetType | None = msgspec.UNSET
 

@@ -7,7 +7,7 @@ before it reaches a statement. Dates far outside an academy's life overflow the 
 arithmetic (``9999-12-31`` plus a day) or the conversion to a KST timestamp
 (``0001-01-01``), so a date is a field error outside ``EARLIEST_DATE..LATEST_DATE``.
 
-Request Structs type their free text with ``Name`` / ``Text`` / ``Secret`` and their dates
+Request Structs type their free text with these aliases (``Name``, ``Text``, ...) and their dates
 with ``Day``; the API decodes ``Day`` with ``decode_day`` and checks every decoded string
 with ``control_character_errors`` (``api.hygiene``).
 """
@@ -20,14 +20,23 @@ from typing import Annotated, Any
 
 import msgspec
 
-# Names, titles, labels, codes, e-mail addresses, phone numbers.
-NAME_MAX = 200
-# Memos, topics, message bodies: a page of text, not a document.
-TEXT_MAX = 5_000
-# Passwords, API keys and tokens: generous, but not a way to make the server hash megabytes.
-SECRET_MAX = 1_024
+# Each length is that of the column the text is stored in (models/tables), so a text
+# that passes here also fits there.
+SHORT_MAX = 16  # 학년 (grade), channels, statuses
+PHONE_MAX = 20  # a phone number as typed, before it is normalised
+CODE_MAX = 32  # lecture codes, answer-key ids, provider names
+KEY_MAX = 64  # template codes, Kakao ids, academy slugs
+NAME_MAX = 100  # people, schools, subjects, labels
+TITLE_MAX = 200  # titles, topics, file names, e-mail addresses
+TEXT_MAX = 5_000  # memos, notes, message bodies: a page of text, not a document
+SECRET_MAX = 1_024  # passwords, API keys, tokens: not a way to make the server hash megabytes
 
+Short = Annotated[str, msgspec.Meta(max_length=SHORT_MAX)]
+Phone = Annotated[str, msgspec.Meta(max_length=PHONE_MAX)]
+Code = Annotated[str, msgspec.Meta(max_length=CODE_MAX)]
+Key = Annotated[str, msgspec.Meta(max_length=KEY_MAX)]
 Name = Annotated[str, msgspec.Meta(max_length=NAME_MAX)]
+Title = Annotated[str, msgspec.Meta(max_length=TITLE_MAX)]
 Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
 Secret = Annotated[str, msgspec.Meta(max_length=SECRET_MAX)]
 

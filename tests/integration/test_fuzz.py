@@ -37,6 +37,7 @@ async def test_no_operation_answers_a_server_error(tenant: Any) -> None:
             "--request-timeout", "30",
             "--continue-on-failure",
             "--no-color",
+            "--generation-database", ":memory:",
             # The owner logging itself out would leave the rest of the run unauthenticated.
             "--exclude-path", "/api/v1/auth/logout",
             stdout=asyncio.subprocess.PIPE,
