@@ -20,6 +20,7 @@ from tests.conftest import ROOT, wait_for
 class Server:
     base: str
     token: str
+    pid: int = 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -55,7 +56,7 @@ async def api_server(
                 "/api/v1/auth/login",
                 json={"email": tenant.owner_email, "password": tenant.password},
             )
-            yield Server(base, login.json()["access_token"])
+            yield Server(base, login.json()["access_token"], proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
