@@ -33,7 +33,7 @@ async def test_no_operation_answers_a_server_error(tenant: Any) -> None:
             "--phases", PHASES,
             "--max-examples", EXAMPLES,
             "--max-time", SECONDS,
-            "--workers", "2",
+            "--workers", "1",
             "--request-timeout", "30",
             "--continue-on-failure",
             "--no-color",
