@@ -185,8 +185,6 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) ->
         title = clean_text(data.title)
         if not title:
             errors.append({"field": "title", "message": "must not be empty"})
-        elif len(title) > 200:
-            errors.append({"field": "title", "message": "at most 200 characters"})
         values["title"] = title
     if data.date is not msgspec.UNSET:
         values["date"] = data.date

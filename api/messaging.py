@@ -218,8 +218,6 @@ def _validate_template(data: TemplateIn) -> TemplateValues:
                         "remove them or set strip_unencodable",
                     }
                 )
-    if len(data.subject) > 120 or len(data.name) > 100:
-        errors.append({"field": "subject", "message": "at most 120 characters"})
     fail_fields(errors)
     return TemplateValues(
         code=data.code,

@@ -93,8 +93,6 @@ def _validate(data: StudentCreate | StudentUpdate) -> dict[str, Any]:
         name = clean_text(data.name)
         if not name:
             errors.append({"field": "name", "message": "must not be empty"})
-        elif len(name) > 100:
-            errors.append({"field": "name", "message": "at most 100 characters"})
         values["name"] = name
         values["name_initials"] = initials(name)
     if data.phone is not msgspec.UNSET:
