@@ -160,6 +160,8 @@ class Settings:
     ec2_endpoint_url: str = ""
     # Bearer token for GET /metrics; unset = only loopback/private networks may scrape.
     metrics_token: str = ""
+    # Seconds a reading of the SQS queue attributes serves /metrics (0 = read every scrape).
+    metrics_queue_refresh_seconds: float = 10.0
     # Dramatiq's own per-process Prometheus exposition on worker hosts; 0 = off.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
@@ -388,6 +390,7 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "ec2_metadata_endpoint": _env("EC2_METADATA_ENDPOINT", EC2_METADATA).rstrip("/"),
         "ec2_endpoint_url": _env("EC2_ENDPOINT_URL"),
         "metrics_token": _env("METRICS_TOKEN"),
+        "metrics_queue_refresh_seconds": _float("METRICS_QUEUE_REFRESH_SECONDS", 10.0),
         "worker_metrics_port": _int("WORKER_METRICS_PORT", 0),
         "worker_metrics_host": _env("WORKER_METRICS_HOST", "127.0.0.1"),
     }
