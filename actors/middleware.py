@@ -12,7 +12,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, Retries, SkipMessage
 
 from models.db import close_pool, start_pool
-from models.jobs import expect_life_within, fail_job
+from models.jobs import expect_life_within, fail_job, fail_running
 from ops.logging import log_event
 from ops.settings import get_settings
 
@@ -190,9 +190,10 @@ class FailKilledJobs(Middleware):
     """A message SQS hands out again was held by a worker that never finished it: the
     worker was killed (out of memory, most often) or lost its hold on it. Received
     ``JOB_MAX_RECEIVES`` times, it is not run again (it would kill the next worker too):
-    its job ends FAILED ``worker_killed`` and the message goes to the tier's DLQ. SQS's
-    own receive count is the count (``ApproximateReceiveCount``, read by the consumer);
-    a retry is a new message and starts again from one."""
+    its job, if a step of it had started (RUNNING), ends FAILED ``worker_killed`` and the
+    message goes to the tier's DLQ. SQS's own receive count is the count
+    (``ApproximateReceiveCount``, read by the consumer); a retry is a new message and
+    starts again from one."""
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         received = int(getattr(message, "receive_count", 1))
@@ -216,8 +217,11 @@ class FailKilledJobs(Middleware):
             f"step ({message.actor_name}) died {received - 1} time(s) without finishing it; "
             "the message is in the dead-letter queue"
         )
-        if job_id:
-            _run_on_worker_loop(fail_job(job_id, reason, WORKER_KILLED))
+        # A job not started yet was only prefetched by the workers that died (queued behind
+        # the one that killed them): it runs. So does a finished job's late copy (its step
+        # does nothing).
+        if job_id and not _run_on_worker_loop(fail_running(job_id, reason, WORKER_KILLED)):
+            return
         log_event(log, "JOB_WORKER_KILLED", logging.ERROR, actor=message.actor_name, job_id=job_id)
         message._academy_dead_reason = WORKER_KILLED  # type: ignore[attr-defined]
         message.fail()

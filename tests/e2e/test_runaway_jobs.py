@@ -5,6 +5,7 @@ dead-lettered, instead of a job RUNNING for ever."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from actors.jobs import submit
 from ops.settings import get_settings
 from tests import actors as test_actors
 from tests.conftest import wait_for
-from tests.sqs_helpers import counts, decode, purge, receive
+from tests.sqs_helpers import counts, decode, purge, receive, release
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -50,11 +51,26 @@ async def test_killed_workers_and_memory_ceiling_end_jobs_failed(
     row = await test_actors.job_row(job.id)
     assert row and (row["status"], row["attempts"]) == ("RUNNING", 1)
 
-    # A second worker that died holding it: received once more and never deleted.
-    async def taken() -> list[dict[str, Any]]:
-        return receive(lite_queue, visibility=2)
+    # A job queued behind it, not started yet.
+    innocent = await submit(test_actors.sleep, tenant_id=tenant.id, kind="test", seconds=0)
 
-    assert await wait_for(taken, timeout=30)
+    # A second worker that died holding both: each received once more and never deleted
+    # (held out of sight until then, so neither is received more often).
+    received: dict[str, int] = {}
+    held: dict[str, str] = {}
+
+    async def held_by_dead_workers() -> bool:
+        for m in receive(lite_queue, visibility=30):
+            key = decode(m["Body"]).kwargs["job_id"]
+            received[key] = int(m["Attributes"]["ApproximateReceiveCount"])
+            held[key] = m["ReceiptHandle"]
+            if received[key] < 2:
+                release(lite_queue, held.pop(key))
+        return received.get(str(job.id), 0) >= 2 and received.get(str(innocent.id), 0) >= 2
+
+    assert await wait_for(held_by_dead_workers, timeout=30), received
+    for handle in held.values():
+        release(lite_queue, handle)
 
     second = start_worker(["ai-lite"], env=env)
     row = await wait_for(finished(job.id), timeout=60)
@@ -62,6 +78,15 @@ async def test_killed_workers_and_memory_ceiling_end_jobs_failed(
     assert row["error_code"] == "worker_killed"
     assert row["error"].startswith("worker_killed: exceeded memory limit")
     assert row["attempts"] == 1  # the third delivery did not run the step
+    # The job that never started runs, though its message came back as often.
+    row = await wait_for(finished(innocent.id), timeout=60)
+    assert row and (row["status"], row["attempts"]) == ("DONE", 1), second.output()[-3000:]
+    redelivered = [
+        json.loads(line)
+        for line in second.output().splitlines()
+        if '"SQS_MESSAGE_REDELIVERED"' in line and str(innocent.id) in line
+    ]
+    assert redelivered and redelivered[0]["receive_count"] >= 3
 
     async def dead_lettered() -> list[dict[str, Any]]:
         return receive(f"{lite_queue}-dlq")
