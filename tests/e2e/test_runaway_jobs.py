@@ -16,7 +16,7 @@ from tests import actors as test_actors
 from tests.conftest import wait_for
 from tests.sqs_helpers import counts, decode, purge, receive, release
 
-pytestmark = pytest.mark.usefixtures("broker")
+pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]
 
 
 @pytest.fixture
