@@ -112,14 +112,7 @@ def _scan_member(data: bytes, info: zipfile.ZipInfo, limits: ArchiveLimits) -> i
             raise _bomb(info.filename, size / max(consumed, 1), limits)
         if not text:
             continue
-        head, sep, rest = piece.partition(b"<")
-        run += len(head)
-        if sep:
-            _check_run(run, info.filename, limits)
-            *whole, tail = rest.split(b"<")
-            _check_run(max(map(len, whole), default=0), info.filename, limits)
-            run = len(tail)
-        _check_run(run, info.filename, limits)
+        run = _runs(piece, run, info.filename, limits)
     if size != info.file_size:
         raise ImportFailure(
             "corrupt_file",
@@ -162,6 +155,24 @@ def _inflate(data: bytes, info: zipfile.ZipInfo) -> Iterator[tuple[bytes, int]]:
             yield piece, fed - len(pending)
         if inflater.eof:
             return
+
+
+def _runs(piece: bytes, run: int, name: str, limits: ArchiveLimits) -> int:
+    """Raise if ``piece`` (after ``run`` bytes without a ``<``) holds a run of more than
+    ``limits.cell_bytes`` bytes without one; return the run it ends with. From each ``<``
+    it jumps to the last ``<`` within the limit: none there is a run too long, and two
+    jumps always advance by the limit, so a slice costs a few C-speed searches."""
+    first = piece.find(b"<")
+    if first < 0:
+        _check_run(run + len(piece), name, limits)
+        return run + len(piece)
+    _check_run(run + first, name, limits)
+    at, limit = first, limits.cell_bytes
+    while len(piece) - at - 1 > limit:
+        at = piece.rfind(b"<", at + 1, at + limit + 2)
+        if at < 0:
+            _check_run(limit + 1, name, limits)
+    return len(piece) - piece.rfind(b"<") - 1
 
 
 def _check_run(run: int, name: str, limits: ArchiveLimits) -> None:

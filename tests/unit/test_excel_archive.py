@@ -96,3 +96,12 @@ def test_real_workbooks_pass() -> None:
     check_archive(data, LIMITS)
     assert read_sheet(data, "xlsx", max_rows=200_000).frame.height == 2_000
     check_archive(b"not a zip at all", LIMITS)  # the reader says what it is
+
+
+@pytest.mark.parametrize("size", [1_000, 1_500_000, 3 * 1024 * 1024 + 17])
+def test_cell_length_is_exact_within_and_across_slices(size: int) -> None:
+    # The run from "<t" to "</t>" is the cell's text plus "t>".
+    data = huge_cell_xlsx(size)
+    exact = dataclasses.replace(LIMITS, cell_bytes=size + 2, ratio=1e9)
+    check_archive(data, exact)
+    assert refused(data, dataclasses.replace(exact, cell_bytes=size + 1)).code == "cell_too_long"
