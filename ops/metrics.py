@@ -267,15 +267,7 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def render(
-    queues: Sequence[QueueStats],
-    actors: Iterable[ActorStats],
-    oldest: dict[str, float],
-    tiers: Iterable[str],
-    scrape_seconds: float,
-    queues_age: float = 0.0,
-) -> str:
-    out = Exposition()
+def _render_queues(out: Exposition, queues: Sequence[QueueStats], age: float) -> None:
     for attr, name, help_text in (
         ("visible", "academy_sqs_messages_visible", "Messages waiting in the queue."),
         ("in_flight", "academy_sqs_messages_in_flight", "Messages received, not yet deleted."),
@@ -293,8 +285,19 @@ def render(
         "gauge",
         "Age of the queue attributes above (read at most every METRICS_QUEUE_REFRESH_SECONDS).",
     )
-    out.sample("academy_sqs_reading_age_seconds", round(queues_age, 3))
+    out.sample("academy_sqs_reading_age_seconds", round(age, 3))
 
+
+def render(
+    queues: Sequence[QueueStats],
+    actors: Iterable[ActorStats],
+    oldest: dict[str, float],
+    tiers: Iterable[str],
+    scrape_seconds: float,
+    queues_age: float = 0.0,
+) -> str:
+    out = Exposition()
+    _render_queues(out, queues, queues_age)
     out.family(
         "academy_queue_oldest_pending_job_age_seconds",
         "gauge",
