@@ -18,7 +18,14 @@ from dramatiq.middleware import (
 
 from actors import ACTOR_MODULES
 from actors.jobs import bind_actors
-from actors.middleware import DatabasePool, FailJobWhenExhausted, JobEvents, SafeRetries
+from actors.middleware import (
+    DatabasePool,
+    FailJobWhenExhausted,
+    FailKilledJobs,
+    JobEvents,
+    MemoryCeiling,
+    SafeRetries,
+)
 from actors.sqs import AcademySQSBroker
 from ops.idle import GracefulShutdown, IdleShutdown
 from ops.settings import Settings, get_settings
@@ -31,6 +38,9 @@ def build_middleware(*, worker: bool = True) -> list[dramatiq.Middleware]:
     """The middleware stack, in order. "before" hooks run top-down, "after" bottom-up."""
     stack: list[dramatiq.Middleware] = [
         AgeLimit(),
+        # Like AgeLimit, it turns a message away before anything else sees it run: one that
+        # came back JOB_MAX_RECEIVES times from dead workers is dead-lettered, its job FAILED.
+        FailKilledJobs(),
         # Default 30 min; long actors (transcodes) raise it per actor.
         TimeLimit(time_limit=30 * 60 * 1000),
         ShutdownNotifications(),
@@ -43,6 +53,8 @@ def build_middleware(*, worker: bool = True) -> list[dramatiq.Middleware]:
         AsyncIO(),
     ]
     if worker:
+        # WORKER_MEMORY_LIMIT_MB, set in each worker process as it boots.
+        stack.append(MemoryCeiling())
         # After AsyncIO so the loop exists when the pool is opened on it.
         stack.append(DatabasePool())
         # Read the consumers' own counters; they add no receive call (ops.idle).

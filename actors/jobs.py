@@ -117,6 +117,12 @@ def job(
                 pulse = asyncio.create_task(_heartbeat(str(job_id), tier))
                 try:
                     return await fn(**kwargs)
+                except MemoryError:
+                    # Not retried: the same input needs the same memory again.
+                    failure = out_of_memory()
+                    log_event(log, "JOB_OUT_OF_MEMORY", logging.ERROR, job_id=str(job_id))
+                    await fail_job(job_id, str(failure), failure.code)
+                    return None
                 finally:
                     pulse.cancel()
 
@@ -305,6 +311,19 @@ class StepFailed(Exception):
         self.code = code
 
 
+OUT_OF_MEMORY = "out_of_memory"
+
+
+def out_of_memory() -> StepFailed:
+    """A step that hit its worker's memory ceiling (``WORKER_MEMORY_LIMIT_MB``)."""
+    limit = get_settings().worker_memory_limit_mb
+    return StepFailed(
+        f"{OUT_OF_MEMORY}: exceeded memory limit -- the step needed more than the worker's "
+        f"{limit} MiB (WORKER_MEMORY_LIMIT_MB); the input is too large to process",
+        OUT_OF_MEMORY,
+    )
+
+
 @dataclass
 class Claim:
     """What a step found when it claimed its work: the row, and the last step done."""
@@ -405,7 +424,8 @@ async def run_step(
        in one transaction with the send of the next step), or None when it arranged its
        own continuation (waiting for a lock, say);
     4. a ``StepFailed`` ends the work with its reason through ``on_failure`` (by default:
-       the job FAILED with that reason and code).
+       the job FAILED with that reason and code); so does a MemoryError (the worker's memory
+       ceiling), as ``out_of_memory``.
     """
     job_row = await start_job(job_id, stage)
     if job_row is None:
@@ -422,11 +442,14 @@ async def run_step(
         return
     try:
         record = await body(claimed.row)
-    except StepFailed as exc:
+    except (StepFailed, MemoryError) as exc:
+        # Out of memory fails through the chain's own ``on_failure`` too, so it can release
+        # what it holds (an import's lock).
+        failure = exc if isinstance(exc, StepFailed) else out_of_memory()
         if on_failure is None:
-            await fail_job(job_id, str(exc), exc.code)
+            await fail_job(job_id, str(failure), failure.code)
         else:
-            await on_failure(claimed.row, exc)
+            await on_failure(claimed.row, failure)
         return
     if record is None:
         return

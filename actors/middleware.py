@@ -9,11 +9,12 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware, Retries
+from dramatiq.middleware import Middleware, Retries, SkipMessage
 
 from models.db import close_pool, start_pool
-from models.jobs import expect_life_within, fail_job
+from models.jobs import expect_life_within, fail_job, fail_running
 from ops.logging import log_event
+from ops.settings import get_settings
 
 log = logging.getLogger("actors")
 
@@ -154,6 +155,77 @@ class FailJobWhenExhausted(Middleware):
             return
         reason = f"{type(exception).__name__}: {exception}"
         _run_on_worker_loop(fail_job(job_id, reason))
+
+
+WORKER_KILLED = "worker_killed"
+
+
+class MemoryCeiling(Middleware):
+    """Caps each worker process's data (``RLIMIT_DATA``) at ``WORKER_MEMORY_LIMIT_MB``, so
+    a runaway step fails with a MemoryError (the job FAILED ``out_of_memory``, see
+    ``actors.jobs``) instead of taking the host. Native code that cannot take a refused
+    allocation aborts the process instead: its message comes back, and ``FailKilledJobs``
+    ends it. The data limit, not the address space: thread pools and allocators reserve
+    address space they never use."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        limit_mb = get_settings().worker_memory_limit_mb
+        if limit_mb > 0:
+            set_memory_ceiling(limit_mb)
+
+
+def set_memory_ceiling(limit_mb: int) -> None:
+    """This process's data ceiling, within the hard limit it was started with."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = limit_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+    log_event(log, "WORKER_MEMORY_CEILING", limit_mb=soft // (1024 * 1024))
+
+
+class FailKilledJobs(Middleware):
+    """A message SQS hands out again was held by a worker that never finished it: the
+    worker was killed (out of memory, most often) or lost its hold on it. Received
+    ``JOB_MAX_RECEIVES`` times, it is not run again (it would kill the next worker too):
+    its job, if a step of it had started (RUNNING), ends FAILED ``worker_killed`` and the
+    message goes to the tier's DLQ. SQS's own receive count is the count
+    (``ApproximateReceiveCount``, read by the consumer); a retry is a new message and
+    starts again from one."""
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        received = int(getattr(message, "receive_count", 1))
+        if received < 2:
+            return
+        job_id = (message.kwargs or {}).get("job_id")
+        limit = get_settings().job_max_receives
+        log_event(
+            log,
+            "SQS_MESSAGE_REDELIVERED",
+            logging.WARNING,
+            actor=message.actor_name,
+            job_id=job_id,
+            receive_count=received,
+            limit=limit,
+        )
+        if received < limit:
+            return
+        reason = (
+            f"{WORKER_KILLED}: exceeded memory limit or killed -- the worker running this "
+            f"step ({message.actor_name}) died {received - 1} time(s) without finishing it; "
+            "the message is in the dead-letter queue"
+        )
+        # A job not started yet was only prefetched by the workers that died (queued behind
+        # the one that killed them): it runs. So does a finished job's late copy (its step
+        # does nothing).
+        if job_id and not _run_on_worker_loop(fail_running(job_id, reason, WORKER_KILLED)):
+            return
+        log_event(log, "JOB_WORKER_KILLED", logging.ERROR, actor=message.actor_name, job_id=job_id)
+        message._academy_dead_reason = WORKER_KILLED  # type: ignore[attr-defined]
+        message.fail()
+        raise SkipMessage(reason)
 
 
 class DatabasePool(Middleware):

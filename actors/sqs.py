@@ -211,7 +211,7 @@ class AcademySQSConsumer(SQSConsumer):
                 "source_queue": {"DataType": "String", "StringValue": self.queue_name},
                 "reason": {
                     "DataType": "String",
-                    "StringValue": "retries exhausted",
+                    "StringValue": getattr(message, "_academy_dead_reason", "retries exhausted"),
                 },
             },
         )
@@ -282,6 +282,10 @@ class AcademySQSConsumer(SQSConsumer):
                 log.exception("undecodable SQS message", extra={"queue": self.queue_name})
                 continue
             proxy = _SQSMessage(sqs_message, decoded)
+            # How many times SQS handed this message out: above one, a worker held it and
+            # died (``actors.middleware.FailKilledJobs``).
+            attributes = sqs_message.attributes or {}
+            proxy.receive_count = int(attributes.get("ApproximateReceiveCount", 1))
             self.messages.append(proxy)
             self.message_refc += 1
             self._hold(proxy)

@@ -90,9 +90,10 @@ class OpsController(Controller):
     @get("/queues", summary="Queue and DLQ depths, and this academy's recent failures by actor")
     async def queues(self, tenant_scope: NamedDependency[TenantScope]) -> OpsQueues:
         settings = get_settings()
-        stats, oldest = await asyncio.gather(
-            asyncio.to_thread(ops_metrics.queue_stats, settings), ops_metrics.oldest_pending()
+        (stats, _age), oldest = await asyncio.gather(
+            ops_metrics.sampler.get(settings), ops_metrics.oldest_pending()
         )
+        ops_metrics.sampler.refresh_if_due(settings)
         by_queue = {(q.tier, q.kind): q for q in stats}
 
         def depth(tier: str, kind: str) -> QueueDepth | None:

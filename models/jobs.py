@@ -297,6 +297,23 @@ async def fail_job(
     )
 
 
+async def fail_running(job_id: Any, reason: str, code: str) -> bool:
+    """FAILED with ``reason`` and ``code`` if a step of the job has started (RUNNING); False
+    for a job not started yet (PENDING) or already finished."""
+    failed = await db.value(
+        """
+        UPDATE job SET status = 'FAILED', stage = 'failed', error = $2, error_code = $3,
+               finished_at = now(), updated_at = now()
+        WHERE id = $1 AND status = 'RUNNING'
+        RETURNING id
+        """,
+        uuid.UUID(str(job_id)),
+        reason[:2000],
+        code,
+    )
+    return failed is not None
+
+
 async def job_states(job_ids: list[uuid.UUID]) -> list[JobState]:
     return await db.rows(
         JobState, "SELECT id, status, result, error FROM job WHERE id = ANY($1::uuid[])", job_ids

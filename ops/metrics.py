@@ -9,9 +9,10 @@ worker, so the numbers an operator alerts on come from places that outlive worke
   per tier (SQS publishes the age of the oldest message only to CloudWatch, as
   ``ApproximateAgeOfOldestMessage``; the CloudWatch alarms in ``ops/dashboards`` use that).
 
-Counters come from rows, so they only grow while job rows are kept. One scrape costs one
-GetQueueAttributes call per queue and a few small queries: the job figures are read from
-a summary that the job table's trigger keeps, not from the job rows (``models.ops``).
+Counters come from rows, so they only grow while job rows are kept. One scrape costs a few
+small queries: the job figures are read from a summary that the job table's trigger keeps,
+not from the job rows (``models.ops``); the queue attributes (one GetQueueAttributes call
+per queue) are re-read at most every ``METRICS_QUEUE_REFRESH_SECONDS`` (``QueueSampler``).
 
 Part of the ops base (the API serves it), and the one base module that reads the
 database: through ``models.ops``, whose imports end at ``ops.settings``, so no cycle.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +56,8 @@ class QueueStats:
 
 def _sqs(settings: Settings) -> Any:
     if "sqs" not in _clients:
-        _clients["sqs"] = sqs_client(settings)
+        # Room for a scrape's ten parallel calls beside a background reading's one.
+        _clients["sqs"] = sqs_client(settings, max_pool_connections=16)
     return _clients["sqs"]
 
 
@@ -84,10 +87,10 @@ def _queue_stat(client: Any, tier: str, kind: str, queue: str) -> QueueStats:
     )
 
 
-def queue_stats(settings: Settings | None = None) -> list[QueueStats]:
+def queue_stats(settings: Settings | None = None, parallel: bool = True) -> list[QueueStats]:
     """Attributes of every tier queue and DLQ (blocking: boto3). The calls go out together
-    (boto3 clients are thread-safe): one after another, ten round trips to SQS would be
-    most of a scrape."""
+    (boto3 clients are thread-safe) unless ``parallel`` is off: one after another, ten round
+    trips to SQS take ten times as long."""
     s = settings or get_settings()
     client = _sqs(s)
     targets = [
@@ -95,8 +98,71 @@ def queue_stats(settings: Settings | None = None) -> list[QueueStats]:
         for tier, name in s.queues.items()
         for kind, queue in (("queue", name), ("dlq", f"{name}-dlq"))
     ]
+    if not parallel:
+        return [_queue_stat(client, *t) for t in targets]
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         return list(pool.map(lambda t: _queue_stat(client, *t), targets))
+
+
+# A reading older than this many refresh intervals (no scrape for a while) is not served.
+STALE_FACTOR = 4
+
+
+class QueueSampler:
+    """The last reading of every queue's attributes, shared by one process's scrapes.
+
+    Ten GetQueueAttributes calls are most of a scrape's cost (boto3 signs and parses each in
+    Python), while the figures are approximate anyway and the alert rules wait minutes. So a
+    scrape serves the last reading while it is younger than ``STALE_FACTOR`` refresh
+    intervals, and once it has answered, a reading older than ``refresh`` seconds is renewed
+    in the background (one at a time, its calls one after another, so it does not compete
+    with the next scrape). No reading yet, or a stale one, and the scrape waits for a fresh
+    one; ``refresh`` 0 reads on every scrape. The queue figures are thus about one scrape
+    interval old; the reading's age is exported beside them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading: tuple[float, list[QueueStats]] | None = None
+        self._refreshing = False
+
+    def _read(self, settings: Settings, parallel: bool = True) -> tuple[float, list[QueueStats]]:
+        reading = (time.monotonic(), queue_stats(settings, parallel))
+        with self._lock:
+            if self._reading is None or reading[0] > self._reading[0]:
+                self._reading = reading
+        return reading
+
+    def _read_in_background(self, settings: Settings) -> None:
+        try:
+            self._read(settings, parallel=False)
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    async def get(self, settings: Settings) -> tuple[list[QueueStats], float]:
+        """The queue figures and their age in seconds."""
+        refresh = settings.metrics_queue_refresh_seconds
+        reading = self._reading
+        if reading is None or time.monotonic() - reading[0] > refresh * STALE_FACTOR:
+            reading = await asyncio.to_thread(self._read, settings)
+        return reading[1], time.monotonic() - reading[0]
+
+    def refresh_if_due(self, settings: Settings) -> None:
+        """After a scrape: renew a reading older than the refresh interval, in the background."""
+        with self._lock:
+            reading = self._reading
+            due = (
+                reading is None
+                or time.monotonic() - reading[0] > settings.metrics_queue_refresh_seconds
+            )
+            if not due or self._refreshing or settings.metrics_queue_refresh_seconds <= 0:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._read_in_background, args=(settings,), daemon=True).start()
+
+
+sampler = QueueSampler()
 
 
 @dataclass
@@ -201,14 +267,7 @@ class Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def render(
-    queues: Sequence[QueueStats],
-    actors: Iterable[ActorStats],
-    oldest: dict[str, float],
-    tiers: Iterable[str],
-    scrape_seconds: float,
-) -> str:
-    out = Exposition()
+def _render_queues(out: Exposition, queues: Sequence[QueueStats], age: float) -> None:
     for attr, name, help_text in (
         ("visible", "academy_sqs_messages_visible", "Messages waiting in the queue."),
         ("in_flight", "academy_sqs_messages_in_flight", "Messages received, not yet deleted."),
@@ -221,7 +280,24 @@ def render(
     out.family("academy_sqs_up", "gauge", "1 when the queue's attributes could be read.")
     for q in queues:
         out.sample("academy_sqs_up", 1 if q.up else 0, queue=q.queue, tier=q.tier, kind=q.kind)
+    out.family(
+        "academy_sqs_reading_age_seconds",
+        "gauge",
+        "Age of the queue attributes above (read at most every METRICS_QUEUE_REFRESH_SECONDS).",
+    )
+    out.sample("academy_sqs_reading_age_seconds", round(age, 3))
 
+
+def render(
+    queues: Sequence[QueueStats],
+    actors: Iterable[ActorStats],
+    oldest: dict[str, float],
+    tiers: Iterable[str],
+    scrape_seconds: float,
+    queues_age: float = 0.0,
+) -> str:
+    out = Exposition()
+    _render_queues(out, queues, queues_age)
     out.family(
         "academy_queue_oldest_pending_job_age_seconds",
         "gauge",
@@ -281,8 +357,10 @@ def render(
 async def collect(settings: Settings | None = None) -> str:
     s = settings or get_settings()
     started = time.perf_counter()
-    queues, (actors, oldest) = await asyncio.gather(asyncio.to_thread(queue_stats, s), job_stats())
-    return render(queues, actors, oldest, s.queues, time.perf_counter() - started)
+    (queues, age), (actors, oldest) = await asyncio.gather(sampler.get(s), job_stats())
+    text = render(queues, actors, oldest, s.queues, time.perf_counter() - started, age)
+    sampler.refresh_if_due(s)
+    return text
 
 
 def parse(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

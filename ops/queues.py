@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ops.settings import Settings
@@ -17,9 +18,12 @@ from ops.settings import Settings
 RETENTION_SECONDS = 14 * 86400
 
 
-def sqs_client(settings: Settings) -> Any:
+def sqs_client(settings: Settings, max_pool_connections: int = 10) -> Any:
     return boto3.client(
-        "sqs", region_name=settings.aws_region, endpoint_url=settings.sqs_endpoint_url or None
+        "sqs",
+        region_name=settings.aws_region,
+        endpoint_url=settings.sqs_endpoint_url or None,
+        config=Config(max_pool_connections=max_pool_connections),
     )
 
 

@@ -154,6 +154,21 @@ class Settings:
     # sheet may have (a bigger one ends FAILED before anything is applied).
     excel_max_upload_bytes: int = 20 * 1024 * 1024
     excel_max_rows: int = 200_000
+    # An .xlsx is a ZIP: before it is parsed, what it unpacks to is bounded (all members,
+    # any one member, the shared strings, the longest run of text between two tags) and so
+    # is how much any member of 1 MiB or more expands (uncompressed / compressed).
+    excel_max_uncompressed_bytes: int = 256 * 1024 * 1024
+    excel_max_member_bytes: int = 128 * 1024 * 1024
+    excel_max_shared_strings_bytes: int = 64 * 1024 * 1024
+    excel_max_cell_bytes: int = 128 * 1024
+    excel_max_compression_ratio: float = 100.0
+    # Each worker process's data ceiling (RLIMIT_DATA) in MiB; 0 = none. A step that hits
+    # it ends FAILED ``out_of_memory`` instead of taking the host.
+    worker_memory_limit_mb: int = 3072
+    # A message received this many times was held by workers that died each time (killed,
+    # out of memory): its job ends FAILED ``worker_killed`` and it goes to the tier's DLQ
+    # instead of running again. At most SQS_MAX_RECEIVE_COUNT.
+    job_max_receives: int = 3
     # Idle shutdown (ops.idle): ec2 = stop this instance, exit = exit 0, off = never.
     idle_stop_mode: str = "off"
     ec2_metadata_endpoint: str = "http://169.254.169.254"
@@ -163,6 +178,8 @@ class Settings:
     # Proxies whose X-Forwarded-For names the client (IPs or networks, "*" = any); the
     # client address is what the per-client login limit counts. Empty: none is trusted.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # Seconds a reading of the SQS queue attributes serves /metrics (0 = read every scrape).
+    metrics_queue_refresh_seconds: float = 10.0
     # Dramatiq's own per-process Prometheus exposition on worker hosts; 0 = off.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
@@ -387,13 +404,34 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "extra_actor_modules": _csv("ACADEMY_EXTRA_ACTOR_MODULES"),
         "excel_max_upload_bytes": _int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
         "excel_max_rows": _int("EXCEL_MAX_ROWS", 200_000),
+        **_archive_settings(),
         "idle_stop_mode": _idle_stop_mode(),
         "ec2_metadata_endpoint": _env("EC2_METADATA_ENDPOINT", EC2_METADATA).rstrip("/"),
         "ec2_endpoint_url": _env("EC2_ENDPOINT_URL"),
         "metrics_token": _env("METRICS_TOKEN"),
         "forwarded_allow_ips": _csv("FORWARDED_ALLOW_IPS"),
+        "metrics_queue_refresh_seconds": _float("METRICS_QUEUE_REFRESH_SECONDS", 10.0),
         "worker_metrics_port": _int("WORKER_METRICS_PORT", 0),
         "worker_metrics_host": _env("WORKER_METRICS_HOST", "127.0.0.1"),
+    }
+
+
+def _archive_settings() -> dict[str, Any]:
+    """What an uploaded workbook may unpack to, and what a worker process may use."""
+    receives = _int("JOB_MAX_RECEIVES", 3)
+    most = _int("SQS_MAX_RECEIVE_COUNT", 5)
+    if not 2 <= receives <= most:
+        raise SettingsError(
+            f"JOB_MAX_RECEIVES must be within 2..SQS_MAX_RECEIVE_COUNT ({most}), got {receives}"
+        )
+    return {
+        "excel_max_uncompressed_bytes": _int("EXCEL_MAX_UNCOMPRESSED_BYTES", 256 * 1024**2),
+        "excel_max_member_bytes": _int("EXCEL_MAX_MEMBER_BYTES", 128 * 1024**2),
+        "excel_max_shared_strings_bytes": _int("EXCEL_MAX_SHARED_STRINGS_BYTES", 64 * 1024**2),
+        "excel_max_cell_bytes": _int("EXCEL_MAX_CELL_BYTES", 128 * 1024),
+        "excel_max_compression_ratio": _float("EXCEL_MAX_COMPRESSION_RATIO", 100.0),
+        "worker_memory_limit_mb": _int("WORKER_MEMORY_LIMIT_MB", 3072),
+        "job_max_receives": receives,
     }
 
 

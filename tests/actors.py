@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import dramatiq
 
@@ -45,6 +47,21 @@ async def flaky(job_id: str, failures: int) -> None:
     if row.attempts <= failures:
         raise RuntimeError(f"failure {row.attempts} of {failures}")
     await finish_job(job_id, {"attempts": row.attempts})
+
+
+@job("test.hog", tier=TIER, max_retries=3)
+async def hog(job_id: str, mib: int) -> None:
+    """Asks for ``mib`` MiB at once, as a runaway parse would."""
+    await start_job(job_id, stage="hogging")
+    block = bytearray(mib * 1024 * 1024)
+    await finish_job(job_id, {"held": len(block)})
+
+
+@job("test.die", tier=TIER, max_retries=3)
+async def die(job_id: str) -> None:
+    """Kills its own worker process, as the kernel's OOM killer would."""
+    await start_job(job_id, stage="dying")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def job_row(job_id: object) -> dict[str, object] | None:

@@ -44,6 +44,8 @@ TEST_ENV = {
     "LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
     "LOGIN_MAX_ATTEMPTS_PER_CLIENT": "100000",
     "LOG_LEVEL": "INFO",
+    # Tests read back the queue depths they have just caused.
+    "METRICS_QUEUE_REFRESH_SECONDS": "0",
     "ACADEMY_EXTRA_ACTOR_MODULES": "tests.actors",
     # Playback URLs point here; tests serving HLS swap in their own server's port.
     "CDN_HLS_BASE_URL": "http://127.0.0.1:8089/hls",

@@ -57,5 +57,12 @@ def receive(name: str, max_messages: int = 10, visibility: int = 0) -> list[dict
     return list(out.get("Messages", []))
 
 
+def release(name: str, receipt_handle: str) -> None:
+    """Make a message received with ``receive`` visible again at once."""
+    sqs_client(get_settings()).change_message_visibility(
+        QueueUrl=_url(name), ReceiptHandle=receipt_handle, VisibilityTimeout=0
+    )
+
+
 def decode(body: str) -> dramatiq.Message[Any]:
     return dramatiq.Message.decode(base64.b64decode(body))

@@ -1,10 +1,13 @@
 """Dead-letter queue tools: ``just dlq-list TIER``, ``just dlq-redrive TIER [--id ...]``,
 ``just dlq-purge TIER``.
 
-A message reaches a tier's ``-dlq`` two ways:
+A message reaches a tier's ``-dlq`` three ways:
 
 * **retries exhausted**: our consumer's nack copies it there (message attribute
   ``source_queue``) after ``FailJobWhenExhausted`` marked its job FAILED with the error;
+* **worker_killed**: our consumer copies it there too, when it came back
+  ``JOB_MAX_RECEIVES`` times from workers that died holding it (``FailKilledJobs`` marked
+  its job FAILED ``worker_killed``);
 * **native redrive**: SQS moved it after ``SQS_MAX_RECEIVE_COUNT`` receives because every
   worker that took it died or timed out. Nobody marked its job, which is still RUNNING (or
   PENDING). Listing reconciles those jobs: FAILED, with a reason that says what happened.
@@ -48,7 +51,7 @@ class DeadLetter:
     receipt_handle: str
     body: str
     receive_count: int
-    source: str  # "retries exhausted" | "native redrive"
+    source: str  # "retries exhausted" | "worker_killed" | "native redrive"
     message_id: str = ""
     actor: str = ""
     job_id: str = ""
@@ -130,7 +133,7 @@ def _parse(raw: dict[str, Any]) -> DeadLetter:
         receipt_handle=raw["ReceiptHandle"],
         body=raw["Body"],
         receive_count=int((raw.get("Attributes") or {}).get("ApproximateReceiveCount", 0)),
-        source="retries exhausted" if "source_queue" in attributes else "native redrive",
+        source=_source(attributes),
     )
     try:
         message = dramatiq.Message.decode(base64.b64decode(raw["Body"]))
@@ -145,6 +148,12 @@ def _parse(raw: dict[str, Any]) -> DeadLetter:
     summary = json.dumps(kwargs, ensure_ascii=False, default=str)
     letter.args = summary if len(summary) <= 80 else summary[:77] + "..."
     return letter
+
+
+def _source(attributes: dict[str, Any]) -> str:
+    if "source_queue" not in attributes:
+        return "native redrive"
+    return str(attributes.get("reason", {}).get("StringValue") or "retries exhausted")
 
 
 def _uuid(value: str) -> uuid.UUID | None:

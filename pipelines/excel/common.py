@@ -16,6 +16,9 @@ FailureCode = Literal[
     "missing_required_column",
     "too_many_rows",
     "unsupported_encoding",
+    "file_too_large_uncompressed",
+    "archive_bomb",
+    "cell_too_long",
 ]
 
 

@@ -19,6 +19,7 @@ import msgspec
 import polars as pl
 from xlsxwriter.utility import xl_col_to_name
 
+from pipelines.excel.archive import ArchiveLimits, check_archive
 from pipelines.excel.common import LABELS, ImportFailure, field_of
 from pipelines.excel.detect import UTF16_BOMS, ZIP_MAGIC, FileType
 from pipelines.excel.phones import is_placeholder
@@ -78,16 +79,22 @@ class SheetRecord(msgspec.Struct):
     ignored: list[str] = []
 
 
-def read_sheet(data: bytes, file_type: FileType, *, max_rows: int) -> RawSheet:
+def read_sheet(
+    data: bytes, file_type: FileType, *, max_rows: int, limits: ArchiveLimits | None = None
+) -> RawSheet:
     """The first sheet with a recognisable header, as a ``RawSheet``.
 
-    Raises ``ImportFailure`` (with its code) when the file cannot be read, has no header
-    naming at least a name column and a guardian phone column, has no data rows, or has
-    more than ``max_rows`` data rows.
+    An .xlsx is first held to ``limits`` (default: the settings' ``EXCEL_MAX_*``) by
+    ``archive.check_archive``, so a decompression bomb is refused before it is unpacked.
+    Raises ``ImportFailure`` (with its code) when the file is such a bomb, cannot be read,
+    has no header naming at least a name column and a guardian phone column, has no data
+    rows, or has more than ``max_rows`` data rows.
     """
     if file_type == "csv":
         grids = [("", _csv_grid(data, max_rows))]
     else:
+        if file_type == "xlsx":
+            check_archive(data, limits or ArchiveLimits.from_settings())
         grids = _excel_grids(data, max_rows)
     best: ImportFailure | None = None
     for sheet_name, (grid, letters) in grids:

@@ -19,6 +19,7 @@ from ops import storage
 from ops.settings import get_settings
 from tests.conftest import WorkerProcess, wait_for
 from tests.factories.attendance import check_many, create_class
+from tests.factories.bombs import huge_cell_xlsx
 from tests.factories.grades import class_with_students, scored_exam
 from tests.factories.lectures import create_lecture
 from tests.factories.workbooks import (
@@ -172,6 +173,40 @@ async def test_corrupt_file_ends_failed(tenant: Any, worker: WorkerProcess) -> N
     body = await poll(tenant, no_header, worker)
     assert body["status"] == "FAILED" and "no recognisable header" in body["error"]
     assert await fetch("SELECT id FROM student WHERE tenant = $1", tenant.id) == []
+
+
+def peak_worker_rss_kib(worker: WorkerProcess) -> int:
+    """The worker process's peak resident size so far (the child of the dramatiq master)."""
+    pid = worker.proc.pid
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        child = int(children.read().split()[0])
+    with open(f"/proc/{child}/status") as status:
+        line = next(x for x in status if x.startswith("VmHWM:"))
+    return int(line.split()[1])
+
+
+async def test_decompression_bomb_fails_at_once_and_the_worker_goes_on(
+    tenant: Any, worker: WorkerProcess
+) -> None:
+    bomb = huge_cell_xlsx()  # about 1 MB that unpacks to a 1.1 GB cell
+    # An import first, so the worker has loaded all it needs before it is measured.
+    body = await poll(tenant, await upload(tenant, write_xlsx(messy_rows(5, seed=4))), worker)
+    assert body["status"] == "DONE", body["error"]
+    before = peak_worker_rss_kib(worker)
+    job_id = await upload(tenant, bomb)
+    body = await poll(tenant, job_id, worker)
+    assert body["status"] == "FAILED"
+    assert body["result"]["code"] == "file_too_large_uncompressed"
+    assert "too large once unpacked" in body["error"] and "1,100.0 MiB" in body["error"]
+    r = await tenant.client.get(f"/api/v1/jobs/{job_id}", headers=await tenant.headers())
+    assert (r.json()["error_code"], r.json()["attempts"]) == ("file_too_large_uncompressed", 1)
+    # Refused from its directory and a few slices: the worker did not grow by the sheet.
+    assert peak_worker_rss_kib(worker) - before < 64 * 1024
+    # The same worker imports the next file.
+    job_id = await upload(tenant, write_xlsx(messy_rows(5, seed=5)))
+    body = await poll(tenant, job_id, worker)
+    assert body["status"] == "DONE", body["error"]
+    assert body["result"]["created"] == 5
 
 
 async def test_concurrent_imports_of_one_tenant_take_turns(

@@ -40,6 +40,8 @@ SETTINGS_PREFIXES = (
     "BACKOFF_",
     "JOB_",
     "LOG_",
+    "EXCEL_",
+    "WORKER_",
 )
 SETTINGS_NAMES = {"DATABASE_URL", "SECRET_KEY", "SITE_URL", "INTERNAL_WORKER_TOKEN", "DEBUG"}
 
@@ -193,6 +195,8 @@ def test_malformed_value_names_the_variable(
         ("SQS_WAIT_TIME_SECONDS", "-1"),
         ("SQS_VISIBILITY_TIMEOUT_VIDEO", "1"),
         ("SQS_VISIBILITY_TIMEOUT_MESSAGING", "43201"),
+        ("JOB_MAX_RECEIVES", "1"),
+        ("JOB_MAX_RECEIVES", "6"),  # beyond SQS_MAX_RECEIVE_COUNT: SQS would take it first
     ],
 )
 def test_out_of_range_value_names_the_variable(
@@ -209,6 +213,34 @@ def test_integer_values_are_read(env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.sqs_wait_time_seconds == 7
     assert settings.visibility_timeouts["ai-premium"] == 600
+
+
+def test_upload_and_worker_limits_are_read(env: pytest.MonkeyPatch) -> None:
+    defaults = load_settings()
+    assert (defaults.worker_memory_limit_mb, defaults.job_max_receives) == (3072, 3)
+    assert defaults.excel_max_uncompressed_bytes == 256 * 1024 * 1024
+    _set(
+        env,
+        {
+            "WORKER_MEMORY_LIMIT_MB": "512",
+            "JOB_MAX_RECEIVES": "7",
+            "SQS_MAX_RECEIVE_COUNT": "8",
+            "EXCEL_MAX_UNCOMPRESSED_BYTES": "1000",
+            "EXCEL_MAX_MEMBER_BYTES": "900",
+            "EXCEL_MAX_SHARED_STRINGS_BYTES": "800",
+            "EXCEL_MAX_CELL_BYTES": "700",
+            "EXCEL_MAX_COMPRESSION_RATIO": "12.5",
+        },
+    )
+    s = load_settings()
+    assert (s.worker_memory_limit_mb, s.job_max_receives) == (512, 7)
+    assert (
+        s.excel_max_uncompressed_bytes,
+        s.excel_max_member_bytes,
+        s.excel_max_shared_strings_bytes,
+        s.excel_max_cell_bytes,
+        s.excel_max_compression_ratio,
+    ) == (1000, 900, 800, 700, 12.5)
 
 
 # --- database URL ----------------------------------------------------------------------
