@@ -4,8 +4,9 @@
 * Refresh tokens are opaque, stored hashed, and rotate on every use. Tokens issued from one
   login form a family; presenting an already-used refresh token (a sign it was stolen)
   revokes the whole family.
-* Login is rate-limited per account (failures) and per client (attempts), counted in
-  Postgres so every API process sees the same numbers.
+* Login is rate-limited per account and client (failures), per account (failures, a higher
+  limit) and per client (attempts), counted in Postgres so every API process sees the same
+  numbers; an attempt is recorded and judged in one step, so parallel ones cannot pass.
 * ``tenant_scope`` (a ``TenantScope`` for the caller's tenant) is the only way handlers query
   tenant data.
 """
@@ -237,19 +238,27 @@ async def provide_scope(principal: NamedDependency[Principal]) -> TenantScope:
 # --- rate limiting ---------------------------------------------------------------------
 
 
-async def _check_rate_limit(email: str, client: str) -> None:
+async def _admit(email: str, client: str) -> int:
+    """Record the attempt, or refuse it with a 429 when a limit is reached (see
+    ``logins.admit_login_attempt``)."""
     settings = get_settings()
-    since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
-    counts = await logins.login_counts(email, client, since)
-    if (
-        counts.failures >= settings.login_max_failures_per_account
-        or counts.attempts >= settings.login_max_attempts_per_client
-    ):
+    attempt = await logins.admit_login_attempt(
+        email,
+        client,
+        logins.LoginLimits(
+            per_account_client=settings.login_max_failures_per_account,
+            per_account=settings.login_max_failures_per_account_global,
+            per_client=settings.login_max_attempts_per_client,
+            window=settings.login_window_seconds,
+        ),
+    )
+    if attempt is None:
         raise Problem(
             HTTP_429_TOO_MANY_REQUESTS,
             "too many login attempts; try again later",
             headers={"Retry-After": str(settings.login_window_seconds)},
         )
+    return attempt
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -269,7 +278,7 @@ class AuthController(Controller):
     ) -> TokenPair:
         email = data.email.strip().lower()
         client = _client_of(request)
-        await _check_rate_limit(email, client)
+        attempt = await _admit(email, client)
 
         candidates = await accounts.login_candidates(email, data.tenant or None)
         if candidates:
@@ -289,9 +298,9 @@ class AuthController(Controller):
             )
         user = candidates[0] if candidates else None
         ok = user is not None and user.is_active
-        await logins.record_login_attempt(email, client, ok)
         if not ok or user is None:
             raise NotAuthorizedException("invalid e-mail or password")
+        await logins.login_succeeded(attempt)
         await accounts.touch_last_login(user.id)
         return await _issue_pair(_principal_of(user))
 
