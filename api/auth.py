@@ -1,6 +1,9 @@
 """Authentication (JWT access + rotating refresh tokens), role guards and the tenant scope.
 
-* Access tokens are short-lived HS256 JWTs carrying user, tenant and role.
+* Access tokens are short-lived HS256 JWTs carrying user, tenant, role, the log-in they
+  belong to and the account's token version. Every request checks the account as it is
+  now: a deactivation, a role change or a new password (each bumps the version) ends its
+  tokens at once, and the role a request acts with is the account's, not the token's.
 * Refresh tokens are opaque, stored hashed, and rotate on every use. Tokens issued from one
   login form a family; presenting an already-used refresh token (a sign it was stolen)
   revokes the whole family.
@@ -33,6 +36,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
 from api.errors import Problem
+from api.list_cache import ACCOUNT_STATE
 from models import accounts
 from models import auth as logins
 from models.accounts import Holder, Me
@@ -53,6 +57,10 @@ class Principal(msgspec.Struct, frozen=True):
     role: Role
     student_id: uuid.UUID | None = None
     guardian_id: uuid.UUID | None = None
+    # The account's token version when the token was issued, and the log-in (refresh
+    # family) it belongs to.
+    token_version: int = 0
+    session_id: uuid.UUID | None = None
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -94,7 +102,10 @@ def issue_access_token(principal: Principal, ttl: int | None = None) -> str:
         "exp": now
         + dt.timedelta(seconds=ttl if ttl is not None else settings.access_token_ttl_seconds),
         "jti": secrets.token_hex(8),
+        "ver": principal.token_version,
     }
+    if principal.session_id:
+        claims["ssn"] = str(principal.session_id)
     if principal.student_id:
         claims["sid"] = str(principal.student_id)
     if principal.guardian_id:
@@ -102,7 +113,8 @@ def issue_access_token(principal: Principal, ttl: int | None = None) -> str:
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
-# Verified tokens, so a client's burst of requests verifies its token once. Entries expire
+# Tokens whose signature was verified, so a client's burst of requests verifies it once
+# (the account is still checked on every request, ``current_principal``). Entries expire
 # with the token itself; the cache is per process and bounded.
 _verified: dict[str, tuple[float, Principal]] = {}
 _VERIFIED_MAX = 4096
@@ -140,23 +152,54 @@ def _decode_access_token(token: str) -> tuple[Principal, float]:
             role=Role(claims["role"]),
             student_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
             guardian_id=uuid.UUID(claims["gid"]) if claims.get("gid") else None,
+            token_version=int(claims.get("ver", -1)),
+            session_id=uuid.UUID(claims["ssn"]) if claims.get("ssn") else None,
         )
         return principal, float(claims["exp"])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         raise NotAuthorizedException("invalid access token") from None
+
+
+async def current_principal(claimed: Principal) -> Principal:
+    """The caller as the database says now: role, active flag and links from the account,
+    and a 401 when the account is gone or disabled, or the token's version is not the
+    account's (a role change, deactivation or password change since it was issued).
+
+    The account comes from ``ACCOUNT_STATE``, kept honest by the database's notifications:
+    no round trip while it is warm, one look-up by primary key otherwise.
+    """
+
+    async def load() -> bytes:
+        found = await accounts.holder(claimed.user_id)
+        return b"null" if found is None else msgspec.json.encode(found)
+
+    state = msgspec.json.decode(
+        await ACCOUNT_STATE.fetch(claimed.tenant_id, claimed.user_id, load),
+        type=Holder | None,
+    )
+    if (
+        state is None
+        or state.tenant != claimed.tenant_id
+        or not state.is_active
+        or state.token_version != claimed.token_version
+    ):
+        raise NotAuthorizedException("access token revoked")
+    return _principal_of(state, session_id=claimed.session_id)
 
 
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _issue_pair(principal: Principal, family: uuid.UUID | None = None) -> TokenPair:
+async def _issue_pair(user: Holder, family: uuid.UUID | None = None) -> TokenPair:
     settings = get_settings()
     raw = secrets.token_urlsafe(32)
+    family = family or uuid.uuid4()
+    principal = _principal_of(user, session_id=family)
     await logins.store_refresh_token(
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,
-        family=family or uuid.uuid4(),
+        family=family,
         token_hash=_hash_token(raw),
         expires_at=utcnow() + dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
@@ -175,23 +218,25 @@ async def _rotate(token: StoredToken) -> TokenPair:
     if user is None or not user.is_active:
         raise NotAuthorizedException("account disabled")
     await logins.mark_used(token.id)
-    return await _issue_pair(_principal_of(user), family=token.family)
+    return await _issue_pair(user, family=token.family)
 
 
-def _principal_of(user: Holder) -> Principal:
+def _principal_of(user: Holder, session_id: uuid.UUID | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         tenant_id=user.tenant,
         role=Role(user.role),
         student_id=user.student_id,
         guardian_id=user.guardian_id,
+        token_version=user.token_version,
+        session_id=session_id,
     )
 
 
 # --- the connection's principal, guards, dependencies ----------------------------------
 
 
-def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     cached = connection.state.get("principal")
     if isinstance(cached, Principal):
         return cached
@@ -199,14 +244,14 @@ def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthorizedException("missing bearer token")
-    principal = decode_access_token(token.strip())
+    principal = await current_principal(decode_access_token(token.strip()))
     connection.state["principal"] = principal
     return principal
 
 
 # Guards are async: a sync guard costs a thread-pool hop on every request.
 async def require_auth(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    authenticate(connection)
+    await authenticate(connection)
 
 
 def require_roles(
@@ -215,7 +260,7 @@ def require_roles(
     allowed = frozenset(roles)
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if authenticate(connection).role not in allowed:
+        if (await authenticate(connection)).role not in allowed:
             raise PermissionDeniedException(
                 f"requires one of the roles: {', '.join(sorted(r.value for r in allowed))}"
             )
@@ -228,7 +273,7 @@ require_admin = require_roles(Role.owner, Role.admin)
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    return authenticate(request)
+    return await authenticate(request)
 
 
 async def provide_scope(principal: NamedDependency[Principal]) -> TenantScope:
@@ -302,7 +347,7 @@ class AuthController(Controller):
             raise NotAuthorizedException("invalid e-mail or password")
         await logins.login_succeeded(attempt)
         await accounts.touch_last_login(user.id)
-        return await _issue_pair(_principal_of(user))
+        return await _issue_pair(user)
 
     @post("/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
     async def refresh(self, data: JSONBody[RefreshRequest]) -> TokenPair:

@@ -48,7 +48,12 @@ def bearer(token: str) -> dict[str, str]:
 async def _principal(email: str) -> Principal:
     row = await User.select().where(User.email == email).first()
     assert row is not None
-    return Principal(user_id=row["id"], tenant_id=row["tenant"], role=Role(row["role"]))
+    return Principal(
+        user_id=row["id"],
+        tenant_id=row["tenant"],
+        role=Role(row["role"]),
+        token_version=row["token_version"],
+    )
 
 
 async def _family_of(refresh_token: str) -> list[dict[str, Any]]:
@@ -511,8 +516,8 @@ STAFF_ROLES = {Role.owner, Role.admin, Role.teacher, Role.staff}
 
 
 @pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
-async def test_role_guards_matrix(role: Role, guarded: httpx.AsyncClient) -> None:
-    token = issue_access_token(Principal(user_id=uuid.uuid4(), tenant_id=uuid.uuid4(), role=role))
+async def test_role_guards_matrix(role: Role, tenant: Any, guarded: httpx.AsyncClient) -> None:
+    token = issue_access_token(await _principal(await tenant.add_user(role.value)))
     for path, allowed in (("/admin-only", ADMIN_ROLES), ("/staff-only", STAFF_ROLES)):
         r = await guarded.get(path, headers=bearer(token))
         if role in allowed:
