@@ -276,8 +276,24 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return await authenticate(request)
 
 
+def scope_of(principal: Principal) -> TenantScope:
+    """The caller's scope: their academy, and for a teacher the lectures they teach."""
+    teacher = principal.user_id if principal.role is Role.teacher else None
+    return TenantScope(principal.tenant_id, teacher_id=teacher)
+
+
 async def provide_scope(principal: NamedDependency[Principal]) -> TenantScope:
-    return TenantScope(principal.tenant_id)
+    return scope_of(principal)
+
+
+async def require_own_lecture(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """For the routes of a lecture's resources: a teacher reaches only those of the
+    lectures they teach (``TenantScope.check_own``), answered like an unknown id."""
+    scope = scope_of(await authenticate(connection))
+    for name, value in connection.path_params.items():
+        await scope.check_own(name, value)
 
 
 # --- rate limiting ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from actors.excel import parse_upload
 from actors.excel_export import export
 from actors.jobs import submit
-from api.auth import Principal, require_roles, require_staff
+from api.auth import Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.uploads import refuse_declared_size, refuse_read_size
 from models import exports, imports
@@ -257,7 +257,7 @@ def _stamp() -> str:
 class ExportController(Controller):
     path = "/api/v1/exports"
     tags = ["exports"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @post("/students", status_code=HTTP_202_ACCEPTED, summary="Export the students (xlsx job)")
     async def students(self, principal: NamedDependency[Principal]) -> JobAccepted:
