@@ -185,9 +185,11 @@ CACHES = (STUDENT_LIST, ACCOUNT_STATE)
 
 
 def invalidate_after_write(tenant: uuid.UUID) -> None:
-    """A write request in this process makes its own next read fresh (read-your-writes)."""
-    for cache in CACHES:
-        cache.invalidate(tenant)
+    """A write request in this process makes its own next read fresh (read-your-writes).
+    Account states are dropped by the account routes themselves (api/users.py): dropping
+    them on every write would cost the next request of each of the tenant's users a
+    look-up."""
+    STUDENT_LIST.invalidate(tenant)
 
 
 @contextlib.asynccontextmanager
