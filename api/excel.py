@@ -300,6 +300,7 @@ class ExportController(Controller):
             raise field_error("date_to", f"at most {MAX_EXPORT_DAYS} days per export")
         if data.lecture_id is not None:
             try:
+                await tenant_scope.check_own("lecture_id", data.lecture_id)
                 await lecture_exists(tenant_scope, data.lecture_id)
             except NotFoundInTenant:
                 raise field_error("lecture_id", "no such lecture") from None
