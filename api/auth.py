@@ -351,7 +351,9 @@ class AuthController(Controller):
         else:
             await asyncio.to_thread(verify_password, None, data.password)  # same cost
         if len(candidates) > 1:
-            # Only said to someone who knows the password of several of these accounts.
+            # Only said to someone who knows the password of several of these accounts
+            # (so the attempt is not a failure).
+            await logins.login_succeeded(attempt)
             raise Problem(
                 400,
                 "this e-mail belongs to several academies: pass `tenant` (the academy's slug)",
