@@ -66,3 +66,17 @@ async def test_a_teacher_lists_and_adds_videos_of_their_lectures_only(tenant: An
     )
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["field"] == "lecture_id"
+
+
+async def test_a_teacher_cannot_show_another_lectures_video_in_their_session(
+    tenant: Any,
+) -> None:
+    headers, mine, theirs = await _teacher_with_two_classes(tenant)
+    other = await create_video(tenant, await tenant.headers(), lecture_id=theirs.lecture)
+    own = await create_video(tenant, headers, lecture_id=mine.lecture)
+    session = f"{API}/sessions/{mine.sessions[0]}"
+    r = await tenant.client.patch(session, json={"video_id": other["video"]["id"]}, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "video_id"
+    r = await tenant.client.patch(session, json={"video_id": own["video"]["id"]}, headers=headers)
+    assert r.status_code == 200, r.text
