@@ -40,7 +40,7 @@ from litestar import Controller, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.auth import Principal, require_staff
+from api.auth import Principal, require_own_lecture, require_staff
 from api.errors import field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models.attendance import (
@@ -270,7 +270,7 @@ class SessionAttendanceController(Controller):
 
     path = "/api/v1/sessions/{session_id:str}/attendance"
     tags = ["attendance"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @get("/", summary="The session's sheet: every actively enrolled student and their check")
     async def sheet(
@@ -340,7 +340,7 @@ class AttendanceReportController(Controller):
 
     path = "/api/v1"
     tags = ["attendance"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @get("/attendance/report", summary="Per-student attendance over a date range, cursor pages")
     async def students(

@@ -1,11 +1,15 @@
 """Authentication (JWT access + rotating refresh tokens), role guards and the tenant scope.
 
-* Access tokens are short-lived HS256 JWTs carrying user, tenant and role.
+* Access tokens are short-lived HS256 JWTs carrying user, tenant, role, the log-in they
+  belong to and the account's token version. Every request checks the account as it is
+  now: a deactivation, a role change or a new password (each bumps the version) ends its
+  tokens at once, and the role a request acts with is the account's, not the token's.
 * Refresh tokens are opaque, stored hashed, and rotate on every use. Tokens issued from one
   login form a family; presenting an already-used refresh token (a sign it was stolen)
   revokes the whole family.
-* Login is rate-limited per account (failures) and per client (attempts), counted in
-  Postgres so every API process sees the same numbers.
+* Login is rate-limited per account and client (failures), per account (failures, a higher
+  limit) and per client (attempts), counted in Postgres so every API process sees the same
+  numbers; an attempt is recorded and judged in one step, so parallel ones cannot pass.
 * ``tenant_scope`` (a ``TenantScope`` for the caller's tenant) is the only way handlers query
   tenant data.
 """
@@ -32,6 +36,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_429_TOO_MANY_REQUESTS
 
 from api.errors import Problem
+from api.list_cache import ACCOUNT_STATE
 from models import accounts
 from models import auth as logins
 from models.accounts import Holder, Me
@@ -53,6 +58,10 @@ class Principal(msgspec.Struct, frozen=True):
     role: Role
     student_id: uuid.UUID | None = None
     guardian_id: uuid.UUID | None = None
+    # The account's token version when the token was issued, and the log-in (refresh
+    # family) it belongs to.
+    token_version: int = 0
+    session_id: uuid.UUID | None = None
 
 
 # --- schemas ---------------------------------------------------------------------------
@@ -94,7 +103,10 @@ def issue_access_token(principal: Principal, ttl: int | None = None) -> str:
         "exp": now
         + dt.timedelta(seconds=ttl if ttl is not None else settings.access_token_ttl_seconds),
         "jti": secrets.token_hex(8),
+        "ver": principal.token_version,
     }
+    if principal.session_id:
+        claims["ssn"] = str(principal.session_id)
     if principal.student_id:
         claims["sid"] = str(principal.student_id)
     if principal.guardian_id:
@@ -102,7 +114,8 @@ def issue_access_token(principal: Principal, ttl: int | None = None) -> str:
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM)
 
 
-# Verified tokens, so a client's burst of requests verifies its token once. Entries expire
+# Tokens whose signature was verified, so a client's burst of requests verifies it once
+# (the account is still checked on every request, ``current_principal``). Entries expire
 # with the token itself; the cache is per process and bounded.
 _verified: dict[str, tuple[float, Principal]] = {}
 _VERIFIED_MAX = 4096
@@ -140,23 +153,54 @@ def _decode_access_token(token: str) -> tuple[Principal, float]:
             role=Role(claims["role"]),
             student_id=uuid.UUID(claims["sid"]) if claims.get("sid") else None,
             guardian_id=uuid.UUID(claims["gid"]) if claims.get("gid") else None,
+            token_version=int(claims.get("ver", -1)),
+            session_id=uuid.UUID(claims["ssn"]) if claims.get("ssn") else None,
         )
         return principal, float(claims["exp"])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, TypeError):
         raise NotAuthorizedException("invalid access token") from None
+
+
+async def current_principal(claimed: Principal) -> Principal:
+    """The caller as the database says now: role, active flag and links from the account,
+    and a 401 when the account is gone or disabled, or the token's version is not the
+    account's (a role change, deactivation or password change since it was issued).
+
+    The account comes from ``ACCOUNT_STATE``, kept honest by the database's notifications:
+    no round trip while it is warm, one look-up by primary key otherwise.
+    """
+
+    async def load() -> bytes:
+        found = await accounts.holder(claimed.user_id)
+        return b"null" if found is None else msgspec.json.encode(found)
+
+    state = msgspec.json.decode(
+        await ACCOUNT_STATE.fetch(claimed.tenant_id, claimed.user_id, load),
+        type=Holder | None,
+    )
+    if (
+        state is None
+        or state.tenant != claimed.tenant_id
+        or not state.is_active
+        or state.token_version != claimed.token_version
+    ):
+        raise NotAuthorizedException("access token revoked")
+    return _principal_of(state, session_id=claimed.session_id)
 
 
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _issue_pair(principal: Principal, family: uuid.UUID | None = None) -> TokenPair:
+async def _issue_pair(user: Holder, family: uuid.UUID | None = None) -> TokenPair:
     settings = get_settings()
     raw = secrets.token_urlsafe(32)
+    family = family or uuid.uuid4()
+    principal = _principal_of(user, session_id=family)
     await logins.store_refresh_token(
         tenant_id=principal.tenant_id,
         user_id=principal.user_id,
-        family=family or uuid.uuid4(),
+        family=family,
         token_hash=_hash_token(raw),
         expires_at=utcnow() + dt.timedelta(seconds=settings.refresh_token_ttl_seconds),
     )
@@ -175,23 +219,25 @@ async def _rotate(token: StoredToken) -> TokenPair:
     if user is None or not user.is_active:
         raise NotAuthorizedException("account disabled")
     await logins.mark_used(token.id)
-    return await _issue_pair(_principal_of(user), family=token.family)
+    return await _issue_pair(user, family=token.family)
 
 
-def _principal_of(user: Holder) -> Principal:
+def _principal_of(user: Holder, session_id: uuid.UUID | None = None) -> Principal:
     return Principal(
         user_id=user.id,
         tenant_id=user.tenant,
         role=Role(user.role),
         student_id=user.student_id,
         guardian_id=user.guardian_id,
+        token_version=user.token_version,
+        session_id=session_id,
     )
 
 
 # --- the connection's principal, guards, dependencies ----------------------------------
 
 
-def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     cached = connection.state.get("principal")
     if isinstance(cached, Principal):
         return cached
@@ -199,14 +245,14 @@ def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthorizedException("missing bearer token")
-    principal = decode_access_token(token.strip())
+    principal = await current_principal(decode_access_token(token.strip()))
     connection.state["principal"] = principal
     return principal
 
 
 # Guards are async: a sync guard costs a thread-pool hop on every request.
 async def require_auth(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    authenticate(connection)
+    await authenticate(connection)
 
 
 def require_roles(
@@ -215,7 +261,7 @@ def require_roles(
     allowed = frozenset(roles)
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if authenticate(connection).role not in allowed:
+        if (await authenticate(connection)).role not in allowed:
             raise PermissionDeniedException(
                 f"requires one of the roles: {', '.join(sorted(r.value for r in allowed))}"
             )
@@ -228,29 +274,53 @@ require_admin = require_roles(Role.owner, Role.admin)
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    return authenticate(request)
+    return await authenticate(request)
+
+
+def scope_of(principal: Principal) -> TenantScope:
+    """The caller's scope: their academy, and for a teacher the lectures they teach."""
+    teacher = principal.user_id if principal.role is Role.teacher else None
+    return TenantScope(principal.tenant_id, teacher_id=teacher)
 
 
 async def provide_scope(principal: NamedDependency[Principal]) -> TenantScope:
-    return TenantScope(principal.tenant_id)
+    return scope_of(principal)
+
+
+async def require_own_lecture(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """For the routes of a lecture's resources: a teacher reaches only those of the
+    lectures they teach (``TenantScope.check_own``), answered like an unknown id."""
+    scope = scope_of(await authenticate(connection))
+    for name, value in connection.path_params.items():
+        await scope.check_own(name, value)
 
 
 # --- rate limiting ---------------------------------------------------------------------
 
 
-async def _check_rate_limit(email: str, client: str) -> None:
+async def _admit(email: str, client: str) -> int:
+    """Record the attempt, or refuse it with a 429 when a limit is reached (see
+    ``logins.admit_login_attempt``)."""
     settings = get_settings()
-    since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
-    counts = await logins.login_counts(email, client, since)
-    if (
-        counts.failures >= settings.login_max_failures_per_account
-        or counts.attempts >= settings.login_max_attempts_per_client
-    ):
+    attempt = await logins.admit_login_attempt(
+        email,
+        client,
+        logins.LoginLimits(
+            per_account_client=settings.login_max_failures_per_account,
+            per_account=settings.login_max_failures_per_account_global,
+            per_client=settings.login_max_attempts_per_client,
+            window=settings.login_window_seconds,
+        ),
+    )
+    if attempt is None:
         raise Problem(
             HTTP_429_TOO_MANY_REQUESTS,
             "too many login attempts; try again later",
             headers={"Retry-After": str(settings.login_window_seconds)},
         )
+    return attempt
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -270,7 +340,7 @@ class AuthController(Controller):
     ) -> TokenPair:
         email = data.email.strip().lower()
         client = _client_of(request)
-        await _check_rate_limit(email, client)
+        attempt = await _admit(email, client)
 
         candidates = await accounts.login_candidates(email, data.tenant or None)
         if candidates:
@@ -282,7 +352,9 @@ class AuthController(Controller):
         else:
             await asyncio.to_thread(verify_password, None, data.password)  # same cost
         if len(candidates) > 1:
-            # Only said to someone who knows the password of several of these accounts.
+            # Only said to someone who knows the password of several of these accounts
+            # (so the attempt is not a failure).
+            await logins.login_succeeded(attempt)
             raise Problem(
                 400,
                 "this e-mail belongs to several academies: pass `tenant` (the academy's slug)",
@@ -290,11 +362,11 @@ class AuthController(Controller):
             )
         user = candidates[0] if candidates else None
         ok = user is not None and user.is_active
-        await logins.record_login_attempt(email, client, ok)
         if not ok or user is None:
             raise NotAuthorizedException("invalid e-mail or password")
+        await logins.login_succeeded(attempt)
         await accounts.touch_last_login(user.id)
-        return await _issue_pair(_principal_of(user))
+        return await _issue_pair(user)
 
     @post("/refresh", status_code=HTTP_200_OK, summary="Rotate a refresh token")
     async def refresh(self, data: JSONBody[RefreshRequest]) -> TokenPair:

@@ -29,7 +29,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from actors.excel import parse_upload
 from actors.excel_export import export
 from actors.jobs import submit
-from api.auth import Principal, require_roles, require_staff
+from api.auth import Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.uploads import cap_body, refuse_read_size
 from models import exports, imports
@@ -257,7 +257,7 @@ def _stamp() -> str:
 class ExportController(Controller):
     path = "/api/v1/exports"
     tags = ["exports"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @post("/students", status_code=HTTP_202_ACCEPTED, summary="Export the students (xlsx job)")
     async def students(self, principal: NamedDependency[Principal]) -> JobAccepted:
@@ -300,6 +300,7 @@ class ExportController(Controller):
             raise field_error("date_to", f"at most {MAX_EXPORT_DAYS} days per export")
         if data.lecture_id is not None:
             try:
+                await tenant_scope.check_own("lecture_id", data.lecture_id)
                 await lecture_exists(tenant_scope, data.lecture_id)
             except NotFoundInTenant:
                 raise field_error("lecture_id", "no such lecture") from None

@@ -27,7 +27,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
-from api.auth import Principal, require_roles, require_staff
+from api.auth import Principal, require_own_lecture, require_roles, require_staff
 from api.errors import field_error, handle_http, problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models.db import transaction
@@ -348,7 +348,7 @@ GradeEntryPage = Annotated[Page[GradeEntry], page_schema(GradeEntry)]
 class LectureExamController(Controller):
     path = "/api/v1/lectures/{lecture_id:str}/exams"
     tags = ["grades"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @get("/", summary="A lecture's exams, by date, cursor pages")
     async def list_exams(
@@ -381,7 +381,7 @@ class LectureExamController(Controller):
 class ExamController(Controller):
     path = "/api/v1/exams"
     tags = ["grades"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @get("/{exam_id:str}", summary="One exam")
     async def get_one(

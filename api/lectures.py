@@ -27,7 +27,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api.auth import require_roles, require_staff
+from api.auth import require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import enrollments, lectures, sessions
@@ -342,7 +342,7 @@ class LectureController(Controller):
 class SessionController(Controller):
     path = "/api/v1"
     tags = ["lectures"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @post("/lectures/{lecture_id:str}/sessions/generate", status_code=HTTP_200_OK,
           guards=[require_office],

@@ -176,13 +176,20 @@ class PageCache:
 # The student list's cache; api/students.py reads and fills it, api/app.py runs its listener.
 STUDENT_LIST = PageCache("student_list")
 
-CACHES = (STUDENT_LIST,)
+# Accounts as every request's token is checked against them (role, active flag, token
+# version), keyed by (tenant, user id); api/auth.py reads and fills it. A change of any
+# account of a tenant drops the tenant's entries: such changes are rare.
+ACCOUNT_STATE = PageCache("account_state", max_entries=16384)
+
+CACHES = (STUDENT_LIST, ACCOUNT_STATE)
 
 
 def invalidate_after_write(tenant: uuid.UUID) -> None:
-    """A write request in this process makes its own next read fresh (read-your-writes)."""
-    for cache in CACHES:
-        cache.invalidate(tenant)
+    """A write request in this process makes its own next read fresh (read-your-writes).
+    Account states are dropped by the account routes themselves (api/users.py): dropping
+    them on every write would cost the next request of each of the tenant's users a
+    look-up."""
+    STUDENT_LIST.invalidate(tenant)
 
 
 @contextlib.asynccontextmanager

@@ -30,7 +30,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from actors.jobs import submit
 from actors.omr import SPLIT_BATCH
-from api.auth import Principal, require_staff
+from api.auth import Principal, require_own_lecture, require_staff
 from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
@@ -201,7 +201,7 @@ async def _template_errors(
 class ExamOmrController(Controller):
     path = "/api/v1/exams/{exam_id:str}"
     tags = ["omr"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @get("/omr", summary="The exam's answer card template, answer key and marking")
     async def get_settings(
@@ -401,7 +401,7 @@ class ExamOmrController(Controller):
 class BatchController(Controller):
     path = "/api/v1/omr"
     tags = ["omr"]
-    guards = [require_staff]
+    guards = [require_staff, require_own_lecture]
 
     @get("/batches/{batch_id:str}", summary="One scan batch: pages read, failed, to review")
     async def get_batch(

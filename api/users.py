@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import Principal, require_admin
 from api.errors import Problem
+from api.list_cache import ACCOUNT_STATE
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import accounts
 from models.accounts import Account
@@ -166,9 +167,11 @@ class UserController(Controller):
             if current.id == principal.user_id and not data.is_active:
                 raise Problem(409, "you cannot deactivate your own account")
             is_active = data.is_active
-        return await accounts.update_account(
+        updated = await accounts.update_account(
             tenant_scope, current, name=name, role=role, is_active=is_active
         )
+        ACCOUNT_STATE.invalidate(principal.tenant_id)  # this process's next request sees it
+        return updated
 
     @post("/{user_id:str}/password", status_code=200, summary="Set or generate a new password")
     async def reset_password(
@@ -185,6 +188,7 @@ class UserController(Controller):
                 {"field": "password", "message": f"at least {MIN_PASSWORD_LENGTH} characters"}])  # fmt: skip
         password = data.password or secrets.token_urlsafe(12)
         await accounts.set_password(tenant_scope, current.id, hash_password(password))
+        ACCOUNT_STATE.invalidate(principal.tenant_id)
         return AccountCreated(current, None if data.password else password)
 
 

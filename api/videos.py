@@ -15,9 +15,8 @@
   ``GET /api/v1/videos/{id}/watch-report``: every enrolled student's progress, for staff.
 * ``DELETE /api/v1/videos/{id}`` removes the row, its HLS prefix and its source.
 
-Roles: staff create, read and report; the office (owner, admin, staff) and teachers
-delete. Students play and report progress; parents have no access here.
-"""
+Roles: staff create, read and report (a teacher: on the lectures they teach); the office
+and teachers delete. Students play and report progress; parents have no access here."""
 
 from __future__ import annotations
 
@@ -38,7 +37,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from actors.jobs import submit
 from actors.video import video_probe
-from api.auth import STAFF_ROLES, Principal, require_roles, require_staff
+from api.auth import STAFF_ROLES, Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import video_watch, videos
@@ -360,6 +359,7 @@ def _advance(video: Viewable, data: Heartbeat, duration: float, watch: WatchLock
 class VideoController(Controller):
     path = "/api/v1/videos"
     tags = ["videos"]
+    guards = [require_own_lecture]
 
     @post("/", guards=[require_staff], status_code=HTTP_201_CREATED, summary="Create a video")
     async def create_video(

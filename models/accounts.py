@@ -66,7 +66,8 @@ class Owner(msgspec.Struct):
 
 
 class Holder(msgspec.Struct):
-    """Who an account is, as a token carries it; and whether it may still sign in."""
+    """Who an account is, as a token carries it; whether it may still sign in, and the
+    token version a token must carry to be honoured."""
 
     id: uuid.UUID
     tenant: uuid.UUID
@@ -74,13 +75,14 @@ class Holder(msgspec.Struct):
     student_id: uuid.UUID | None
     guardian_id: uuid.UUID | None
     is_active: bool
+    token_version: int
 
 
 class LoginCandidate(Holder):
     password_hash: str
 
 
-HOLDER_COLUMNS = "u.id, u.tenant, u.role, u.student_id, u.guardian_id, u.is_active"
+HOLDER_COLUMNS = "u.id, u.tenant, u.role, u.student_id, u.guardian_id, u.is_active, u.token_version"
 
 
 # --- log-in and the caller's own account ------------------------------------------------
@@ -101,6 +103,8 @@ async def login_candidates(email: str, tenant_slug: str | None) -> list[LoginCan
 
 
 async def holder(user_id: uuid.UUID) -> Holder | None:
+    """The account as it is now (one look-up by primary key): what every request's token
+    is checked against."""
     return await db.row(Holder, f"SELECT {HOLDER_COLUMNS} FROM app_user u WHERE u.id = $1", user_id)
 
 

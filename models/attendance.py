@@ -308,6 +308,7 @@ async def student_tallies(
         FROM student s
         JOIN enrollment e ON e.student = s.id AND e.tenant = $1
              AND ($2::uuid IS NULL OR e.lecture = $2)
+             AND {scope.own_lectures("e.lecture", params)}
         LEFT JOIN lecture_session ls ON ls.lecture = e.lecture AND ls.tenant = $1
              AND ($3::date IS NULL OR ls.date >= $3) AND ($4::date IS NULL OR ls.date <= $4)
         LEFT JOIN attendance a ON a.tenant = $1 AND a.session = ls.id AND a.student = s.id

@@ -27,13 +27,6 @@ class StoredToken(msgspec.Struct):
     revoked_at: dt.datetime | None
 
 
-class LoginCounts(msgspec.Struct):
-    """Within the rate-limit window: failed log-ins of an account, attempts of a client."""
-
-    failures: int
-    attempts: int
-
-
 # --- refresh tokens ---------------------------------------------------------------------
 
 
@@ -103,31 +96,58 @@ async def revoke_sessions(scope: TenantScope, user_id: uuid.UUID) -> None:
 # --- log-in attempts --------------------------------------------------------------------
 
 
-async def login_counts(email: str, client: str, since: dt.datetime) -> LoginCounts:
-    found = await db.row(
-        LoginCounts,
-        """
-        SELECT (SELECT count(*) FROM login_attempt
-                WHERE email = $1 AND NOT succeeded AND created_at > $3) AS failures,
-               (SELECT count(*) FROM login_attempt
-                WHERE client = $2 AND created_at > $3) AS attempts
-        """,
-        email,
-        client,
-        since,
-    )
-    assert found is not None  # an aggregate always returns its row
-    return found
+class LoginLimits(msgspec.Struct, frozen=True):
+    """Within ``window`` seconds: failed log-ins of one account from one client, of one
+    account from every client, and attempts (failed or not) of one client."""
+
+    per_account_client: int
+    per_account: int
+    per_client: int
+    window: int
 
 
-async def record_login_attempt(email: str, client: str, succeeded: bool) -> None:
-    await db.execute(
-        "INSERT INTO login_attempt (email, client, succeeded, created_at) "
-        "VALUES ($1, $2, $3, now())",
-        email,
-        client,
-        succeeded,
-    )
+async def admit_login_attempt(email: str, client: str, limits: LoginLimits) -> int | None:
+    """Record an attempt and decide, atomically: the attempt's id when it is within the
+    limits, ``None`` (nothing recorded) when it is not.
+
+    The attempt is recorded as failed and counts as one until ``login_succeeded`` says
+    otherwise, so attempts still checking their password count against the limit. The
+    account's and the client's advisory locks (always taken in that order, so two
+    attempts cannot deadlock) serialise the count and the insert: parallel attempts are
+    admitted one at a time and cannot all see the same count.
+    """
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "login:" + email)
+        await db.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "client:" + client
+        )
+        admitted: int | None = await db.value(
+            """
+            WITH recent AS (
+                SELECT email, client, succeeded FROM login_attempt
+                WHERE (email = $1 OR client = $2)
+                  AND created_at > now() - make_interval(secs => $6)
+            )
+            INSERT INTO login_attempt (email, client, succeeded, created_at)
+            SELECT $1, $2, false, now()
+            WHERE (SELECT count(*) FROM recent
+                   WHERE email = $1 AND client = $2 AND NOT succeeded) < $3
+              AND (SELECT count(*) FROM recent WHERE email = $1 AND NOT succeeded) < $4
+              AND (SELECT count(*) FROM recent WHERE client = $2) < $5
+            RETURNING id
+            """,
+            email,
+            client,
+            limits.per_account_client,
+            limits.per_account,
+            limits.per_client,
+            float(limits.window),
+        )
+    return admitted
+
+
+async def login_succeeded(attempt_id: int) -> None:
+    await db.execute("UPDATE login_attempt SET succeeded = true WHERE id = $1", attempt_id)
 
 
 class _Purged(msgspec.Struct):

@@ -450,7 +450,7 @@ async def grade_history(
     whatever its size."""
     student = await student_exists(scope, student_id)
     params = Params(student)  # $2, as GRADE_HISTORY's standings refer to it
-    where = ["s.tenant = $1", "s.student = $2"]
+    where = ["s.tenant = $1", "s.student = $2", scope.own_lectures("e.lecture", params)]
     after = HISTORY_ORDER.after(cursor, params)
     if after is not None:
         where.append(after)

@@ -3,12 +3,19 @@
 Handlers never write ``Table.tenant == ...`` themselves; they ask a ``TenantScope`` for
 their queries. A row of another tenant is simply not found (the API answers 404, never 403,
 so ids of other academies cannot be probed).
+
+Within an academy, a teacher sees and changes only the lectures they teach and what
+belongs to them (sessions, attendance, exams, scores, scans, videos); owners, admins and
+staff see all. That rule is here too: a scope made for a teacher carries ``teacher_id``,
+``check_own`` refuses another lecture's resource with the same 404 an unknown id gets, and
+``own_lectures`` narrows a list.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import asyncpg
@@ -30,8 +37,9 @@ _TENANT_PARAM = re.compile(r"\$1(?!\d)")
 class NotFoundInTenant(LookupError):
     """The row does not exist in this tenant (whether or not it exists elsewhere)."""
 
-    def __init__(self, table: type[Table], row_id: Any) -> None:
-        super().__init__(f"{table._meta.tablename} {row_id} not found")
+    def __init__(self, table: type[Table] | str, row_id: Any) -> None:
+        name = table if isinstance(table, str) else table._meta.tablename
+        super().__init__(f"{name} {row_id} not found")
         self.table = table
         self.row_id = row_id
 
@@ -45,9 +53,64 @@ def parse_id(table: type[Table], raw: Any) -> uuid.UUID:
         raise NotFoundInTenant(table, raw) from None
 
 
+def _teacher_of(table: str, joins: str = "") -> str:
+    return (
+        f"SELECT l.teacher FROM {table} r {joins} JOIN lecture l ON l.id = r.lecture "
+        "WHERE r.tenant = $1 AND r.id = $2"
+    )
+
+
+# A lecture's resources by the path parameter that addresses them: their table, and how
+# one id reaches its lecture's teacher.
+LECTURE_RESOURCES: dict[str, tuple[str, str]] = {
+    "lecture_id": ("lecture", "SELECT teacher FROM lecture WHERE tenant = $1 AND id = $2"),
+    "session_id": ("lecture_session", _teacher_of("lecture_session")),
+    "exam_id": ("exam", _teacher_of("exam")),
+    "video_id": ("video", _teacher_of("video")),
+    "batch_id": (
+        "omr_batch",
+        "SELECT l.teacher FROM omr_batch b JOIN exam r ON r.id = b.exam "
+        "JOIN lecture l ON l.id = r.lecture WHERE b.tenant = $1 AND b.id = $2",
+    ),
+    "page_id": (
+        "omr_page",
+        "SELECT l.teacher FROM omr_page p JOIN omr_batch b ON b.id = p.batch "
+        "JOIN exam r ON r.id = b.exam JOIN lecture l ON l.id = r.lecture "
+        "WHERE p.tenant = $1 AND p.id = $2",
+    ),
+}
+
+
 class TenantScope:
-    def __init__(self, tenant_id: uuid.UUID | str) -> None:
+    def __init__(self, tenant_id: uuid.UUID | str, teacher_id: uuid.UUID | None = None) -> None:
         self.tenant_id = uuid.UUID(str(tenant_id))
+        # Set when the caller is a teacher: only the lectures they teach are theirs.
+        self.teacher_id = teacher_id
+
+    async def check_own(self, param: str, raw_id: Any) -> None:
+        """A teacher's scope: ``NotFoundInTenant`` unless the resource a path parameter
+        ``param`` (a key of ``LECTURE_RESOURCES``) names belongs to a lecture they teach.
+        One indexed look-up for a teacher; nothing for anyone else or another parameter."""
+        if self.teacher_id is None or param not in LECTURE_RESOURCES:
+            return
+        table, sql = LECTURE_RESOURCES[param]
+        try:
+            key = uuid.UUID(str(raw_id))
+        except ValueError:
+            raise NotFoundInTenant(table, raw_id) from None
+        if await self.value(sql, key) != self.teacher_id:
+            raise NotFoundInTenant(table, raw_id)
+
+    def own_lectures(self, column: str, arg: Callable[[Any], str]) -> str:
+        """A condition keeping rows whose lecture (``column``) this scope may see: always
+        true but for a teacher. ``arg`` adds a statement argument, returning its
+        placeholder (``models.pages.Params``)."""
+        if self.teacher_id is None:
+            return "true"
+        return (
+            f"{column} IN (SELECT id FROM lecture WHERE tenant = $1 "
+            f"AND teacher = {arg(self.teacher_id)})"
+        )
 
     def _where(self, table: type[Table]) -> Combinable:
         column: Column | None = getattr(table, "tenant", None)

@@ -19,7 +19,7 @@ from models.db import transaction
 from models.enrollments import Seats
 from models.errors import Problem
 from models.lectures import Slot
-from models.pages import Page, as_int, decode_cursor_as, keyset, page_from
+from models.pages import Page, Params, as_int, decode_cursor_as, keyset, page_from
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture as LectureTable
 from models.tables import LectureSession as SessionTable
@@ -205,7 +205,11 @@ async def add_sessions(scope: TenantScope, lecture: Seats, new: Sequence[NewSess
 
 
 async def has_video(scope: TenantScope, video_id: uuid.UUID) -> bool:
-    """Whether the video is this academy's: a session shows only its own academy's videos
-    (the foreign key alone would take another academy's)."""
-    found = await scope.value("SELECT true FROM video WHERE tenant = $1 AND id = $2", video_id)
+    """Whether the video is this academy's (the database refuses another academy's too)
+    and, for a teacher, of a lecture they teach."""
+    params = Params(video_id)
+    own = scope.own_lectures("lecture", params)
+    found = await scope.value(
+        f"SELECT true FROM video WHERE tenant = $1 AND id = $2 AND {own}", *params.values
+    )
     return bool(found)

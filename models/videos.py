@@ -139,11 +139,13 @@ async def get_video(scope: TenantScope, video_id: Any) -> Video:
 async def list_videos(
     scope: TenantScope, *, lecture_id: uuid.UUID | None, cursor: str | None, limit: int
 ) -> Page[Video]:
-    """Newest first; every video of the academy, or those of one lecture."""
+    """Newest first; every video of the academy (that the scope may see), or those of one
+    lecture."""
     params = Params()
     where = ["v.tenant = $1"]
     if lecture_id is not None:
         where.append(f"v.lecture = {params(lecture_id)}")
+    where.append(scope.own_lectures("v.lecture", params))
     return await keyset_page(
         scope,
         Video,
@@ -172,6 +174,7 @@ async def resolve_lecture(
         lecture_id = of_session
     assert lecture_id is not None  # the request names one or the other
     try:
+        await scope.check_own("lecture_id", lecture_id)
         return await lecture_exists(scope, lecture_id)
     except NotFoundInTenant:
         raise field_error("lecture_id", "no such lecture in this academy") from None

@@ -139,7 +139,10 @@ class Settings:
 
     access_token_ttl_seconds: int
     refresh_token_ttl_seconds: int
+    # Failed log-ins of one account from one client, then of the account from anywhere
+    # (higher, so a stranger cannot lock an account's owner out), within the window.
     login_max_failures_per_account: int
+    login_max_failures_per_account_global: int
     login_max_attempts_per_client: int
     login_window_seconds: int
     job_sweep_after_seconds: int
@@ -395,6 +398,7 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "access_token_ttl_seconds": _int("ACCESS_TOKEN_TTL_SECONDS", 900),
         "refresh_token_ttl_seconds": _int("REFRESH_TOKEN_TTL_SECONDS", 14 * 86400),
         "login_max_failures_per_account": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+        "login_max_failures_per_account_global": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT_GLOBAL", 50),
         "login_max_attempts_per_client": _int("LOGIN_MAX_ATTEMPTS_PER_CLIENT", 30),
         "login_window_seconds": _int("LOGIN_WINDOW_SECONDS", 900),
         "job_sweep_after_seconds": _int("JOB_SWEEP_AFTER_SECONDS", 300),

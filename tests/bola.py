@@ -13,6 +13,8 @@ given tenant and returns its id::
 ``tests/integration/test_tenancy.py`` runs every registered case: the owner gets a 2xx on
 its own object; another tenant gets the same 404 problem a non-existent id gets (never the
 object, never a hint that it exists), and cannot change it; a malformed id is a 404 too.
+The teacher column: a case under ``LECTURE_RESOURCE_PATHS`` is run again with a teacher of
+the same academy who does not teach the lecture in place of the other tenant.
 
 A route addressed by two ids (``/api/v1/sessions/{session_id}/attendance/{student_id}``)
 is registered with every parameter written ``{id}``, and a factory returning a dict of ids
@@ -73,6 +75,27 @@ class BolaCase:
     @property
     def id(self) -> str:
         return f"{self.method} {self.path}"
+
+    @property
+    def of_a_lecture(self) -> bool:
+        """A lecture's own resource: a teacher who does not teach it must not reach it."""
+        return self.path.startswith(LECTURE_RESOURCE_PATHS)
+
+
+# The routes of what belongs to one lecture (sessions, attendance, exams, scores, scans,
+# videos, their exports): the teacher column of the matrix covers every case under them.
+LECTURE_RESOURCE_PATHS = (
+    "/api/v1/sessions/",
+    "/api/v1/lectures/{id}/sessions",
+    "/api/v1/lectures/{id}/attendance",
+    "/api/v1/lectures/{id}/exams",
+    "/api/v1/exams/",
+    "/api/v1/videos/",
+    "/api/v1/omr/batches/",
+    "/api/v1/omr/pages/",
+    "/api/v1/exports/exams/",
+    "/api/v1/exports/lectures/",
+)
 
 
 BOLA_PATHS: list[BolaCase] = []

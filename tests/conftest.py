@@ -87,10 +87,23 @@ def broker(provisioned: Any) -> Any:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def app(database: None, broker: Any) -> Any:
+async def app(database: None, broker: Any) -> AsyncIterator[Any]:
+    """The app, without its lifespan; but with the account-state cache's listener, as a
+    running API has it (every request would otherwise look its account up, and the tests
+    that count a request's queries would count that too)."""
     from api.app import create_app
+    from api.list_cache import ACCOUNT_STATE
 
-    return create_app(pool=False)
+    listener = asyncio.create_task(ACCOUNT_STATE.listen(os.environ["DATABASE_URL"]))
+    await wait_for(lambda: _is(ACCOUNT_STATE.listening), timeout=10)
+    yield create_app(pool=False)
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+
+
+async def _is(value: bool) -> bool:
+    return value
 
 
 @pytest_asyncio.fixture

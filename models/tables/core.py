@@ -52,6 +52,9 @@ class User(Table, tablename="app_user", db=DB):
     # Set for the parent role: the guardian record whose students the account sees.
     guardian_id = UUID(null=True, default=None)
     is_active = Boolean(default=True)
+    # Bumped by a trigger when the role, the active flag or the password changes: access
+    # tokens issued at an older version are refused (migration 2026-12-03T10:30).
+    token_version = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
     last_login_at = Timestamptz(null=True, default=None)
 

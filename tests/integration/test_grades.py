@@ -24,6 +24,7 @@ from tests.factories.grades import (
     put_scores,
     scored_exam,
 )
+from tests.factories.lectures import user_id
 
 # --- reading scores --------------------------------------------------------------------
 
@@ -168,8 +169,13 @@ async def test_grade_history_by_date_with_rank_and_percentile(tenant):
 
 @pytest.mark.parametrize("role", ["teacher", "admin"])
 async def test_graders_write(tenant, role):
-    h = await tenant.headers(await tenant.add_user(role), "password-123")
-    exam, students = await scored_exam(tenant, [30, 40], h)
+    email = await tenant.add_user(role)
+    h = await tenant.headers(email, "password-123")
+    # A teacher grades the lectures they teach (test_teacher_scope.py: only those).
+    lecture = await create_lecture(tenant, teacher=await user_id(email))
+    _, students = await class_with_students(tenant, 2, lecture_id=lecture)
+    exam = await create_exam(tenant, lecture, h)
+    await put_scores(tenant, exam["id"], {students[0]: 30, students[1]: 40}, h)
     r = await tenant.client.put(
         f"{API}/exams/{exam['id']}/scores/{students[0]}", json={"score": 35}, headers=h
     )
@@ -234,6 +240,8 @@ async def test_grade_history_is_a_constant_number_of_queries(tenant, count_queri
     other = await create_lecture(tenant)
     await enroll(tenant, other, lonely)
     await bulk_exams(tenant, other, [lonely], 5)
+    # A token's first request looks its account up; the ones after are served from memory.
+    assert (await tenant.client.get("/api/v1/auth/me", headers=h)).status_code == 200
 
     count_queries.count = 0
     r = await tenant.client.get(f"{API}/students/{lonely}/scores", headers=h)

@@ -290,11 +290,13 @@ async def test_delete_only_without_students_or_records(tenant):
 
 async def test_roles(tenant):
     owner = await tenant.headers()
-    teacher = await tenant.headers(await tenant.add_user("teacher"), "password-123")
+    teacher_email = await tenant.add_user("teacher")
+    teacher = await tenant.headers(teacher_email, "password-123")
     staff = await tenant.headers(await tenant.add_user("staff"), "password-123")
     student_h = await tenant.headers(await tenant.add_user("student"), "password-123")
     parent_h = await tenant.headers(await tenant.add_user("parent"), "password-123")
-    lecture = await create_lecture(tenant, owner)
+    # The lecture is the teacher's: a teacher reaches only the lectures they teach.
+    lecture = await create_lecture(tenant, owner, teacher_id=str(await user_id(teacher_email)))
     session = await add_session(tenant, lecture["id"], owner)
     student = await create_student(tenant, owner)
     session_url = f"/api/v1/sessions/{session['id']}"
@@ -306,7 +308,7 @@ async def test_roles(tenant):
     r = await c.post(enrollments_url(lecture), json={"student_id": student["id"]}, headers=staff)
     assert r.status_code == 201
 
-    # Teachers read everything and edit sessions, but write nothing else.
+    # Teachers read their lectures and edit their sessions, but write nothing else.
     reads = [
         BASE,
         f"{BASE}/{lecture['id']}",

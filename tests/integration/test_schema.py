@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from models.events import record_audit
-from models.tables import AuditLog, Exam, Lecture, Score, User
+from models.tables import (
+    AuditLog,
+    Enrollment,
+    Exam,
+    Lecture,
+    LectureSession,
+    Score,
+    User,
+    Video,
+)
 from tests.factories import create_student
 
 
@@ -49,3 +60,25 @@ async def test_audit_log_is_append_only(tenant):
         )
     with pytest.raises(Exception, match="append-only"):
         await AuditLog.delete().where(AuditLog.entity_id == student["id"])
+
+
+async def test_a_reference_cannot_cross_into_another_academy(make_tenant):
+    """Finding 7: a row of one academy pointing at another academy's row is refused by the
+    database itself, whoever writes it (here, a session's video and an enrollment)."""
+    mine, other = await make_tenant(), await make_tenant()
+    student = await create_student(other)
+    lecture = Lecture(tenant=mine.id, title="수학")
+    await lecture.save()
+    with pytest.raises(Exception, match="same_tenant"):
+        await Enrollment(tenant=mine.id, lecture=lecture.id, student=student["id"]).save()
+
+    theirs = Lecture(tenant=other.id, title="영어")
+    await theirs.save()
+    video = Video(tenant=other.id, lecture=theirs.id, title="v", raw_key="k")
+    await video.save()
+    session = LectureSession(tenant=mine.id, lecture=lecture.id, seq=1, date=dt.date(2026, 3, 2))
+    await session.save()
+    with pytest.raises(Exception, match="same_tenant"):
+        await LectureSession.update({LectureSession.video_id: video.id}).where(
+            LectureSession.id == session.id
+        )

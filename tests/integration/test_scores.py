@@ -51,7 +51,7 @@ async def test_single_score_is_audited_and_emits_one_event_per_distinct_value(te
     teacher_email = await tenant.add_user("teacher")
     h = await tenant.headers(teacher_email, "password-123")
     teacher = await _user_id(teacher_email)
-    lecture = await create_lecture(tenant)
+    lecture = await create_lecture(tenant, teacher=teacher)  # a teacher grades their own
     exam = await create_exam(tenant, lecture, h, max_score=100)
     student = await enrolled_student(tenant, lecture)
     url = f"{API}/exams/{exam['id']}/scores/{student['id']}"

@@ -46,6 +46,32 @@ async def test_bola_matrix(
     )
 
 
+@pytest.mark.parametrize("case", [c for c in BOLA_PATHS if c.of_a_lecture], ids=lambda c: c.id)
+async def test_bola_matrix_teacher_column(
+    case: BolaCase, tenant: Any, client: Any, broker: Any
+) -> None:
+    """A teacher reaches only the lectures they teach: another lecture's resource is the
+    404 an unknown id gets (or a 403 where the role may not use the route at all)."""
+    object_id = await case.factory(tenant)
+    teacher = await tenant.add_user("teacher")
+    await assert_tenant_isolated(
+        client,
+        case.method,
+        case.path,
+        await tenant.headers(),
+        await tenant.headers(teacher, "password-123"),
+        object_id,
+        case.json,
+        read_path=case.read_path,
+        foreign_statuses=(*case.foreign_statuses, 403),
+    )
+
+
+def test_the_teacher_column_covers_every_lecture_resource() -> None:
+    covered = {c.path.split("{id}")[0] for c in BOLA_PATHS if c.of_a_lecture}
+    assert {"/api/v1/sessions/", "/api/v1/exams/", "/api/v1/videos/"} <= covered
+
+
 @pytest.mark.parametrize("case", BOLA_PATHS, ids=lambda c: c.id)
 async def test_malformed_id_is_404_problem(
     case: BolaCase, tenant: Any, client: Any, broker: Any
