@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import dramatiq.broker
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,7 +37,7 @@ from api.openapi import document_bearer_auth, openapi_config, static_assets
 from api.students import StudentController
 from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
-from ops.settings import get_settings
+from ops.settings import Settings, get_settings
 
 log = logging.getLogger("api")
 
@@ -140,6 +141,28 @@ def _api_router() -> Router:
     )
 
 
+# What the SPAs send beyond the CORS-safelisted headers, and the response headers their code
+# may read (pages carry their cursor in the body, so there are no pagination headers).
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Request-ID"]
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After"]
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Cross-origin access for the browsers of ``CORS_ALLOWED_ORIGINS``; None (same origin
+    only, no CORS headers at all) when it is empty. The HLS edge is another server and
+    answers its own CORS."""
+    if not settings.cors_allowed_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_allowed_origins),
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        allow_credentials=settings.cors_allow_credentials,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=settings.cors_max_age_seconds,
+    )
+
+
 def create_app(*, pool: bool = True) -> Litestar:
     """The application. ``pool=False`` leaves the connection pool to the caller (tests).
     Background rounds (sweeper, messaging pump, purges) are not the API's: they run in the
@@ -156,6 +179,7 @@ def create_app(*, pool: bool = True) -> Litestar:
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
+        cors_config=cors_config(settings),
         lifespan=[_lifespan(pool)],
         before_send=[_invalidate_after_write],
         # Our JSON logging (configure_logging) stays in charge of every logger.
