@@ -30,6 +30,7 @@ from api import ops as ops_api
 from api import videos as videos_api
 from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
+from api.guardians import GuardianController
 from api.health import health
 from api.jobs import JobController
 from api.list_cache import invalidate_after_write, listening
@@ -123,6 +124,7 @@ def _api_router() -> Router:
             AuthController,
             JobController,
             StudentController,
+            GuardianController,
             *lectures.CONTROLLERS,
             *attendance.CONTROLLERS,
             *grades.CONTROLLERS,
