@@ -32,8 +32,10 @@ from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
 from api.guardians import GuardianController
 from api.health import health
+from api.job_events import JOB_EVENTS
 from api.jobs import JobController
-from api.list_cache import invalidate_after_write, listening
+from api.list_cache import CACHES, invalidate_after_write
+from api.listening import listening
 from api.openapi import document_bearer_auth, openapi_config, static_assets
 from api.students import StudentController
 from models.db import DB, close_pool, configure_db, start_pool
@@ -98,7 +100,7 @@ async def _invalidate_after_write(message: Message, scope: Scope) -> None:
 
 def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """Start-up and shutdown: the broker the API enqueues on, the connection pool, and the
-    list caches' listener."""
+    one listener that keeps the list caches honest and pushes job progress."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -107,7 +109,7 @@ def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContex
         if pool:
             await start_pool()
         try:
-            async with listening(DB.config["dsn"]):
+            async with listening(DB.config["dsn"], [*CACHES, JOB_EVENTS]):
                 yield
         finally:
             if pool:

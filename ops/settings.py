@@ -223,6 +223,8 @@ class Settings:
     cors_allow_credentials: bool = False
     # How long a browser may reuse a preflight answer (browsers cap it: Chromium at 2 h).
     cors_max_age_seconds: int = 600
+    # A comment on an idle job event stream this often keeps proxies from closing it.
+    job_events_heartbeat_seconds: float = 15.0
 
     @property
     def is_production(self) -> bool:
@@ -406,6 +408,7 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "job_sweep_after_seconds": _int("JOB_SWEEP_AFTER_SECONDS", 300),
         "job_lifeline_margin_seconds": _int("JOB_LIFELINE_MARGIN_SECONDS", 300),
         "job_lifeline_max_resends": _int("JOB_LIFELINE_MAX_RESENDS", 3),
+        "job_events_heartbeat_seconds": _float("JOB_EVENTS_HEARTBEAT_SECONDS", 15.0),
         "log_level": _env("LOG_LEVEL", "INFO").upper(),
         "extra_actor_modules": _csv("ACADEMY_EXTRA_ACTOR_MODULES"),
         "excel_max_upload_bytes": _int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
