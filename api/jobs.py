@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
@@ -29,6 +30,14 @@ class JobController(Controller):
 
     @get(
         "/{job_id:str}/events",
+        media_type="text/event-stream",
+        responses={
+            200: ResponseSpec(
+                str,
+                media_type="text/event-stream",
+                description="The job's events, until it is DONE or FAILED",
+            )
+        },
         summary="Follow a job live (Server-Sent Events) until DONE or FAILED",
         description=(
             "`text/event-stream`. Events `status`, `stage` and `progress` carry "
