@@ -20,6 +20,7 @@ from tests.conftest import ROOT, wait_for
 class Server:
     base: str
     token: str
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -34,7 +35,7 @@ async def api_server(tenant: Any, env: dict[str, str] | None = None) -> AsyncIte
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-         "--no-access-log"],
+         "--no-access-log", "--timeout-graceful-shutdown", "5"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **(env or {})},
     )  # fmt: skip
@@ -53,7 +54,11 @@ async def api_server(tenant: Any, env: dict[str, str] | None = None) -> AsyncIte
                 "/api/v1/auth/login",
                 json={"email": tenant.owner_email, "password": tenant.password},
             )
-            yield Server(base, login.json()["access_token"])
+            yield Server(base, login.json()["access_token"], proc)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -4,7 +4,10 @@ listener), the upload over HTTP, SQS and a real ``ai-lite`` worker; the client r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,3 +125,28 @@ async def test_an_idle_stream_sends_heartbeats(tenant: Any) -> None:
         assert first.event == "status" and first.body["status"] == "PENDING"
         beat = await anext(received)
     assert beat.comments == ["heartbeat"] and not beat.data
+
+
+async def test_a_stopping_server_ends_its_open_streams(tenant: Any) -> None:
+    """A stop (SIGTERM) is not held up by a stream whose job may never end: the stream is
+    cut after the server's grace, and its client reconnects to another process."""
+    from actors.jobs import submit
+    from actors.system import PROBES
+
+    row = await submit(PROBES["video"], tenant_id=tenant.id, kind="probe")
+    async with (
+        api_server(tenant) as server,
+        httpx.AsyncClient(base_url=server.base, timeout=READ_TIMEOUT) as client,
+        client.stream("GET", f"/api/v1/jobs/{row.id}/events", headers=server.headers) as r,
+    ):
+        received = events_of(r.aiter_lines())
+        assert (await anext(received)).event == "status"
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        # A bound on a hung stop (uvicorn's grace is 5 s), not a speed check.
+        exit_code = await asyncio.to_thread(server.process.wait, 60)
+        with contextlib.suppress(httpx.HTTPError):
+            async for _ in received:
+                pass
+    # uvicorn ends a signalled stop by re-raising the signal.
+    assert exit_code in (0, -signal.SIGTERM)
