@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import dramatiq.broker
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,15 +32,18 @@ from api import ops as ops_api
 from api import videos as videos_api
 from api.auth import AuthController, provide_principal, provide_scope
 from api.errors import EXCEPTION_HANDLERS
+from api.guardians import GuardianController
 from api.health import health
 from api.hygiene import TYPE_DECODERS, CheckedRequest, DayPlugin, refuse_control_characters
+from api.job_events import JOB_EVENTS
 from api.jobs import JobController
-from api.list_cache import invalidate_after_write, listening
+from api.list_cache import CACHES, invalidate_after_write
+from api.listening import listening
 from api.openapi import document_bearer_auth, openapi_config, static_assets
 from api.students import StudentController
 from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
-from ops.settings import get_settings
+from ops.settings import Settings, get_settings
 
 log = logging.getLogger("api")
 
@@ -111,7 +115,7 @@ async def _invalidate_after_write(message: Message, scope: Scope) -> None:
 
 def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """Start-up and shutdown: the broker the API enqueues on, the connection pool, and the
-    list caches' listener."""
+    one listener that keeps the list caches honest and pushes job progress."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -120,7 +124,7 @@ def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContex
         if pool:
             await start_pool()
         try:
-            async with listening(DB.config["dsn"]):
+            async with listening(DB.config["dsn"], [*CACHES, JOB_EVENTS]):
                 yield
         finally:
             if pool:
@@ -137,6 +141,7 @@ def _api_router() -> Router:
             AuthController,
             JobController,
             StudentController,
+            GuardianController,
             *lectures.CONTROLLERS,
             *attendance.CONTROLLERS,
             *grades.CONTROLLERS,
@@ -152,6 +157,28 @@ def _api_router() -> Router:
             "principal": Provide(provide_principal),
             "tenant_scope": Provide(provide_scope),
         },
+    )
+
+
+# What the SPAs send beyond the CORS-safelisted headers, and the response headers their code
+# may read (pages carry their cursor in the body, so there are no pagination headers).
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "X-Request-ID"]
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After"]
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Cross-origin access for the browsers of ``CORS_ALLOWED_ORIGINS``; None (same origin
+    only, no CORS headers at all) when it is empty. The HLS edge is another server and
+    answers its own CORS."""
+    if not settings.cors_allowed_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_allowed_origins),
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        allow_credentials=settings.cors_allow_credentials,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=settings.cors_max_age_seconds,
     )
 
 
@@ -177,6 +204,7 @@ def create_app(*, pool: bool = True) -> Litestar:
         type_decoders=TYPE_DECODERS,
         plugins=[DayPlugin()],
         openapi_config=openapi_config(),
+        cors_config=cors_config(settings),
         lifespan=[_lifespan(pool)],
         before_send=[_invalidate_after_write],
         # Our JSON logging (configure_logging) stays in charge of every logger.

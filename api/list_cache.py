@@ -30,15 +30,13 @@ it, normally well under a millisecond after the commit on the same network.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
 
-from models.notifications import Listener
+from api.listening import listen
 
 log = logging.getLogger(__name__)
 
@@ -140,37 +138,25 @@ class PageCache:
         self._epoch += 1
         self._entries.clear()
 
-    # --- the listener ---------------------------------------------------------------------
+    # --- following the database (``api/listening.py``) --------------------------------------
 
-    def _notified(self, payload: str) -> None:
+    def notified(self, payload: str) -> None:
         try:
             self.invalidate(uuid.UUID(payload))
         except ValueError:
             log.warning("ignoring a malformed %s notification: %r", self.channel, payload)
 
+    def connected(self) -> None:
+        self.reset()
+        self.listening = True
+
+    def disconnected(self) -> None:
+        self.listening = False
+
     async def listen(self, dsn: str) -> None:
-        """Keep a LISTEN connection open until cancelled, reconnecting with backoff."""
-        delay = 0.5
-        while True:
-            listener: Listener | None = None
-            try:
-                listener = await Listener.open(dsn, self.channel, self._notified)
-                self.reset()
-                self.listening = True
-                delay = 0.5
-                while True:
-                    await asyncio.sleep(self.ping_every)
-                    await listener.ping(self.ping_every)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("%s listener lost (%s); retrying in %.1fs", self.channel, exc, delay)
-            finally:
-                self.listening = False
-                if listener is not None:
-                    await listener.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        """Keep a LISTEN connection for this cache alone open until cancelled (the app
+        shares one connection among all its subscribers instead: ``api/listening.py``)."""
+        await listen(dsn, [self], self.ping_every)
 
 
 # The student list's cache; api/students.py reads and fills it, api/app.py runs its listener.
@@ -190,17 +176,3 @@ def invalidate_after_write(tenant: uuid.UUID) -> None:
     them on every write would cost the next request of each of the tenant's users a
     look-up."""
     STUDENT_LIST.invalidate(tenant)
-
-
-@contextlib.asynccontextmanager
-async def listening(dsn: str) -> Any:
-    """Run every cache's listener for the lifetime of the app."""
-    tasks = [asyncio.create_task(cache.listen(dsn)) for cache in CACHES]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -29,6 +29,7 @@ from pipelines.korean import (
     initials,
     is_initials_query,
     normalize_phone,
+    phone_tail,
     today_kst,
 )
 
@@ -154,15 +155,10 @@ def _search(
         # 초성 first: NFKC would turn the compatibility jamo (ㄱ, U+3131) into conjoining ones.
         raw = "".join(q.split())
         text = clean_text(q)
-        digits = "".join(ch for ch in text if ch.isdigit())
         if is_initials_query(raw):
             found.initials = raw
-        elif (
-            digits
-            and len(digits) == len(text.replace("-", "").replace(" ", ""))
-            and len(digits) >= 3
-        ):
-            found.phone_tail = digits
+        elif tail := phone_tail(text):
+            found.phone_tail = tail
         else:
             found.text = text
     return found

@@ -1,4 +1,4 @@
-"""Postgres notifications: a connection of its own that LISTENs on one channel.
+"""Postgres notifications: a connection of its own that LISTENs on its channels.
 
 Not a pooled connection: a LISTEN belongs to its session, and a pooled connection is lent
 to other work between uses. Postgres delivers a notification only after the notifying
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -18,20 +18,21 @@ CLOSE_SECONDS = 2.0
 
 
 class Listener:
-    """An open LISTEN connection; ``on_payload`` is called (on the event loop) with each
-    notification's payload."""
+    """An open LISTEN connection on one or more channels; each channel's handler is called
+    (on the event loop) with each of its notifications' payload."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     @classmethod
-    async def open(cls, dsn: str, channel: str, on_payload: Callable[[str], None]) -> Listener:
-        def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            on_payload(payload)
+    async def open(cls, dsn: str, handlers: Mapping[str, Callable[[str], None]]) -> Listener:
+        def notified(_conn: Any, _pid: int, channel: str, payload: str) -> None:
+            handlers[channel](payload)
 
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.add_listener(channel, notified)
+            for channel in handlers:
+                await conn.add_listener(channel, notified)
         except BaseException:
             await cls(conn).close()
             raise

@@ -129,6 +129,11 @@ def _listed(record: asyncpg.Record) -> ListedStudent:
     return ListedStudent(*values)
 
 
+def containing(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its wildcards taken literally."""
+    return "%" + text.replace("%", r"\%").replace("_", r"\_") + "%"
+
+
 def _conditions(found: StudentFilter, arg: Params) -> list[str]:
     where: list[str] = []
     if found.initials:
@@ -142,7 +147,7 @@ def _conditions(found: StudentFilter, arg: Params) -> list[str]:
             f"WHERE sg.student = s.id AND replace(g.phone, '-', '') LIKE {tail}))"
         )
     elif found.text is not None:
-        like = arg("%" + found.text.replace("%", r"\%").replace("_", r"\_") + "%")
+        like = arg(containing(found.text))
         where.append(f"(s.name ILIKE {like} OR s.school ILIKE {like})")
     if found.school:
         where.append(f"s.school = {arg(found.school)}")

@@ -7,6 +7,7 @@ that change the environment call ``get_settings.cache_clear()``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -221,6 +222,15 @@ class Settings:
     # 60); sources longer than the duration limit are refused (``too_long``).
     video_max_fps: int = 30
     video_max_duration_seconds: int = 6 * 3600
+    # Browsers on other origins (the SPAs' CDN): exact origins, or "*" in a part of one.
+    # Empty = same origin only (no CORS headers at all). Credentials (cookies) are never
+    # allowed together with a wildcard: ``load_settings`` refuses that combination.
+    cors_allowed_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    # How long a browser may reuse a preflight answer (browsers cap it: Chromium at 2 h).
+    cors_max_age_seconds: int = 600
+    # A comment on an idle job event stream this often keeps proxies from closing it.
+    job_events_heartbeat_seconds: float = 15.0
 
     @property
     def is_production(self) -> bool:
@@ -303,6 +313,7 @@ def load_settings() -> Settings:
         **_account_and_runtime_settings(),
         **_messaging_settings(environment),
         **_upload_settings(),
+        **_cors_settings(),
     )
 
 
@@ -404,6 +415,7 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "job_sweep_after_seconds": _int("JOB_SWEEP_AFTER_SECONDS", 300),
         "job_lifeline_margin_seconds": _int("JOB_LIFELINE_MARGIN_SECONDS", 300),
         "job_lifeline_max_resends": _int("JOB_LIFELINE_MAX_RESENDS", 3),
+        "job_events_heartbeat_seconds": _float("JOB_EVENTS_HEARTBEAT_SECONDS", 15.0),
         "log_level": _env("LOG_LEVEL", "INFO").upper(),
         "extra_actor_modules": _csv("ACADEMY_EXTRA_ACTOR_MODULES"),
         "excel_max_upload_bytes": _int("EXCEL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
@@ -469,6 +481,37 @@ def _upload_settings() -> dict[str, Any]:
         "video_raw_retention_days": _int("VIDEO_RAW_RETENTION_DAYS", 30),
         "video_max_fps": _max_fps(),
         "video_max_duration_seconds": _int("VIDEO_MAX_DURATION_SECONDS", 6 * 3600),
+    }
+
+
+# What a browser sends as ``Origin``: a scheme, a host and maybe a port, nothing after.
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$")
+
+
+def _cors_settings() -> dict[str, Any]:
+    """The origins allowed to call the API from a browser, checked so that a typo cannot
+    silently block every call (a path or trailing slash never matches an ``Origin``) and
+    so that no configuration lets any site make credentialed calls."""
+    origins = _csv("CORS_ALLOWED_ORIGINS")
+    credentials = _bool("CORS_ALLOW_CREDENTIALS")
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise SettingsError(
+                "CORS_ALLOWED_ORIGINS must list origins like https://app.example.com "
+                f"(scheme, host, optional port; no path or trailing slash), got {origin!r}"
+            )
+    if credentials and any("*" in origin for origin in origins):
+        raise SettingsError(
+            "CORS_ALLOW_CREDENTIALS=true cannot be combined with a wildcard in "
+            "CORS_ALLOWED_ORIGINS: list the exact origins"
+        )
+    max_age = _int("CORS_MAX_AGE_SECONDS", 600)
+    if max_age < 0:
+        raise SettingsError(f"CORS_MAX_AGE_SECONDS must be 0 or more, got {max_age}")
+    return {
+        "cors_allowed_origins": origins,
+        "cors_allow_credentials": credentials,
+        "cors_max_age_seconds": max_age,
     }
 
 

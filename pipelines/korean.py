@@ -50,6 +50,15 @@ def clean_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
+def phone_tail(text: str) -> str | None:
+    """The digits of a search that is only a fragment of a phone number (three digits or
+    more, dashes and spaces allowed), or None for any other search. ``text`` is cleaned."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if digits and len(digits) == len(text.replace("-", "").replace(" ", "")) and len(digits) >= 3:
+        return digits
+    return None
+
+
 class InvalidPhone(ValueError):
     pass
 

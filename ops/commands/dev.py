@@ -90,6 +90,8 @@ def _run(supervisor: Supervisor, started: float) -> int:
         "--host", "127.0.0.1", "--port", str(port),
         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
         "--no-proxy-headers",
+        # Open job event streams would otherwise hold a stop until their jobs end.
+        "--timeout-graceful-shutdown", "5",
     ]  # fmt: skip
     if not os.environ.get("CDN_HLS_BASE_URL"):
         # The local HLS edge: serves the renditions through the playback-token verifier.

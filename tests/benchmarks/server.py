@@ -20,7 +20,11 @@ from tests.conftest import ROOT, wait_for
 class Server:
     base: str
     token: str
-    pid: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -37,7 +41,7 @@ async def api_server(
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-         "--no-access-log", "--no-proxy-headers"],
+         "--no-access-log", "--no-proxy-headers", "--timeout-graceful-shutdown", "5"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **(env or {})},
     )  # fmt: skip
@@ -56,7 +60,11 @@ async def api_server(
                 "/api/v1/auth/login",
                 json={"email": tenant.owner_email, "password": tenant.password},
             )
-            yield Server(base, login.json()["access_token"], proc.pid)
+            yield Server(base, login.json()["access_token"], proc)
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

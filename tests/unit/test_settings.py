@@ -42,6 +42,7 @@ SETTINGS_PREFIXES = (
     "LOG_",
     "EXCEL_",
     "WORKER_",
+    "CORS_",
 )
 SETTINGS_NAMES = {"DATABASE_URL", "SECRET_KEY", "SITE_URL", "INTERNAL_WORKER_TOKEN", "DEBUG"}
 
@@ -312,3 +313,38 @@ def test_unknown_tier_is_a_settings_error(env: pytest.MonkeyPatch) -> None:
         settings.queue_for("gpu")
     with pytest.raises(SettingsError):
         settings.dlq_for("gpu")
+
+
+# --- CORS --------------------------------------------------------------------------------
+
+
+def test_cors_is_same_origin_only_by_default(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.cors_allowed_origins == ()
+    assert settings.cors_allow_credentials is False
+
+
+def test_cors_origins_are_a_comma_separated_list(env: pytest.MonkeyPatch) -> None:
+    _set(env, {"CORS_ALLOWED_ORIGINS": " https://a.example ,https://b.example:8443,, "})
+    assert load_settings().cors_allowed_origins == ("https://a.example", "https://b.example:8443")
+
+
+@pytest.mark.parametrize("origins", ["*", "https://*.academy.example", "https://a.example,*"])
+def test_cors_refuses_a_wildcard_with_credentials(env: pytest.MonkeyPatch, origins: str) -> None:
+    _set(env, {"CORS_ALLOWED_ORIGINS": origins, "CORS_ALLOW_CREDENTIALS": "true"})
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert _names(str(info.value), "CORS_ALLOW_CREDENTIALS"), str(info.value)
+
+
+def test_cors_allows_credentials_for_exact_origins(env: pytest.MonkeyPatch) -> None:
+    _set(env, {"CORS_ALLOWED_ORIGINS": "https://a.example", "CORS_ALLOW_CREDENTIALS": "true"})
+    assert load_settings().cors_allow_credentials is True
+
+
+@pytest.mark.parametrize("origin", ["https://a.example/", "https://a.example/app", "a.example"])
+def test_cors_refuses_what_is_not_an_origin(env: pytest.MonkeyPatch, origin: str) -> None:
+    _set(env, {"CORS_ALLOWED_ORIGINS": origin})
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert _names(str(info.value), "CORS_ALLOWED_ORIGINS"), str(info.value)
