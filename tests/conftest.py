@@ -86,6 +86,18 @@ def broker(provisioned: Any) -> Any:
     return setup_broker(worker=False)
 
 
+@pytest.fixture
+def lite_queue(broker: Any) -> Iterator[str]:
+    """The ai-lite tier queue, and its DLQ, empty before and after the test."""
+    from ops.settings import get_settings
+    from tests.sqs_helpers import purge
+
+    queue = get_settings().queue_for("ai-lite")
+    purge(queue, f"{queue}-dlq")
+    yield queue
+    purge(queue, f"{queue}-dlq")
+
+
 @pytest_asyncio.fixture(scope="session")
 async def app(database: None, broker: Any) -> AsyncIterator[Any]:
     """The app, without its lifespan; but with the account-state cache's listener, as a

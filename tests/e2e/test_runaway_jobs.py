@@ -14,17 +14,9 @@ from actors.jobs import submit
 from ops.settings import get_settings
 from tests import actors as test_actors
 from tests.conftest import wait_for
-from tests.sqs_helpers import counts, decode, purge, receive, release
+from tests.sqs_helpers import counts, decode, receive, release
 
 pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]
-
-
-@pytest.fixture
-def lite_queue(broker: Any) -> Any:
-    q = get_settings().queue_for("ai-lite")
-    purge(q, f"{q}-dlq")
-    yield q
-    purge(q, f"{q}-dlq")
 
 
 def finished(job_id: Any) -> Any:

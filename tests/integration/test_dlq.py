@@ -15,17 +15,9 @@ from ops.queues import sqs_client
 from ops.settings import get_settings
 from tests import actors as test_actors
 from tests.conftest import wait_for
-from tests.sqs_helpers import counts, decode, purge, receive
+from tests.sqs_helpers import counts, decode, receive
 
 pytestmark = pytest.mark.usefixtures("broker")
-
-
-@pytest.fixture
-def lite(broker: Any) -> Any:
-    q = get_settings().queue_for("ai-lite")
-    purge(q, f"{q}-dlq")
-    yield q
-    purge(q, f"{q}-dlq")
 
 
 async def exhausted(tenant: Any, queue: str) -> Any:
@@ -61,9 +53,9 @@ async def natively_dead(tenant: Any, queue: str) -> Any:
     return job
 
 
-async def test_list_links_jobs_and_reconciles_natively_dead_letters(tenant, lite, capsys):
-    failed = await exhausted(tenant, lite)
-    stuck = await natively_dead(tenant, lite)
+async def test_list_links_jobs_and_reconciles_natively_dead_letters(tenant, lite_queue, capsys):
+    failed = await exhausted(tenant, lite_queue)
+    stuck = await natively_dead(tenant, lite_queue)
     assert (await test_actors.job_row(stuck.id))["status"] == "RUNNING"
 
     letters, fixed = await dlq.list_letters("ai-lite")
@@ -79,7 +71,7 @@ async def test_list_links_jobs_and_reconciles_natively_dead_letters(tenant, lite
     row = await test_actors.job_row(stuck.id)
     assert row["status"] == "FAILED" and "dead-lettered by SQS" in row["error"]
     # Listing leaves every message where it was, visible.
-    assert counts(f"{lite}-dlq") == {"visible": 2, "in_flight": 0, "delayed": 0}
+    assert counts(f"{lite_queue}-dlq") == {"visible": 2, "in_flight": 0, "delayed": 0}
 
     text = dlq.render(letters)
     assert "test.sleep" in text and "the printer is on fire" in text and str(stuck.id) in text
@@ -87,15 +79,15 @@ async def test_list_links_jobs_and_reconciles_natively_dead_letters(tenant, lite
     assert (await dlq.list_letters("ai-lite"))[1] == []
 
 
-async def test_redrive_one_by_job_id_and_a_worker_finishes_it(tenant, lite, start_worker):
-    failed = await exhausted(tenant, lite)
-    other = await exhausted(tenant, lite)
+async def test_redrive_one_by_job_id_and_a_worker_finishes_it(tenant, lite_queue, start_worker):
+    failed = await exhausted(tenant, lite_queue)
+    other = await exhausted(tenant, lite_queue)
     moved, problems = await dlq.redrive("ai-lite", {str(failed.id), "no-such-id"})
     assert moved == 1 and problems == ["no-such-id: not in academy-ai-jobs-lite-dlq"]
     row = await test_actors.job_row(failed.id)
     assert row["status"] == "PENDING" and row["error"] is None and row["stage"] == "redriven"
-    assert counts(f"{lite}-dlq")["visible"] == 1
-    (back,) = receive(lite, visibility=0)
+    assert counts(f"{lite_queue}-dlq")["visible"] == 1
+    (back,) = receive(lite_queue, visibility=0)
     message = decode(back["Body"])
     assert message.kwargs["job_id"] == str(failed.id) and "retries" not in message.options
     assert (await test_actors.job_row(other.id))["status"] == "FAILED"
@@ -109,19 +101,19 @@ async def test_redrive_one_by_job_id_and_a_worker_finishes_it(tenant, lite, star
     assert await wait_for(done, timeout=60), worker.output()[-3000:]
 
 
-async def test_purge_asks_first(tenant, lite, monkeypatch, capsys):
-    await exhausted(tenant, lite)
-    await natively_dead(tenant, lite)
+async def test_purge_asks_first(tenant, lite_queue, monkeypatch, capsys):
+    await exhausted(tenant, lite_queue)
+    await natively_dead(tenant, lite_queue)
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\n"))  # not a terminal
     assert await dlq._main(_args("purge", "ai-lite", yes=False)) == 1
-    assert counts(f"{lite}-dlq")["visible"] == 2
+    assert counts(f"{lite_queue}-dlq")["visible"] == 2
     assert await dlq._main(_args("purge", "ai-lite", yes=True)) == 0
-    assert counts(f"{lite}-dlq") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert counts(f"{lite_queue}-dlq") == {"visible": 0, "in_flight": 0, "delayed": 0}
     assert "2 message(s) deleted" in capsys.readouterr().out
 
 
-async def test_list_command_prints_a_table(tenant, lite, capsys):
-    await exhausted(tenant, lite)
+async def test_list_command_prints_a_table(tenant, lite_queue, capsys):
+    await exhausted(tenant, lite_queue)
     assert await dlq._main(_args("list", "ai-cpu")) == 0
     out = capsys.readouterr().out
     assert "academy-ai-jobs-basic-dlq: 0 message(s)" in out

@@ -14,13 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from ops.settings import get_settings
 from tests.benchmarks.server import api_server
 from tests.conftest import wait_for
 from tests.integration.test_dlq import natively_dead
 from tests.integration.test_metrics import add_job
 from tests.prometheus import alert_exprs, dashboard_exprs, prometheus, promtool, used_metrics
-from tests.sqs_helpers import purge
 
 TOKEN = f"scrape-{secrets.token_hex(16)}"
 # Generous: a broken setup is waited for this long, nothing is timed.
@@ -40,26 +38,18 @@ async def test_a_live_metrics_body_passes_promtool(tenant, client, broker):
     promtool("check", "metrics", stdin=r.text)
 
 
-@pytest.fixture
-def lite_queues(broker: Any) -> Any:
-    queue = get_settings().queue_for("ai-lite")
-    purge(queue, f"{queue}-dlq")
-    yield queue
-    purge(queue, f"{queue}-dlq")
-
-
 async def test_a_real_prometheus_scrapes_the_api_and_the_dlq_alert_goes_pending(
-    tenant, lite_queues, tmp_path: Path
+    tenant, lite_queue, tmp_path: Path
 ):
     async with api_server(tenant, env={"METRICS_TOKEN": TOKEN}) as api:
         target = api.base.removeprefix("http://")
         with prometheus(target, TOKEN, tmp_path) as base:
             async with httpx.AsyncClient(base_url=base, timeout=10) as prom:
                 await _scraped(prom, tmp_path)
-                await natively_dead(tenant, lite_queues)
+                await natively_dead(tenant, lite_queue)
                 await _every_used_metric_has_a_series(prom)
                 await _every_query_is_answered(prom)
-                await _dlq_alert_pending(prom, f"{lite_queues}-dlq")
+                await _dlq_alert_pending(prom, f"{lite_queue}-dlq")
 
 
 async def _get(prom: httpx.AsyncClient, path: str, **params: Any) -> Any:
