@@ -29,6 +29,8 @@ from tests.factories.workbooks import HEADER_VARIANTS, MessySheet, student_cells
 pytestmark = [pytest.mark.usefixtures("provisioned"), pytest.mark.slow]
 
 CLIENT = ROOT / "clients" / "ts"
+# The lockfile's tools, as `just client` installed them (npx could fetch a stranger's "tsc").
+TSC, TSX = str(CLIENT / "node_modules/.bin/tsc"), str(CLIENT / "node_modules/.bin/tsx")
 MISSING = "needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)"
 # Bounds on a hung tool, not speed checks: npm ci on a cold cache, the walkthrough's job.
 STEP_TIMEOUT_SECONDS = 300
@@ -94,9 +96,9 @@ async def test_the_typed_client_runs_a_day_against_the_api(
     }
     async with api_server(tenant) as server:
         await asyncio.to_thread(succeed, "just", "client", server.base)
-        await asyncio.to_thread(succeed, "npx", "tsc", "--noEmit", "-p", ".")
+        await asyncio.to_thread(succeed, TSC, "--noEmit", "-p", ".")
         env["ACADEMY_API_URL"] = server.base
-        walk = await asyncio.to_thread(run, "npx", "tsx", "src/walkthrough.ts", env=env)
+        walk = await asyncio.to_thread(run, TSX, "src/walkthrough.ts", env=env)
     assert walk.returncode == 0, f"{walk.stdout}\n{walk.stderr}\n{worker.output()[-4000:]}"
     seen = json.loads(walk.stdout.strip().splitlines()[-1])
     assert seen["enrolment"] == "active"
@@ -111,7 +113,7 @@ async def test_a_field_the_schema_does_not_declare_fails_the_type_check(tenant: 
     require_node()
     await generate_types(tenant)
     program = CLIENT / "generated" / "reads_job.ts"
-    check = ("npx", "tsc", "--noEmit", "--strict", "--target", "es2022", "--module", "nodenext",
+    check = (TSC, "--noEmit", "--strict", "--target", "es2022", "--module", "nodenext",
              "--moduleResolution", "nodenext", "--types", "node", str(program))  # fmt: skip
     try:
         program.write_text(READS_JOB.replace("FIELD", "progress"))
