@@ -1,7 +1,8 @@
 // Writes the academy API's TypeScript types from its OpenAPI document (`just client` runs it).
 //   node generate.mjs <schema URL or file> <output .d.ts>
 // A `format: binary` field (an uploaded file) is typed as a Blob, so a multipart body is
-// built from real files and type-checked like any other body.
+// built from real files and type-checked like any other body. A field is required exactly
+// when the schema lists it as required: one with a default stays optional to send.
 import { writeFile } from "node:fs/promises";
 import { pathToFileURL } from "node:url";
 import openapiTS, { astToString } from "openapi-typescript";
@@ -15,6 +16,7 @@ if (!source || !output) {
 const BLOB = ts.factory.createTypeReferenceNode(ts.factory.createIdentifier("Blob"));
 const url = /^https?:\/\//.test(source) ? new URL(source) : pathToFileURL(source);
 const ast = await openapiTS(url, {
+  defaultNonNullable: false,
   transform(schema) {
     if (schema.format === "binary") return BLOB;
     return undefined;

@@ -94,7 +94,6 @@ async function main(): Promise<void> {
         name: "김하은",
         school: "한빛중학교",
         grade: "중2",
-        memo: "",
         guardians: [
           {
             name: "어머니",
