@@ -24,6 +24,10 @@ bench GROUP="":
 fuzz SECONDS="240" EXAMPLES="50":
     ACADEMY_FUZZ_SECONDS={{SECONDS}} ACADEMY_FUZZ_EXAMPLES={{EXAMPLES}} ACADEMY_FUZZ_PHASES=examples,coverage,fuzzing,stateful python -m pytest tests/integration/test_fuzz.py -q -s -p no:cacheprovider
 
+# TypeScript types of the API for openapi-fetch (clients/ts/generated/academy.d.ts) from the live OpenAPI of the API at URL (default: `just dev`'s; none running: the application's own)
+client URL="":
+    bash clients/ts/client.sh "$@"
+
 # Apply database migrations (to DATABASE_URL, else to the local dev database)
 migrate:
     python -m ops.runtime run -- python -m ops.commands.migrate

@@ -23,6 +23,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import FormMultiDict, UploadFile
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -31,7 +32,7 @@ from actors.excel_export import export
 from actors.jobs import submit
 from api.auth import Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
-from api.uploads import cap_body, refuse_read_size
+from api.uploads import cap_body, multipart_form, refuse_read_size
 from models import exports, imports
 from models.db import transaction
 from models.errors import fail_fields
@@ -67,6 +68,26 @@ class AttendanceExport(msgspec.Struct, forbid_unknown_fields=True):
     date_from: Day
     date_to: Day
     lecture_id: uuid.UUID | None = None
+
+
+# The form ``ExcelImportController.upload`` reads, for the OpenAPI document.
+IMPORT_FORM = multipart_form(
+    {
+        "file": Schema(
+            type=OpenAPIType.STRING,
+            format=OpenAPIFormat.BINARY,
+            description="the workbook: .xlsx, .xls or .csv",
+        ),
+        "lecture_ids": Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
+            description="enrol every row in these lectures (repeated, or comma-separated)",
+        ),
+        "mode": Schema(type=OpenAPIType.STRING, enum=["upsert", "insert"], default="upsert"),
+        "dry_run": Schema(type=OpenAPIType.BOOLEAN, default=False),
+    },
+    required=["file"],
+)
 
 
 def _status_url(job_id: Any) -> str:
@@ -166,6 +187,7 @@ class ExcelImportController(Controller):
         status_code=HTTP_202_ACCEPTED,
         guards=[require_office],
         request_max_body_size=HARD_CAP,
+        operation_class=IMPORT_FORM,
         summary="Import students and enrolments from an Excel/CSV file (a job)",
     )
     async def upload(

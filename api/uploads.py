@@ -9,9 +9,18 @@ whole in memory), then checks the size it decoded. Every refusal is the same 413
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.types import ReceiveMessage
 
 from models.errors import Problem
@@ -64,3 +73,25 @@ def refuse_read_size(size: int, limit: int, advice: str = "", *, detail: str = "
     """Refuse what turned out, once read, to be over ``limit``."""
     if size > limit:
         raise too_large(limit, advice, detail=detail)
+
+
+def multipart_form(fields: dict[str, Schema | Reference], required: list[str]) -> type[Operation]:
+    """The OpenAPI operation of a route that reads its multipart form itself (to cap the
+    body while it streams), so it has no ``data`` parameter to document the body from:
+    ``operation_class=multipart_form(...)`` declares the form, and a generated client types
+    it. A file field is ``Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)``."""
+    body = RequestBody(
+        required=True,
+        content={
+            "multipart/form-data": OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.OBJECT, properties=fields, required=required)
+            )
+        },
+    )
+
+    @dataclass
+    class MultipartOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = body
+
+    return MultipartOperation
