@@ -7,7 +7,10 @@ every 6 s, AAC 128 kb/s, the same HLS muxer options).
 Three runs of each, interleaved (ours, theirs, ours, ...) so a busy moment on a shared
 machine hits both. Printed: every run's wall time, each side's median, the ratio of the
 medians (target <= 1.00), the realtime factors and the peak RSS of the process running our
-transcode (target <= 500 MB) and of the ffmpeg CLI. Nothing is asserted about speed.
+transcode (target <= 500 MB) and of the ffmpeg CLI, and each side's CPU seconds (user +
+system): on a shared machine the wall times swing with other load, the work done barely
+does, so equal CPU with unequal wall points at how well a side keeps both cores busy.
+Nothing is asserted about speed.
 Without Debian's ``ffmpeg`` the comparison is skipped with a message (``apt-get install
 ffmpeg``).
 """
@@ -60,8 +63,9 @@ WORKER_SCRIPT = textwrap.dedent(
     started = time.perf_counter()
     ensure_transcoded(wd, info, plan_ladder(*info.display_size), segment_seconds=6, poster_at=5)
     wall = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"wall": wall, "rss_kb": rss}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"wall": wall, "rss_kb": usage.ru_maxrss, "cpu": cpu}))
     """
 )
 
@@ -103,19 +107,20 @@ def ffmpeg_command(src: Path, out: Path) -> list[str]:
     return cmd
 
 
-def _ours(source: Path, work: Path) -> tuple[float, int]:
-    """One transcode in a fresh process: its wall time and peak RSS (kB)."""
+def _ours(source: Path, work: Path) -> tuple[float, int, float]:
+    """One transcode in a fresh process: its wall time, peak RSS (kB) and CPU seconds
+    (the whole process, so the probe is in it too)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-c", WORKER_SCRIPT, str(source), str(work)],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     ours = json.loads(proc.stdout.strip().splitlines()[-1])
-    return float(ours["wall"]), int(ours["rss_kb"])
+    return float(ours["wall"]), int(ours["rss_kb"]), float(ours["cpu"])
 
 
-def _theirs(source: Path, out: Path) -> tuple[float, int]:
-    """The ffmpeg CLI's ladder: wall time and the peak RSS of its process (kB)."""
+def _theirs(source: Path, out: Path) -> tuple[float, int, float]:
+    """The ffmpeg CLI's ladder: wall time, the peak RSS of its process (kB), CPU seconds."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = ffmpeg_command(source, out)
     started = time.perf_counter()
@@ -124,7 +129,7 @@ def _theirs(source: Path, out: Path) -> tuple[float, int]:
     wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, f"ffmpeg exited {proc.returncode}"
-    return wall, usage.ru_maxrss
+    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
 
 
 def test_bench_video_ladder_pyav_vs_ffmpeg(source: Path, tmp_path: Path) -> None:
@@ -133,27 +138,32 @@ def test_bench_video_ladder_pyav_vs_ffmpeg(source: Path, tmp_path: Path) -> None
     have_ffmpeg = shutil.which("ffmpeg") is not None
     if not have_ffmpeg:
         print("video: ffmpeg CLI not installed (apt-get install ffmpeg): comparison skipped")
-    ours: list[tuple[float, int]] = []
-    theirs: list[tuple[float, int]] = []
+    ours: list[tuple[float, int, float]] = []
+    theirs: list[tuple[float, int, float]] = []
     for run in range(1, RUNS + 1):
         ours.append(_ours(source, tmp_path / "pyav"))
-        line = f"video: run {run}: PyAV {ours[-1][0]:.1f} s"
+        line = f"video: run {run}: PyAV {ours[-1][0]:.1f} s (CPU {ours[-1][2]:.1f} s)"
         if have_ffmpeg:
             theirs.append(_theirs(source, tmp_path / "ffmpeg"))
-            line += f", ffmpeg {theirs[-1][0]:.1f} s, ratio {ours[-1][0] / theirs[-1][0]:.2f}"
+            line += (
+                f", ffmpeg {theirs[-1][0]:.1f} s (CPU {theirs[-1][2]:.1f} s), "
+                f"ratio {ours[-1][0] / theirs[-1][0]:.2f}"
+            )
         print(line)
-    our_median = statistics.median(w for w, _ in ours)
-    our_rss = max(r for _, r in ours) / 1024
+    our_median = statistics.median(w for w, _, _ in ours)
+    our_rss = max(r for _, r, _ in ours) / 1024
     print(
         f"video: PyAV   median wall {our_median:.1f} s, realtime x{SECONDS / our_median:.2f}, "
-        f"worker peak RSS {our_rss:.0f} MB (target <= 500 MB)"
+        f"worker peak RSS {our_rss:.0f} MB (target <= 500 MB), "
+        f"median CPU {statistics.median(c for _, _, c in ours):.1f} s"
     )
     if have_ffmpeg:
-        their_median = statistics.median(w for w, _ in theirs)
+        their_median = statistics.median(w for w, _, _ in theirs)
         version = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
         print(
             f"video: ffmpeg median wall {their_median:.1f} s, realtime x"
-            f"{SECONDS / their_median:.2f}, peak RSS {max(r for _, r in theirs) / 1024:.0f} MB "
+            f"{SECONDS / their_median:.2f}, peak RSS {max(r for _, r, _ in theirs) / 1024:.0f} MB, "
+            f"median CPU {statistics.median(c for _, _, c in theirs):.1f} s "
             f"({version.splitlines()[0]})"
         )
         print(
