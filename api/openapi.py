@@ -10,15 +10,29 @@ sends ``Authorization: Bearer <token>`` with them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from litestar import Litestar, Router
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
+from litestar.types import Method
 from swagger_ui_bundle import swagger_ui_path
+
+from api.errors import PROBLEM_JSON, TYPES
 
 SCHEMA_PATH = "/schema"
 STATIC_PATH = f"{SCHEMA_PATH}/static"
@@ -37,6 +51,7 @@ def openapi_config() -> OpenAPIConfig:
             "`access_token`."
         ),
         path=SCHEMA_PATH,
+        operation_id_creator=operation_id,
         components=Components(
             security_schemes={
                 BEARER: SecurityScheme(
@@ -57,6 +72,25 @@ def openapi_config() -> OpenAPIConfig:
             )
         ],
     )
+
+
+# Handler names that read badly after the tag: ``students_get`` rather than ``students_get_one``.
+NAME_ALIASES = {"get_one": "get"}
+VERBS = frozenset({"list", "get", "create", "update", "delete"})
+
+
+def operation_id(handler: HTTPRouteHandler, method: Method, path: list[Any]) -> str:
+    """``<tag>_<handler name>`` (``students_list``, ``students_create``, ``students_get``):
+    stable while the handler keeps its name, whatever its path, so generated clients keep
+    their function names. A name that repeats the tag drops it (``videos_list``, not
+    ``videos_list_videos``). Litestar refuses to start on a duplicate."""
+    tags = handler.resolve_tags()
+    tag = tags[0] if tags else "default"
+    name = handler.handler_name.strip("_")
+    verb, _, rest = name.partition("_")
+    if verb in VERBS and rest in (tag, tag.removesuffix("s")):
+        name = verb
+    return f"{tag}_{NAME_ALIASES.get(name, name)}"
 
 
 def static_assets() -> Router:
@@ -105,3 +139,112 @@ def document_bearer_auth(app: Litestar) -> None:
         operation = getattr(document.paths[path], method, None) if document.paths else None
         if operation is not None and _needs(handler, PRINCIPAL):
             operation.security = [{BEARER: []}]
+
+
+PROBLEM = "Problem"
+_STRING = Schema(type=OpenAPIType.STRING)
+
+
+def _problem_schema() -> Schema:
+    """The one body of every error (``api.errors.problem``), RFC 9457 with our members."""
+    types = sorted({type_ for type_, _ in TYPES.values()})
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["type", "title", "status", "detail", "instance"],
+        properties={
+            "type": Schema(
+                type=OpenAPIType.STRING,
+                description=(
+                    "Stable relative URI of the kind of problem; switch on it, not on "
+                    "`title`. The generic ones are listed in `examples`; a route may answer "
+                    "a more specific one (e.g. `/problems/lecture-full`)."
+                ),
+                examples=types,
+            ),
+            "title": _STRING,
+            "status": Schema(type=OpenAPIType.INTEGER),
+            "detail": _STRING,
+            "instance": Schema(type=OpenAPIType.STRING, description="The request path."),
+            "request_id": Schema(
+                type=OpenAPIType.STRING, description="Echoes the `X-Request-ID` header."
+            ),
+            "errors": Schema(
+                type=OpenAPIType.ARRAY,
+                description="Every field error of a 422.",
+                items=Schema(
+                    type=OpenAPIType.OBJECT,
+                    required=["field", "message"],
+                    properties={
+                        "field": _STRING,
+                        "message": _STRING,
+                        "source": Schema(
+                            type=OpenAPIType.STRING, enum=["body", "query", "path", "header"]
+                        ),
+                    },
+                ),
+            ),
+        },
+        # Some problems carry more members (e.g. ``max_bytes`` of a 413).
+        additional_properties=True,
+    )
+
+
+_HEADERS: dict[int, dict[str, OpenAPIHeader | Reference]] = {
+    401: {"WWW-Authenticate": OpenAPIHeader(schema=_STRING, description="`Bearer`")},
+    429: {"Retry-After": OpenAPIHeader(schema=_STRING, description="Seconds to wait.")},
+}
+
+
+def _problem_responses() -> dict[str, OpenAPIResponse | Reference]:
+    """One shared response per problem status, all with the ``Problem`` body."""
+    body = {PROBLEM_JSON: OpenAPIMediaType(schema=Reference(f"#/components/schemas/{PROBLEM}"))}
+    return {
+        f"{PROBLEM}{status}": OpenAPIResponse(
+            description=f"{title} (`{type_}`)", content=body, headers=_HEADERS.get(status)
+        )
+        for status, (type_, title) in TYPES.items()
+        if status != 405
+    }
+
+
+def _problem_statuses(
+    operation: Operation, path: str, method: str, authenticated: bool
+) -> list[int]:
+    """The problems an operation can answer, from what it takes: a malformed request (400)
+    any; a token (401, 403); a path id (404); a body or query (422); a body (413, and 409
+    for a write that meets the current state); the login limits (429)."""
+    params = operation.parameters or []
+    body = operation.request_body is not None
+    statuses = [400]
+    if authenticated or path.startswith("/api/v1/auth") or path == "/metrics":
+        statuses += [401, 403]
+    if any(getattr(p, "param_in", None) == "path" for p in params):
+        statuses.append(404)
+    if method in ("post", "put", "patch", "delete") and path.startswith("/api/v1/"):
+        statuses.append(409)
+    if body:
+        statuses.append(413)
+    if body or params:
+        statuses.append(422)
+    if path in ("/api/v1/auth/login", "/api/v1/auth/refresh"):
+        statuses.append(429)
+    return statuses
+
+
+def document_problems(app: Litestar) -> None:
+    """Documents, on every operation, the problem+json answers it can give, each a
+    reference to one shared response; Litestar's own 400 (a body we never send) goes."""
+    document = app.openapi_schema
+    components = document.components
+    components.schemas = {**(components.schemas or {}), PROBLEM: _problem_schema()}
+    components.responses = {**(components.responses or {}), **_problem_responses()}
+    for handler, path, method in _operations(app):
+        operation = getattr(document.paths[path], method, None) if document.paths else None
+        if operation is None:
+            continue
+        responses = {k: v for k, v in (operation.responses or {}).items() if k != "400"}
+        for status in _problem_statuses(operation, path, method, _needs(handler, PRINCIPAL)):
+            responses.setdefault(
+                str(status), Reference(f"#/components/responses/{PROBLEM}{status}")
+            )
+        operation.responses = responses

@@ -74,3 +74,53 @@ async def test_marked_operations_refuse_a_call_without_the_token(client):
             url = PATH_PARAMETER.sub(str(uuid.uuid4()), path)
             refused[path] = (await client.get(url)).status_code
     assert len(refused) > 40 and set(refused.values()) == {401}, refused
+
+
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
+
+
+async def test_every_operation_has_a_unique_snake_case_id_and_a_tag(client):
+    ops = operations((await client.get("/schema/openapi.json")).json())
+    ids = [op.get("operationId", "") for op in ops.values()]
+    assert [i for i in ids if not SNAKE_CASE.match(i)] == []
+    assert len(set(ids)) == len(ids)
+    assert [key for key, op in ops.items() if len(op.get("tags", [])) != 1] == []
+    for op_id in ("students_list", "students_create", "students_get", "students_update"):
+        assert op_id in ids
+    assert all(op["operationId"].startswith(f"{op['tags'][0]}_") for op in ops.values())
+
+
+async def test_every_error_answer_is_the_one_problem_schema(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "instance"}
+    assert "/problems/validation" in problem["properties"]["type"]["examples"]
+    shared = spec["components"]["responses"]
+    for (method, path), op in operations(spec).items():
+        errors = {s: r for s, r in op["responses"].items() if s.startswith("4")}
+        assert "400" in errors, (method, path)
+        for status, response in errors.items():
+            assert response == {"$ref": f"#/components/responses/Problem{status}"}, (path, status)
+            content = shared[f"Problem{status}"]["content"]
+            assert content == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }
+        if op.get("security"):
+            assert {"401", "403"} <= errors.keys(), (method, path)
+        if "{" in path:
+            assert "404" in errors, (method, path)
+        if "requestBody" in op:
+            assert {"413", "422"} <= errors.keys(), (method, path)
+
+
+async def test_documented_problems_are_what_the_server_answers(tenant):
+    client, headers = tenant.client, await tenant.headers()
+    spec = (await client.get("/schema/openapi.json")).json()
+    op = spec["paths"]["/api/v1/students/{student_id}"]["get"]
+    missing = await client.get(f"/api/v1/students/{uuid.uuid4()}", headers=headers)
+    assert str(missing.status_code) in op["responses"]
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    body = missing.json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) <= body.keys()
+    assert body["type"] in problem["properties"]["type"]["examples"]
