@@ -39,7 +39,13 @@ from api.job_events import JOB_EVENTS
 from api.jobs import JobController
 from api.list_cache import CACHES, invalidate_after_write
 from api.listening import listening
-from api.openapi import document_bearer_auth, document_problems, openapi_config, static_assets
+from api.openapi import (
+    document_bearer_auth,
+    document_input_hygiene,
+    document_problems,
+    openapi_config,
+    static_assets,
+)
 from api.students import StudentController
 from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
@@ -218,4 +224,5 @@ def create_app(*, pool: bool = True) -> Litestar:
     )
     document_bearer_auth(app)
     document_problems(app)
+    document_input_hygiene(app)
     return app

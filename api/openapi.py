@@ -33,6 +33,7 @@ from litestar.types import Method
 from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import PROBLEM_JSON, TYPES
+from models.limits import CONTROL_CHARACTERS
 
 SCHEMA_PATH = "/schema"
 STATIC_PATH = f"{SCHEMA_PATH}/static"
@@ -248,3 +249,26 @@ def document_problems(app: Litestar) -> None:
                 str(status), Reference(f"#/components/responses/{PROBLEM}{status}")
             )
         operation.responses = responses
+
+
+# ``api.hygiene`` refuses these characters in every path and query value.
+PRINTABLE = f"^[^{CONTROL_CHARACTERS.pattern[1:-1]}]*$"
+
+
+def document_input_hygiene(app: Litestar) -> None:
+    """Every string path or query parameter carries the pattern ``api.hygiene`` enforces, so
+    a value the schema allows is not refused for a reason it hides."""
+    document = app.openapi_schema
+    for _, path, method in _operations(app):
+        operation = getattr(document.paths[path], method, None) if document.paths else None
+        for parameter in (operation.parameters or []) if operation else []:
+            schema = getattr(parameter, "schema", None)
+            if getattr(parameter, "param_in", None) not in ("path", "query"):
+                continue
+            for option in [schema, *(getattr(schema, "one_of", None) or [])]:
+                if (
+                    isinstance(option, Schema)
+                    and option.type == OpenAPIType.STRING
+                    and not (option.pattern or option.enum or option.format)
+                ):
+                    option.pattern = PRINTABLE
