@@ -20,6 +20,7 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -119,6 +120,23 @@ async def _invalidate_after_write(message: Message, scope: Scope) -> None:
             invalidate_after_write(principal.tenant_id)
 
 
+async def _allow_every_method(message: Message, scope: Scope) -> None:
+    """``Allow`` of an ``OPTIONS`` answer names every method of the path. Litestar builds
+    that answer when the path's first handler is registered and does not widen it for the
+    handlers of the same path registered after it (another controller, another method)."""
+    if (
+        message["type"] != "http.response.start"
+        or scope.get("method") != "OPTIONS"
+        or getattr(scope.get("route_handler"), "handler_name", None) != "options_handler"
+    ):
+        return
+    template = scope.get("path_template")
+    for route in scope["app"].routes:
+        if isinstance(route, HTTPRoute) and template in (route.path, route.path_format):
+            MutableScopeHeaders.from_message(message)["Allow"] = ", ".join(sorted(route.methods))
+            return
+
+
 def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """Start-up and shutdown: the broker the API enqueues on, the connection pool, and the
     one listener that keeps the list caches honest and pushes job progress."""
@@ -212,7 +230,7 @@ def create_app(*, pool: bool = True) -> Litestar:
         openapi_config=openapi_config(),
         cors_config=cors_config(settings),
         lifespan=[_lifespan(pool)],
-        before_send=[_invalidate_after_write],
+        before_send=[_invalidate_after_write, _allow_every_method],
         # Our JSON logging (configure_logging) stays in charge of every logger.
         logging_config=None,
         debug=False,

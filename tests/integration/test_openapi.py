@@ -124,3 +124,19 @@ async def test_documented_problems_are_what_the_server_answers(tenant):
     problem = spec["components"]["schemas"]["Problem"]
     assert set(problem["required"]) <= body.keys()
     assert body["type"] in problem["properties"]["type"]["examples"]
+
+
+async def test_options_allows_every_documented_method_of_the_path(tenant):
+    headers = await tenant.headers()
+    spec = (await tenant.client.get("/schema/openapi.json")).json()
+    wrong = {}
+    for path, item in spec["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        documented = {m.upper() for m in HTTP_METHODS if m in item} | {"OPTIONS"}
+        url = PATH_PARAMETER.sub(str(uuid.uuid4()), path)
+        r = await tenant.client.options(url, headers=headers)
+        allowed = {m.strip() for m in r.headers.get("allow", "").split(",")}
+        if allowed != documented:
+            wrong[path] = (r.status_code, sorted(allowed), sorted(documented))
+    assert wrong == {}
