@@ -9,9 +9,10 @@ sends ``Authorization: Bearer <token>`` with them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Router
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
@@ -33,6 +34,7 @@ from litestar.types import Method
 from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import PROBLEM_JSON, TYPES
+from api.pagination import MAX_LIMIT
 from models.limits import CONTROL_CHARACTERS
 
 SCHEMA_PATH = "/schema"
@@ -255,20 +257,75 @@ def document_problems(app: Litestar) -> None:
 PRINTABLE = f"^[^{CONTROL_CHARACTERS.pattern[1:-1]}]*$"
 
 
+def _free_string(schema: Any) -> bool:
+    return (
+        isinstance(schema, Schema)
+        and schema.type == OpenAPIType.STRING
+        and not (schema.pattern or schema.enum or schema.format or schema.const)
+    )
+
+
+def _nested(schema: Schema) -> Iterable[Any]:
+    yield from (schema.properties or {}).values()
+    yield from schema.one_of or []
+    yield from schema.any_of or []
+    yield from schema.all_of or []
+    yield from [schema.items, schema.additional_properties]
+
+
+def _printable_strings(schema: Any) -> None:
+    """Every free string of ``schema``, nested ones too, takes the ``PRINTABLE`` pattern."""
+    todo, seen = [schema], set()
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, Schema) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if _free_string(item):
+            item.pattern = PRINTABLE
+        todo.extend(_nested(item))
+
+
+def _closed_structs(annotation: Any) -> Iterator[type[msgspec.Struct]]:
+    """The body Structs, nested ones too, that refuse unknown fields."""
+    todo, seen = [msgspec.inspect.type_info(annotation)], set()
+    while todo:
+        info = todo.pop()
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls in seen:
+                continue
+            seen.add(info.cls)
+            if info.forbid_unknown_fields:
+                yield info.cls
+            todo.extend(f.type for f in info.fields)
+        elif isinstance(info, msgspec.inspect.UnionType):
+            todo.extend(info.types)
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType)):
+            todo.append(info.item_type)
+        elif isinstance(info, msgspec.inspect.DictType):
+            todo.append(info.value_type)
+
+
 def document_input_hygiene(app: Litestar) -> None:
-    """Every string path or query parameter carries the pattern ``api.hygiene`` enforces, so
-    a value the schema allows is not refused for a reason it hides."""
+    """Request schemas carry the rules the API enforces on every input, so a request the
+    schema allows is not refused for a reason it hides: no control characters in any
+    string (``api.hygiene``), no unknown field in a body that refuses them, and the page
+    size of ``api.pagination``."""
     document = app.openapi_schema
-    for _, path, method in _operations(app):
+    schemas = document.components.schemas or {}
+    for handler, path, method in _operations(app):
         operation = getattr(document.paths[path], method, None) if document.paths else None
         for parameter in (operation.parameters or []) if operation else []:
             schema = getattr(parameter, "schema", None)
             if getattr(parameter, "param_in", None) not in ("path", "query"):
                 continue
-            for option in [schema, *(getattr(schema, "one_of", None) or [])]:
-                if (
-                    isinstance(option, Schema)
-                    and option.type == OpenAPIType.STRING
-                    and not (option.pattern or option.enum or option.format)
-                ):
-                    option.pattern = PRINTABLE
+            _printable_strings(schema)
+            if parameter.name == "limit" and isinstance(schema, Schema):
+                schema.minimum, schema.maximum = 1, MAX_LIMIT
+        field = handler.parsed_data_field
+        if field is not None:
+            for struct in _closed_structs(field.annotation):
+                if isinstance(component := schemas.get(struct.__name__), Schema):
+                    component.additional_properties = False
+    for component in schemas.values():
+        _printable_strings(component)

@@ -140,3 +140,16 @@ async def test_options_allows_every_documented_method_of_the_path(tenant):
         if allowed != documented:
             wrong[path] = (r.status_code, sorted(allowed), sorted(documented))
     assert wrong == {}
+
+
+async def test_request_schemas_carry_the_limits_the_api_enforces(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    listing = spec["paths"]["/api/v1/students"]["get"]["parameters"]
+    limit = next(p for p in listing if p["name"] == "limit")["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 200)
+    search = next(p for p in listing if p["name"] == "q")["schema"]["oneOf"][0]
+    body = spec["components"]["schemas"]["StudentCreate"]
+    assert body["additionalProperties"] is False
+    for schema in (search, body["properties"]["name"]):
+        assert re.search(schema["pattern"], "김민준 \t\n")
+        assert not re.search(schema["pattern"], "a\x00b")
