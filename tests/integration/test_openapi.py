@@ -95,6 +95,7 @@ async def test_every_error_answer_is_the_one_problem_schema(client):
     problem = spec["components"]["schemas"]["Problem"]
     assert set(problem["required"]) == {"type", "title", "status", "detail", "instance"}
     assert "/problems/validation" in problem["properties"]["type"]["examples"]
+    assert "pattern" not in problem["properties"]["instance"]  # it echoes what was refused
     shared = spec["components"]["responses"]
     for (method, path), op in operations(spec).items():
         errors = {s: r for s, r in op["responses"].items() if s.startswith("4")}
