@@ -214,16 +214,20 @@ def _problem_statuses(
     operation: Operation, path: str, method: str, authenticated: bool
 ) -> list[int]:
     """The problems an operation can answer, from what it takes: a malformed request (400)
-    any; a token (401, 403); a path id (404); a body or query (422); a body (413, and 409
-    for a write that meets the current state); the login limits (429)."""
+    any; a token or signature (401, 403); a path id (404, 409); a write (409); a body or
+    query (422); a body (413); the login limits (429)."""
     params = operation.parameters or []
     body = operation.request_body is not None
     statuses = [400]
-    if authenticated or path.startswith("/api/v1/auth") or path == "/metrics":
+    # Login, the provider-signed webhooks and the metrics token refuse their own credentials.
+    signed = path.startswith("/api/v1/auth") or "/webhooks/" in path or path == "/metrics"
+    if authenticated or signed:
         statuses += [401, 403]
-    if any(getattr(p, "param_in", None) == "path" for p in params):
+    by_id = any(getattr(p, "param_in", None) == "path" for p in params)
+    if by_id:
         statuses.append(404)
-    if method in ("post", "put", "patch", "delete") and path.startswith("/api/v1/"):
+    # A resource's state may refuse the call (a closed lecture, a video not ready yet).
+    if (by_id or method in ("post", "put", "patch", "delete")) and path.startswith("/api/v1/"):
         statuses.append(409)
     if body:
         statuses.append(413)
