@@ -20,6 +20,7 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -39,7 +40,13 @@ from api.job_events import JOB_EVENTS
 from api.jobs import JobController
 from api.list_cache import CACHES, invalidate_after_write
 from api.listening import listening
-from api.openapi import document_bearer_auth, openapi_config, static_assets
+from api.openapi import (
+    document_bearer_auth,
+    document_input_hygiene,
+    document_problems,
+    openapi_config,
+    static_assets,
+)
 from api.students import StudentController
 from models.db import DB, close_pool, configure_db, start_pool
 from ops.logging import bound, configure_logging, log_event
@@ -111,6 +118,23 @@ async def _invalidate_after_write(message: Message, scope: Scope) -> None:
         principal = scope.get("state", {}).get("principal")
         if principal is not None:
             invalidate_after_write(principal.tenant_id)
+
+
+async def _allow_every_method(message: Message, scope: Scope) -> None:
+    """``Allow`` of an ``OPTIONS`` answer names every method of the path. Litestar builds
+    that answer when the path's first handler is registered and does not widen it for the
+    handlers of the same path registered after it (another controller, another method)."""
+    if (
+        message["type"] != "http.response.start"
+        or scope.get("method") != "OPTIONS"
+        or getattr(scope.get("route_handler"), "handler_name", None) != "options_handler"
+    ):
+        return
+    template = scope.get("path_template")
+    for route in scope["app"].routes:
+        if isinstance(route, HTTPRoute) and template in (route.path, route.path_format):
+            MutableScopeHeaders.from_message(message)["Allow"] = ", ".join(sorted(route.methods))
+            return
 
 
 def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
@@ -206,7 +230,7 @@ def create_app(*, pool: bool = True) -> Litestar:
         openapi_config=openapi_config(),
         cors_config=cors_config(settings),
         lifespan=[_lifespan(pool)],
-        before_send=[_invalidate_after_write],
+        before_send=[_invalidate_after_write, _allow_every_method],
         # Our JSON logging (configure_logging) stays in charge of every logger.
         logging_config=None,
         debug=False,
@@ -217,4 +241,6 @@ def create_app(*, pool: bool = True) -> Litestar:
         client_address_middleware(app.asgi_handler, settings.forwarded_allow_ips)
     )
     document_bearer_auth(app)
+    document_problems(app)
+    document_input_hygiene(app)
     return app

@@ -9,16 +9,33 @@ sends ``Authorization: Bearer <token>`` with them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
+import msgspec
 from litestar import Litestar, Router
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    Schema,
+    SecurityScheme,
+)
 from litestar.routes import HTTPRoute
 from litestar.static_files import create_static_files_router
+from litestar.types import Method
 from swagger_ui_bundle import swagger_ui_path
+
+from api.errors import PROBLEM_JSON, TYPES
+from api.pagination import MAX_LIMIT
+from models.limits import CONTROL_CHARACTERS
 
 SCHEMA_PATH = "/schema"
 STATIC_PATH = f"{SCHEMA_PATH}/static"
@@ -37,6 +54,7 @@ def openapi_config() -> OpenAPIConfig:
             "`access_token`."
         ),
         path=SCHEMA_PATH,
+        operation_id_creator=operation_id,
         components=Components(
             security_schemes={
                 BEARER: SecurityScheme(
@@ -57,6 +75,25 @@ def openapi_config() -> OpenAPIConfig:
             )
         ],
     )
+
+
+# Handler names that read badly after the tag: ``students_get`` rather than ``students_get_one``.
+NAME_ALIASES = {"get_one": "get"}
+VERBS = frozenset({"list", "get", "create", "update", "delete"})
+
+
+def operation_id(handler: HTTPRouteHandler, method: Method, path: list[Any]) -> str:
+    """``<tag>_<handler name>`` (``students_list``, ``students_create``, ``students_get``):
+    stable while the handler keeps its name, whatever its path, so generated clients keep
+    their function names. A name that repeats the tag drops it (``videos_list``, not
+    ``videos_list_videos``). Litestar refuses to start on a duplicate."""
+    tags = handler.resolve_tags()
+    tag = tags[0] if tags else "default"
+    name = handler.handler_name.strip("_")
+    verb, _, rest = name.partition("_")
+    if verb in VERBS and rest in (tag, tag.removesuffix("s")):
+        name = verb
+    return f"{tag}_{NAME_ALIASES.get(name, name)}"
 
 
 def static_assets() -> Router:
@@ -105,3 +142,196 @@ def document_bearer_auth(app: Litestar) -> None:
         operation = getattr(document.paths[path], method, None) if document.paths else None
         if operation is not None and _needs(handler, PRINCIPAL):
             operation.security = [{BEARER: []}]
+
+
+PROBLEM = "Problem"
+_STRING = Schema(type=OpenAPIType.STRING)
+
+
+def _problem_schema() -> Schema:
+    """The one body of every error (``api.errors.problem``), RFC 9457 with our members."""
+    types = sorted({type_ for type_, _ in TYPES.values()})
+    return Schema(
+        type=OpenAPIType.OBJECT,
+        required=["type", "title", "status", "detail", "instance"],
+        properties={
+            "type": Schema(
+                type=OpenAPIType.STRING,
+                description=(
+                    "Stable relative URI of the kind of problem; switch on it, not on "
+                    "`title`. The generic ones are listed in `examples`; a route may answer "
+                    "a more specific one (e.g. `/problems/lecture-full`)."
+                ),
+                examples=types,
+            ),
+            "title": _STRING,
+            "status": Schema(type=OpenAPIType.INTEGER),
+            "detail": _STRING,
+            "instance": Schema(type=OpenAPIType.STRING, description="The request path."),
+            "request_id": Schema(
+                type=OpenAPIType.STRING, description="Echoes the `X-Request-ID` header."
+            ),
+            "errors": Schema(
+                type=OpenAPIType.ARRAY,
+                description="Every field error of a 422.",
+                items=Schema(
+                    type=OpenAPIType.OBJECT,
+                    required=["field", "message"],
+                    properties={
+                        "field": _STRING,
+                        "message": _STRING,
+                        "source": Schema(
+                            type=OpenAPIType.STRING, enum=["body", "query", "path", "header"]
+                        ),
+                    },
+                ),
+            ),
+        },
+        # Some problems carry more members (e.g. ``max_bytes`` of a 413).
+        additional_properties=True,
+    )
+
+
+_HEADERS: dict[int, dict[str, OpenAPIHeader | Reference]] = {
+    401: {"WWW-Authenticate": OpenAPIHeader(schema=_STRING, description="`Bearer`")},
+    429: {"Retry-After": OpenAPIHeader(schema=_STRING, description="Seconds to wait.")},
+}
+
+
+def _problem_responses() -> dict[str, OpenAPIResponse | Reference]:
+    """One shared response per problem status, all with the ``Problem`` body."""
+    body = {PROBLEM_JSON: OpenAPIMediaType(schema=Reference(f"#/components/schemas/{PROBLEM}"))}
+    return {
+        f"{PROBLEM}{status}": OpenAPIResponse(
+            description=f"{title} (`{type_}`)", content=body, headers=_HEADERS.get(status)
+        )
+        for status, (type_, title) in TYPES.items()
+        if status != 405
+    }
+
+
+def _problem_statuses(
+    operation: Operation, path: str, method: str, authenticated: bool
+) -> list[int]:
+    """The problems an operation can answer, from what it takes: a malformed request (400)
+    any; a token or signature (401, 403); a path id (404, 409); a write (409); a body or
+    query (422); a body (413); the login limits (429)."""
+    params = operation.parameters or []
+    body = operation.request_body is not None
+    statuses = [400]
+    # Login, the provider-signed webhooks and the metrics token refuse their own credentials.
+    signed = path.startswith("/api/v1/auth") or "/webhooks/" in path or path == "/metrics"
+    if authenticated or signed:
+        statuses += [401, 403]
+    by_id = any(getattr(p, "param_in", None) == "path" for p in params)
+    if by_id:
+        statuses.append(404)
+    # A resource's state may refuse the call (a closed lecture, a video not ready yet).
+    if (by_id or method in ("post", "put", "patch", "delete")) and path.startswith("/api/v1/"):
+        statuses.append(409)
+    if body:
+        statuses.append(413)
+    if body or params:
+        statuses.append(422)
+    if path in ("/api/v1/auth/login", "/api/v1/auth/refresh"):
+        statuses.append(429)
+    return statuses
+
+
+def document_problems(app: Litestar) -> None:
+    """Documents, on every operation, the problem+json answers it can give, each a
+    reference to one shared response; Litestar's own 400 (a body we never send) goes."""
+    document = app.openapi_schema
+    components = document.components
+    components.schemas = {**(components.schemas or {}), PROBLEM: _problem_schema()}
+    components.responses = {**(components.responses or {}), **_problem_responses()}
+    for handler, path, method in _operations(app):
+        operation = getattr(document.paths[path], method, None) if document.paths else None
+        if operation is None:
+            continue
+        responses = {k: v for k, v in (operation.responses or {}).items() if k != "400"}
+        for status in _problem_statuses(operation, path, method, _needs(handler, PRINCIPAL)):
+            responses.setdefault(
+                str(status), Reference(f"#/components/responses/{PROBLEM}{status}")
+            )
+        operation.responses = responses
+
+
+# ``api.hygiene`` refuses these characters in every path and query value.
+PRINTABLE = f"^[^{CONTROL_CHARACTERS.pattern[1:-1]}]*$"
+
+
+def _free_string(schema: Any) -> bool:
+    return (
+        isinstance(schema, Schema)
+        and schema.type == OpenAPIType.STRING
+        and not (schema.pattern or schema.enum or schema.format or schema.const)
+    )
+
+
+def _nested(schema: Schema) -> Iterable[Any]:
+    yield from (schema.properties or {}).values()
+    yield from schema.one_of or []
+    yield from schema.any_of or []
+    yield from schema.all_of or []
+    yield from [schema.items, schema.additional_properties]
+
+
+def _printable_strings(schema: Any) -> None:
+    """Every free string of ``schema``, nested ones too, takes the ``PRINTABLE`` pattern."""
+    todo, seen = [schema], set()
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, Schema) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if _free_string(item):
+            item.pattern = PRINTABLE
+        todo.extend(_nested(item))
+
+
+def _closed_structs(annotation: Any) -> Iterator[type[msgspec.Struct]]:
+    """The body Structs, nested ones too, that refuse unknown fields."""
+    todo, seen = [msgspec.inspect.type_info(annotation)], set()
+    while todo:
+        info = todo.pop()
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls in seen:
+                continue
+            seen.add(info.cls)
+            if info.forbid_unknown_fields:
+                yield info.cls
+            todo.extend(f.type for f in info.fields)
+        elif isinstance(info, msgspec.inspect.UnionType):
+            todo.extend(info.types)
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType)):
+            todo.append(info.item_type)
+        elif isinstance(info, msgspec.inspect.DictType):
+            todo.append(info.value_type)
+
+
+def document_input_hygiene(app: Litestar) -> None:
+    """Request schemas carry the rules the API enforces on every input, so a request the
+    schema allows is not refused for a reason it hides: no control characters in any
+    string (``api.hygiene``), no unknown field in a body that refuses them, and the page
+    size of ``api.pagination``."""
+    document = app.openapi_schema
+    schemas = document.components.schemas or {}
+    for handler, path, method in _operations(app):
+        operation = getattr(document.paths[path], method, None) if document.paths else None
+        for parameter in (operation.parameters or []) if operation else []:
+            schema = getattr(parameter, "schema", None)
+            if getattr(parameter, "param_in", None) not in ("path", "query"):
+                continue
+            _printable_strings(schema)
+            if parameter.name == "limit" and isinstance(schema, Schema):
+                schema.minimum, schema.maximum = 1, MAX_LIMIT
+        field = handler.parsed_data_field
+        if field is not None:
+            for struct in _closed_structs(field.annotation):
+                if isinstance(component := schemas.get(struct.__name__), Schema):
+                    component.additional_properties = False
+    # Not the problem: it echoes what was refused, control characters included.
+    for name, component in schemas.items():
+        if name != PROBLEM:
+            _printable_strings(component)

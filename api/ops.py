@@ -16,7 +16,7 @@ import ipaddress
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
@@ -54,7 +54,12 @@ def check_metrics_access(request: Request[Any, Any, Any]) -> None:
         )
 
 
-@get("/metrics", tags=["ops"], summary="Prometheus metrics (queues, DLQs, jobs by actor)")
+@get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics (queues, DLQs, jobs by actor)",
+    media_type=MediaType.TEXT,
+)
 async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
     check_metrics_access(request)
     text = await ops_metrics.collect()

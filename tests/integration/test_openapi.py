@@ -74,3 +74,83 @@ async def test_marked_operations_refuse_a_call_without_the_token(client):
             url = PATH_PARAMETER.sub(str(uuid.uuid4()), path)
             refused[path] = (await client.get(url)).status_code
     assert len(refused) > 40 and set(refused.values()) == {401}, refused
+
+
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
+
+
+async def test_every_operation_has_a_unique_snake_case_id_and_a_tag(client):
+    ops = operations((await client.get("/schema/openapi.json")).json())
+    ids = [op.get("operationId", "") for op in ops.values()]
+    assert [i for i in ids if not SNAKE_CASE.match(i)] == []
+    assert len(set(ids)) == len(ids)
+    assert [key for key, op in ops.items() if len(op.get("tags", [])) != 1] == []
+    for op_id in ("students_list", "students_create", "students_get", "students_update"):
+        assert op_id in ids
+    assert all(op["operationId"].startswith(f"{op['tags'][0]}_") for op in ops.values())
+
+
+async def test_every_error_answer_is_the_one_problem_schema(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "instance"}
+    assert "/problems/validation" in problem["properties"]["type"]["examples"]
+    assert "pattern" not in problem["properties"]["instance"]  # it echoes what was refused
+    shared = spec["components"]["responses"]
+    for (method, path), op in operations(spec).items():
+        errors = {s: r for s, r in op["responses"].items() if s.startswith("4")}
+        assert "400" in errors, (method, path)
+        for status, response in errors.items():
+            assert response == {"$ref": f"#/components/responses/Problem{status}"}, (path, status)
+            content = shared[f"Problem{status}"]["content"]
+            assert content == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }
+        if op.get("security"):
+            assert {"401", "403"} <= errors.keys(), (method, path)
+        if "{" in path:
+            assert "404" in errors, (method, path)
+        if "requestBody" in op:
+            assert {"413", "422"} <= errors.keys(), (method, path)
+
+
+async def test_documented_problems_are_what_the_server_answers(tenant):
+    client, headers = tenant.client, await tenant.headers()
+    spec = (await client.get("/schema/openapi.json")).json()
+    op = spec["paths"]["/api/v1/students/{student_id}"]["get"]
+    missing = await client.get(f"/api/v1/students/{uuid.uuid4()}", headers=headers)
+    assert str(missing.status_code) in op["responses"]
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    body = missing.json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) <= body.keys()
+    assert body["type"] in problem["properties"]["type"]["examples"]
+
+
+async def test_options_allows_every_documented_method_of_the_path(tenant):
+    headers = await tenant.headers()
+    spec = (await tenant.client.get("/schema/openapi.json")).json()
+    wrong = {}
+    for path, item in spec["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        documented = {m.upper() for m in HTTP_METHODS if m in item} | {"OPTIONS"}
+        url = PATH_PARAMETER.sub(str(uuid.uuid4()), path)
+        r = await tenant.client.options(url, headers=headers)
+        allowed = {m.strip() for m in r.headers.get("allow", "").split(",")}
+        if allowed != documented:
+            wrong[path] = (r.status_code, sorted(allowed), sorted(documented))
+    assert wrong == {}
+
+
+async def test_request_schemas_carry_the_limits_the_api_enforces(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    listing = spec["paths"]["/api/v1/students"]["get"]["parameters"]
+    limit = next(p for p in listing if p["name"] == "limit")["schema"]
+    assert (limit["minimum"], limit["maximum"]) == (1, 200)
+    search = next(p for p in listing if p["name"] == "q")["schema"]["oneOf"][0]
+    body = spec["components"]["schemas"]["StudentCreate"]
+    assert body["additionalProperties"] is False
+    for schema in (search, body["properties"]["name"]):
+        assert re.search(schema["pattern"], "김민준 \t\n")
+        assert not re.search(schema["pattern"], "a\x00b")
