@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,14 @@ import pytest
 
 from actors.jobs import submit
 from ops.commands.worker import queues_for
-from ops.settings import get_settings
 from tests import actors as test_actors
 from tests.conftest import ROOT, wait_for
 from tests.idle_helpers import FakeAws, assert_stopped_exactly_once, events, exited, names
-from tests.sqs_helpers import counts, purge
+from tests.sqs_helpers import counts
 
 pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]
 
 EXIT_ENV = {"IDLE_STOP_MODE": "exit", "EC2_IDLE_STOP_THRESHOLD": "3"}
-
-
-@pytest.fixture
-def lite_queue(broker: Any) -> Iterator[str]:
-    q = get_settings().queue_for("ai-lite")
-    purge(q, f"{q}-dlq")
-    yield q
-    purge(q, f"{q}-dlq")
 
 
 def _done(job_id: Any) -> Any:
