@@ -36,8 +36,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 
-from api.listening import listen
-
 log = logging.getLogger(__name__)
 
 Stamp = tuple[int, int]
@@ -52,12 +50,10 @@ class PageCache:
         *,
         max_entries: int = 1024,
         max_age: float = 30.0,
-        ping_every: float = 5.0,
     ) -> None:
         self.channel = channel
         self.max_entries = max_entries
         self.max_age = max_age
-        self.ping_every = ping_every
         self._entries: OrderedDict[Hashable, tuple[Stamp, float, bytes]] = OrderedDict()
         self._generations: dict[uuid.UUID, int] = {}
         self._loads: dict[tuple[uuid.UUID, Hashable, Stamp], asyncio.Future[bytes]] = {}
@@ -152,11 +148,6 @@ class PageCache:
 
     def disconnected(self) -> None:
         self.listening = False
-
-    async def listen(self, dsn: str) -> None:
-        """Keep a LISTEN connection for this cache alone open until cancelled (the app
-        shares one connection among all its subscribers instead: ``api/listening.py``)."""
-        await listen(dsn, [self], self.ping_every)
 
 
 # The student list's cache; api/students.py reads and fills it, api/app.py runs its listener.

@@ -98,6 +98,20 @@ def lite_queue(broker: Any) -> Iterator[str]:
     purge(queue, f"{queue}-dlq")
 
 
+@contextlib.asynccontextmanager
+async def following(*subscribers: Any) -> AsyncIterator[None]:
+    """The API's one listener for ``subscribers`` (caches, job events), as its lifespan
+    runs it (the test app has none), once every subscriber is listening."""
+    from api.listening import listening
+
+    async def up() -> bool:
+        return all(s.listening for s in subscribers)
+
+    async with listening(os.environ["DATABASE_URL"], subscribers):
+        assert await wait_for(up, timeout=10), "the listener did not connect"
+        yield
+
+
 @pytest_asyncio.fixture(scope="session")
 async def app(database: None, broker: Any) -> AsyncIterator[Any]:
     """The app, without its lifespan; but with the account-state cache's listener, as a
@@ -106,16 +120,8 @@ async def app(database: None, broker: Any) -> AsyncIterator[Any]:
     from api.app import create_app
     from api.list_cache import ACCOUNT_STATE
 
-    listener = asyncio.create_task(ACCOUNT_STATE.listen(os.environ["DATABASE_URL"]))
-    await wait_for(lambda: _is(ACCOUNT_STATE.listening), timeout=10)
-    yield create_app(pool=False)
-    listener.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await listener
-
-
-async def _is(value: bool) -> bool:
-    return value
+    async with following(ACCOUNT_STATE):
+        yield create_app(pool=False)
 
 
 @pytest_asyncio.fixture

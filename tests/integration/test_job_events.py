@@ -5,20 +5,17 @@ is set far beyond the test, and the stream never polls while the listener is up)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from api.job_events import JobEvents, stream
-from api.listening import listen
 from models.jobs import finish_job, set_progress, start_job
 from models.scope import TenantScope
 from tests.bola import NOT_FOUND_TYPE, assert_problem
-from tests.conftest import wait_for
+from tests.conftest import following
 
 pytestmark = pytest.mark.usefixtures("broker")
 
@@ -28,20 +25,10 @@ EVENT_TIMEOUT = 30
 
 @pytest.fixture
 async def hub() -> AsyncIterator[JobEvents]:
-    """A hub with its own listener, as the API's lifespan runs it (the test app has none)."""
+    """A hub with its own listener, as the API's lifespan runs it."""
     followed = JobEvents()
-    task = asyncio.create_task(listen(os.environ["DATABASE_URL"], [followed]))
-
-    async def up() -> bool:
-        return followed.listening
-
-    try:
-        assert await wait_for(up, timeout=10)
+    async with following(followed):
         yield followed
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _probe(tenant: Any) -> Any:

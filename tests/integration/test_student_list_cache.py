@@ -4,7 +4,6 @@ by the database's notifications (any writer) or by this process's own writes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ import asyncpg
 import pytest
 
 from api.list_cache import STUDENT_LIST, PageCache
-from tests.conftest import wait_for
+from tests.conftest import following, wait_for
 from tests.factories import create_student
 
 BASE = "/api/v1/students"
@@ -22,18 +21,8 @@ BASE = "/api/v1/students"
 @pytest.fixture
 async def listening() -> AsyncIterator[PageCache]:
     """The API's listener, as its lifespan runs it (the test app has no lifespan)."""
-    task = asyncio.create_task(STUDENT_LIST.listen(os.environ["DATABASE_URL"]))
-    try:
-        assert await wait_for(lambda: _true(STUDENT_LIST.listening), timeout=10)
+    async with following(STUDENT_LIST):
         yield STUDENT_LIST
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _names(tenant, headers) -> list[str]:
