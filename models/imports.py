@@ -335,13 +335,17 @@ async def same_file_as(scope: TenantScope, sha256: str, import_id: uuid.UUID) ->
 # --- one apply chunk (all in the caller's transaction) --------------------------------------
 
 
-async def claim_chunk(scope: TenantScope, import_id: uuid.UUID, index: int) -> bool:
-    """Lock the import row and say whether chunk ``index`` is still to be written: False
-    when it was applied before (a redelivery). ``applied_chunks`` is read under the row
-    lock, in the transaction whose ``record_chunk`` advances it."""
+class ChunkTaken(Exception):
+    """The chunk was applied by someone else meanwhile (an apply that took over): this
+    transaction is to be rolled back."""
+
+
+async def chunk_pending(scope: TenantScope, import_id: uuid.UUID, index: int) -> bool:
+    """Whether chunk ``index`` is still to be written (False: applied before, a
+    redelivery). Read without a lock so that the next chunk's transaction can start while
+    this one runs; ``record_chunk`` checks again under the row lock."""
     applied = await scope.value(
-        "SELECT applied_chunks FROM excel_import WHERE tenant = $1 AND id = $2 FOR UPDATE",
-        import_id,
+        "SELECT applied_chunks FROM excel_import WHERE tenant = $1 AND id = $2", import_id
     )
     return applied is not None and applied <= index
 
@@ -351,6 +355,9 @@ async def stage_chunk(records: Sequence[Sequence[Any]]) -> None:
     temporary table of the caller's transaction (dropped at its end), which the statements
     below read."""
     async with db.connection() as conn:
+        # The statements below cost past the JIT threshold on a big academy, and compiling
+        # them took longer than they then saved (tens of ms a chunk).
+        await conn.execute("SET LOCAL jit = off")
         await conn.execute(
             """
             CREATE TEMPORARY TABLE import_chunk (
@@ -389,6 +396,9 @@ async def insert_students(scope: TenantScope) -> set[uuid.UUID]:
     Each student is written once, with the read model (``guardians_json``,
     ``enrollment_count``) the triggers would compute, so the triggers find nothing to
     change (they skip unchanged rows) instead of rewriting every new student twice."""
+    # The links' trigger would recompute that JSON for nothing (migration 10:51); the
+    # setting is the transaction's and is cleared as soon as the statement is done.
+    await db.execute("SELECT set_config('academy.guardians_json_written', 'on', true)")
     created = await scope.values(
         """
         WITH new AS (
@@ -401,26 +411,34 @@ async def insert_students(scope: TenantScope) -> set[uuid.UUID]:
                        'id', g.id, 'name', g.name, 'phone', g.phone, 'relation', c.relation,
                        'is_primary', true)),
                    c.enrolments, now(), now()
-            FROM import_chunk c JOIN guardian g ON g.tenant = $1 AND g.phone = c.guardian_phone
-            WHERE c.verdict = 'create' AND NOT EXISTS (
-                SELECT 1 FROM student s
-                JOIN student_guardian sg ON sg.student = s.id
-                JOIN guardian o ON o.id = sg.guardian
-                WHERE o.tenant = $1 AND o.phone = c.guardian_phone
-                  AND s.tenant = $1 AND s.name = c.name
-                  AND s.id <> c.student_id)
-            ON CONFLICT (id) DO NOTHING
-            RETURNING id
-        ), linked AS (
-            INSERT INTO student_guardian (id, tenant, student, guardian, relation, is_primary)
-            SELECT gen_random_uuid(), $1, new.id, g.id, c.relation, true
-            FROM new JOIN import_chunk c ON c.student_id = new.id
+            FROM import_chunk c
             JOIN guardian g ON g.tenant = $1 AND g.phone = c.guardian_phone
+            -- Row by row through the guardian's phone (LIMIT keeps it a per-row probe):
+            -- as one anti-join the planner hashed every student of the academy, each chunk.
+            LEFT JOIN LATERAL (
+                SELECT true AS found FROM guardian o
+                JOIN student_guardian sg ON sg.guardian = o.id
+                JOIN student s ON s.id = sg.student
+                WHERE o.tenant = $1 AND o.phone = c.guardian_phone
+                  AND s.tenant = $1 AND s.name = c.name AND s.id <> c.student_id
+                LIMIT 1
+            ) AS taken ON true
+            WHERE c.verdict = 'create' AND taken.found IS NULL
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id, guardians_json -> 0 AS link
+        ), linked AS (
+            -- The link is read back from the row just written, not joined again: no
+            -- estimate of the CTE's size can then choose a nested loop over the chunk.
+            INSERT INTO student_guardian (id, tenant, student, guardian, relation, is_primary)
+            SELECT gen_random_uuid(), $1, new.id, (new.link ->> 'id')::uuid,
+                   new.link ->> 'relation', true
+            FROM new
             ON CONFLICT (student, guardian) DO NOTHING
         )
         SELECT id FROM new
         """
     )
+    await db.execute("SELECT set_config('academy.guardians_json_written', '', true)")
     return set(created)
 
 
@@ -459,23 +477,35 @@ async def record_chunk(
     enrolled: int,
     errors: list[dict[str, Any]],
 ) -> None:
-    """Chunk ``index`` is written: its counts and row errors join the import's."""
-    await scope.execute(
+    """Chunk ``index`` is written: its counts and row errors join the import's, and
+    ``applied_chunks`` moves past it. Chunks commit in order, so it must stand at
+    ``index``; otherwise the chunk was applied elsewhere meanwhile (``ChunkTaken``)."""
+    advanced = await scope.value(
         """
-        UPDATE excel_import SET applied_chunks = $3,
+        UPDATE excel_import SET applied_chunks = $3 + 1,
             created = created + $4, updated = updated + $5, unchanged = unchanged + $6,
             enrolled = enrolled + $7, apply_errors = apply_errors || $8::jsonb,
             updated_at = now()
-        WHERE tenant = $1 AND id = $2
+        WHERE tenant = $1 AND id = $2 AND applied_chunks = $3
+        RETURNING true
         """,
         import_id,
-        index + 1,
+        index,
         created,
         updated,
         unchanged,
         enrolled,
         errors,
     )
+    if not advanced:
+        raise ChunkTaken(f"chunk {index} of import {import_id}")
+
+
+async def refresh_enrolment_counts(students: Sequence[uuid.UUID]) -> None:
+    """Recount the enrolments of ``students`` (new students written with the count their
+    rows asked for, where a seat was then refused)."""
+    if students:
+        await db.execute("SELECT student_refresh_enrollments($1::uuid[])", list(students))
 
 
 async def analyze() -> None:

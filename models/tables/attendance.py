@@ -26,7 +26,7 @@ class AttendanceStatus(str, Enum):
 class Attendance(Table, tablename="attendance", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
     tenant = ForeignKey(Tenant, null=False, index=True)
-    session = ForeignKey(LectureSession, null=False, index=True)
+    session = ForeignKey(LectureSession, null=False, index=False)
     student = ForeignKey(Student, null=False, index=True)
     status = Varchar(length=16, choices=AttendanceStatus)
     note = Text(default="")

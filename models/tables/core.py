@@ -41,7 +41,7 @@ class Role(str, Enum):
 
 class User(Table, tablename="app_user", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     email = Varchar(length=254)
     name = Varchar(length=100, default="")
     role = Varchar(length=16, choices=Role)
@@ -93,7 +93,7 @@ class Job(Table, tablename="job", db=DB):
     """A unit of background work as the client sees it (poll it by id)."""
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     kind = Varchar(length=64)
     tier = Varchar(length=32)
     status = Varchar(length=16, choices=JobStatus, default=JobStatus.pending.value, index=True)

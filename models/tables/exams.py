@@ -18,7 +18,7 @@ from models.tables.students import Student
 
 class Exam(Table, tablename="exam", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     lecture = ForeignKey(Lecture, null=False, index=True)
     title = Varchar(length=200)
     date = Date(null=True, default=None)
@@ -39,7 +39,7 @@ class Exam(Table, tablename="exam", db=DB):
 class Score(Table, tablename="score", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
     tenant = ForeignKey(Tenant, null=False, index=True)
-    exam = ForeignKey(Exam, null=False, index=True)
+    exam = ForeignKey(Exam, null=False, index=False)
     student = ForeignKey(Student, null=False, index=True)
     score = Numeric(digits=(7, 2))
     source = Varchar(length=16, default="manual")  # manual | bulk | omr

@@ -23,7 +23,7 @@ class ExcelImport(Table, tablename="excel_import", db=DB):
     """
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     job = ForeignKey(Job, null=False, unique=True, on_delete=OnDelete.cascade)
     sha256 = Varchar(length=64)
     filename = Varchar(length=255, default="")

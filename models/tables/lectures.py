@@ -32,7 +32,7 @@ class LectureStatus(str, Enum):
 
 class Lecture(Table, tablename="lecture", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     code = Varchar(length=32, null=True, default=None)  # optional, unique per tenant
     title = Varchar(length=200)
     subject = Varchar(length=100, default="")
@@ -52,8 +52,8 @@ class LectureSession(Table, tablename="lecture_session", db=DB):
     """One 회차. Generated from the lecture's schedule, then editable one by one."""
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
-    lecture = ForeignKey(Lecture, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
+    lecture = ForeignKey(Lecture, null=False, index=False)
     seq = Integer()
     date = Date()
     start_time = Time(null=True, default=None)
@@ -79,7 +79,7 @@ class EnrollmentSource(str, Enum):
 class Enrollment(Table, tablename="enrollment", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
     tenant = ForeignKey(Tenant, null=False, index=True)
-    student = ForeignKey(Student, null=False, index=True)
+    student = ForeignKey(Student, null=False, index=False)
     lecture = ForeignKey(Lecture, null=False, index=True)
     status = Varchar(length=16, choices=EnrollmentStatus, default=EnrollmentStatus.active.value)
     source = Varchar(length=16, choices=EnrollmentSource, default=EnrollmentSource.manual.value)

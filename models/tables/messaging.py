@@ -59,7 +59,7 @@ class SenderNumber(Table, tablename="sender_number", db=DB):
     """A 발신번호 the academy registered with its provider (unique per tenant)."""
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     phone = Varchar(length=20)
     label = Varchar(length=100, default="")
     is_default = Boolean(default=False)
@@ -71,7 +71,7 @@ class MessageTemplate(Table, tablename="message_template", db=DB):
     ``attendance.absent``, ``attendance.late``, ``score.recorded``, ``video.unwatched``."""
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     code = Varchar(length=64)
     name = Varchar(length=100, default="")
     channel = Varchar(length=16, default="sms")  # sms (SMS/LMS by length) | alimtalk
@@ -86,7 +86,7 @@ class MessageTemplate(Table, tablename="message_template", db=DB):
 
 class Message(Table, tablename="message", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     job = ForeignKey(Job, null=True, default=None, on_delete=OnDelete.set_null)
     event_id = UUID(null=True, default=None)  # the outbox event of an automatic notice
     idempotency_key = Varchar(length=300, unique=True)

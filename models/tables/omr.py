@@ -35,7 +35,7 @@ from models.tables.students import Student
 
 class OmrTemplate(Table, tablename="omr_template", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     name = Varchar(length=200)
     source = Varchar(length=16, default="custom")  # custom | builtin | omrchecker
     spec = JSONB()  # pipelines.omr.template.Template as JSON
@@ -51,7 +51,7 @@ class PageStatus(str, Enum):
 
 class OmrBatch(Table, tablename="omr_batch", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     exam = ForeignKey(Exam, null=False, index=True, on_delete=OnDelete.cascade)
     template = ForeignKey(OmrTemplate, null=True, default=None, on_delete=OnDelete.set_null)
     # The template as it was when the batch was read: editing the template later does not
@@ -71,7 +71,7 @@ class OmrBatch(Table, tablename="omr_batch", db=DB):
 class OmrPage(Table, tablename="omr_page", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
     tenant = ForeignKey(Tenant, null=False, index=True)
-    batch = ForeignKey(OmrBatch, null=False, index=True, on_delete=OnDelete.cascade)
+    batch = ForeignKey(OmrBatch, null=False, index=False, on_delete=OnDelete.cascade)
     page_no = Integer()  # 1-based, in upload order
     source = Varchar(length=255, default="")  # file name (and PDF page)
     image_key = Text(null=True, default=None)

@@ -31,7 +31,7 @@ class StudentStatus(str, Enum):
 
 class Student(Table, tablename="student", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     name = Varchar(length=100)
     # 초성 of the name, kept in step by the API, for ``ㄱㅁㅅ`` searches.
     name_initials = Varchar(length=100, default="")
@@ -65,7 +65,7 @@ class Guardian(Table, tablename="guardian", db=DB):
     """One person, identified by phone within the academy (unique per tenant)."""
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     name = Varchar(length=100, default="")
     phone = Varchar(length=20)
     created_at = Timestamptz(default=TimestamptzNow())
@@ -74,7 +74,7 @@ class Guardian(Table, tablename="guardian", db=DB):
 class StudentGuardian(Table, tablename="student_guardian", db=DB):
     id = UUID(primary_key=True, default=uuid.uuid4)
     tenant = ForeignKey(Tenant, null=False)
-    student = ForeignKey(Student, null=False, index=True)
+    student = ForeignKey(Student, null=False, index=False)
     guardian = ForeignKey(Guardian, null=False, index=True)
     relation = Varchar(length=16, choices=GuardianRelation, default=GuardianRelation.guardian.value)
     is_primary = Boolean(default=False)

@@ -39,7 +39,7 @@ class Video(Table, tablename="video", db=DB):
     """One lecture video. It belongs to a lecture, and optionally to one of its sessions."""
 
     id = UUID(primary_key=True, default=uuid.uuid4)
-    tenant = ForeignKey(Tenant, null=False, index=True)
+    tenant = ForeignKey(Tenant, null=False, index=False)
     lecture = ForeignKey(Lecture, null=False, index=True)
     session = ForeignKey(LectureSession, null=True, default=None, on_delete=OnDelete.set_null)
     title = Varchar(length=200)
@@ -82,7 +82,7 @@ class VideoWatch(Table, tablename="video_watch", db=DB):
 
     id = UUID(primary_key=True, default=uuid.uuid4)
     tenant = ForeignKey(Tenant, null=False, index=True)
-    video = ForeignKey(Video, null=False, index=True)
+    video = ForeignKey(Video, null=False, index=False)
     student = ForeignKey(Student, null=False, index=True)
     intervals = JSONB(default="[]")  # [[start, end], ...] sorted, disjoint, seconds
     watched_seconds = DoublePrecision(default=0.0)

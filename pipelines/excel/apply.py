@@ -68,12 +68,21 @@ class ChunkRows:
 
     @classmethod
     def of(cls, chunk: pl.DataFrame) -> ChunkRows:
-        c = chunk.to_dict(as_series=False)
+        c = chunk.drop("lecture_ids").to_dict(as_series=False)
         ids = [uuid.UUID(s) for s in c["student_id"]]
+        # The pairs come flat out of polars (a list column to Python lists costs more than
+        # the rest of the chunk), and a lecture's id is parsed once.
+        flat = chunk.select("row", "lecture_ids").with_row_index("i").explode("lecture_ids")
+        flat = flat.drop_nulls("lecture_ids")
+        lectures = {s: uuid.UUID(s) for s in flat["lecture_ids"].unique().to_list()}
         pairs = [
-            (row, student, uuid.UUID(lecture))
-            for row, student, lectures in zip(c["row"], ids, c["lecture_ids"], strict=True)
-            for lecture in lectures or []
+            (row, ids[i], lectures[lecture])
+            for i, row, lecture in zip(
+                flat["i"].to_list(),
+                flat["row"].to_list(),
+                flat["lecture_ids"].to_list(),
+                strict=True,
+            )
         ]
         new = {
             sid: row
@@ -82,9 +91,21 @@ class ChunkRows:
         }
         return cls(chunk.height, c | {"student_id": ids}, pairs, new)
 
+    def asked(self) -> Counter[uuid.UUID]:
+        """Per new student, the lectures its rows ask for: the enrolment count it is
+        written with (corrected once seats are decided, where one was refused)."""
+        return Counter(s for s, _ in {(s, lecture) for _, s, lecture in self.pairs
+                                      if s in self.new})  # fmt: skip
+
+    @property
+    def updates(self) -> bool:
+        """Whether any row of the chunk updates a known student."""
+        return "update" in self.columns["verdict"]
+
     def records(self, enrolments: Counter[uuid.UUID]) -> list[tuple[Any, ...]]:
         """The rows for COPY (``CHUNK_COLUMNS``); ``enrolments`` counts the enrolments each
-        new student will get, so the student is written once with its read model right."""
+        new student is expected to get (``asked``), so the student is written once with
+        its read model right."""
         c = self.columns
         parts = [guardian_parts(g or "") for g in c["guardian_name"]]
         return [

@@ -3,6 +3,8 @@ process (as a worker would run them) so redeliveries and the lock can be staged 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import uuid
 from typing import Any
@@ -289,6 +291,31 @@ async def test_a_chunk_applied_twice_writes_once(tenant: Any) -> None:
     assert await snapshot(tenant.id) == once
     imp = await imports.load_import(job_id)
     assert imp is not None and (imp.applied_chunks, imp.created, imp.enrolled) == (1, 4, 4)
+
+
+async def test_a_chunk_applied_elsewhere_meanwhile_is_rolled_back(tenant: Any) -> None:
+    await create_lecture(tenant, code="CH-2")
+    job_id = await accepted(tenant, write_xlsx(messy_rows(4, lecture="CH-2", seed=4)))
+    for step in CHAIN[:3]:
+        await step(job_id=job_id)
+    imp = await imports.load_import(job_id)
+    assert imp is not None
+    plan = await steps.get_frame(imp, "plan.parquet")
+    before = await snapshot(tenant.id)
+
+    async def commit_elsewhere() -> None:
+        async with connection() as conn:
+            await conn.execute("UPDATE excel_import SET applied_chunks = 1 WHERE id = $1", imp.id)
+
+    async def taken_over() -> None:
+        # Between this apply's first statements and its enrolments, an apply that took
+        # over the import commits the same chunk (on a connection of its own).
+        await asyncio.create_task(commit_elsewhere(), context=contextvars.Context())
+
+    assert await steps.apply_chunk(imp, 0, plan, turn=taken_over()) is False
+    assert await snapshot(tenant.id) == before
+    imp = await imports.load_import(job_id)
+    assert imp is not None and (imp.applied_chunks, imp.created, imp.enrolled) == (1, 0, 0)
 
 
 async def test_second_import_waits_for_the_tenant_lock(tenant: Any, make_tenant: Any) -> None:

@@ -183,3 +183,29 @@ async def test_seats_taken_while_importing_are_respected_at_apply(tenant: Any) -
         ("학생3", 0, "010-3300-0003", 0),
     ]
     assert active == 4
+
+
+async def test_chunks_in_flight_take_seats_in_file_order(tenant: Any, monkeypatch: Any) -> None:
+    # Two chunk transactions run at once; seats must still go to the first rows of the file.
+    monkeypatch.setattr("pipelines.excel.apply.CHUNK_ROWS", 2)
+    await create_lecture(tenant, code="ORD", capacity=5)
+    roster = [["이름", "보호자 연락처", "반"]] + [
+        [f"학생{i:02d}", f"010-3400-{i:04d}", "ORD"] for i in range(11)
+    ]  # fmt: skip
+    job_id = await accepted(tenant, grid_xlsx(roster))
+    await run_chain(job_id)
+    job = await job_of(job_id)
+    assert job["status"] == "DONE", job["error"]
+    result = job["result"]
+    assert (result["created"], result["enrolled"]) == (11, 5)
+    assert [(e["row"], e["code"]) for e in result["errors"]] == [
+        (row, "lecture_full") for row in range(7, 13)
+    ]
+    async with connection() as conn:
+        counts = await conn.fetch(
+            "SELECT name, enrollment_count FROM student WHERE tenant = $1 ORDER BY name",
+            tenant.id,
+        )
+    assert [(r["name"], r["enrollment_count"]) for r in counts] == [
+        (f"학생{i:02d}", 1 if i < 5 else 0) for i in range(11)
+    ]
