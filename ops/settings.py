@@ -145,6 +145,7 @@ class Settings:
     login_max_failures_per_account: int
     login_max_failures_per_account_global: int
     login_max_attempts_per_client: int
+    password_hash_profile: str
     login_window_seconds: int
     job_sweep_after_seconds: int
     # The lifeline: a job silent for its tier's visibility timeout plus this margin has lost
@@ -403,6 +404,24 @@ def _worker_settings() -> dict[str, Any]:
     }
 
 
+PASSWORD_HASH_PROFILES = ("RFC_9106_LOW_MEMORY", "RFC_9106_HIGH_MEMORY", "CHEAPEST")
+
+
+def _password_hash_profile() -> str:
+    """PASSWORD_HASH_PROFILE: an argon2-cffi profile for new password hashes (a stored
+    hash carries its own parameters, so verifying never depends on it). CHEAPEST is for
+    the test suite only, where hashing at 64 MiB a password was minutes of every run."""
+    raw = _env("PASSWORD_HASH_PROFILE", "RFC_9106_LOW_MEMORY")
+    profile = raw.upper()
+    if profile not in PASSWORD_HASH_PROFILES:
+        raise SettingsError(
+            f"PASSWORD_HASH_PROFILE must be one of {PASSWORD_HASH_PROFILES}, got {raw!r}"
+        )
+    if profile == "CHEAPEST" and _env("ACADEMY_ENV", "development").lower() != "test":
+        raise SettingsError("PASSWORD_HASH_PROFILE=CHEAPEST is only for ACADEMY_ENV=test")
+    return profile
+
+
 def _account_and_runtime_settings() -> dict[str, Any]:
     """Tokens and log-in limits, jobs, logging, Excel limits, idle shutdown, metrics."""
     return {
@@ -411,6 +430,7 @@ def _account_and_runtime_settings() -> dict[str, Any]:
         "login_max_failures_per_account": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
         "login_max_failures_per_account_global": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT_GLOBAL", 50),
         "login_max_attempts_per_client": _int("LOGIN_MAX_ATTEMPTS_PER_CLIENT", 30),
+        "password_hash_profile": _password_hash_profile(),
         "login_window_seconds": _int("LOGIN_WINDOW_SECONDS", 900),
         "job_sweep_after_seconds": _int("JOB_SWEEP_AFTER_SECONDS", 300),
         "job_lifeline_margin_seconds": _int("JOB_LIFELINE_MARGIN_SECONDS", 300),

@@ -43,6 +43,7 @@ SETTINGS_PREFIXES = (
     "EXCEL_",
     "WORKER_",
     "CORS_",
+    "PASSWORD_",
 )
 SETTINGS_NAMES = {"DATABASE_URL", "SECRET_KEY", "SITE_URL", "INTERNAL_WORKER_TOKEN", "DEBUG"}
 
@@ -163,6 +164,17 @@ def test_unknown_environment_names_academy_env(env: pytest.MonkeyPatch) -> None:
     assert _names(str(info.value), "ACADEMY_ENV"), str(info.value)
 
 
+def test_the_cheapest_password_hashes_are_for_tests_only(env: pytest.MonkeyPatch) -> None:
+    assert load_settings().password_hash_profile == "RFC_9106_LOW_MEMORY"
+    _set(env, {"ACADEMY_ENV": "test", "PASSWORD_HASH_PROFILE": "cheapest"})
+    assert load_settings().password_hash_profile == "CHEAPEST"
+    for environment in ("development", "production"):
+        _set(env, {**PRODUCTION_ENV, "ACADEMY_ENV": environment})
+        with pytest.raises(SettingsError) as info:
+            load_settings()
+        assert _names(str(info.value), "PASSWORD_HASH_PROFILE"), str(info.value)
+
+
 # --- malformed values name their variable ----------------------------------------------
 
 
@@ -176,6 +188,7 @@ def test_unknown_environment_names_academy_env(env: pytest.MonkeyPatch) -> None:
         ("SQS_VISIBILITY_TIMEOUT_AI_LITE", "soon"),
         ("THUMBNAIL_AT_SECONDS", "five"),
         ("DEBUG", "maybe"),
+        ("PASSWORD_HASH_PROFILE", "bcrypt"),
     ],
 )
 def test_malformed_value_names_the_variable(
