@@ -7,8 +7,8 @@ idempotent, recorded in the ``excel_import`` row (``step``) with work files in R
 ``excel.parse_upload``  read the upload (fastexcel / CSV), find the header  -> raw.parquet
 ``excel.validate_rows`` clean, normalise, per-cell errors, in-file duplicates -> rows.parquet
 ``excel.match_rows``    take the tenant's import lock, match existing students -> plan.parquet
-``excel.apply_rows``    write the plan in chunks, one transaction each, two at once (skipped on a
-                        dry run)
+``excel.apply_rows``    write the plan in chunks, one transaction each, three at once (skipped
+                        on a dry run)
 ``excel.finish_import`` error workbook, result, lock released, upload and work files deleted
 
 A step that finds its work already done (a redelivery) only sends the next step again; the
@@ -79,9 +79,10 @@ TIER = "ai-lite"
 ANALYZE_AFTER_ROWS = 1_000
 # The lock is asked for again this often while another import of the tenant applies...
 LOCK_RETRY_MS = 2_000
-# Chunk transactions open at once: the next chunk writes its students while the one before
-# it writes its enrolments (two backends: the database's work is most of an apply).
-APPLY_IN_FLIGHT = 2
+# Chunk transactions open at once: while one takes seats, the next ones write their
+# guardians and students (the database's work is most of an apply; three kept both cores
+# busier than two).
+APPLY_IN_FLIGHT = 3
 # ...for at most this long; then the job fails and says which import held the lock.
 LOCK_WAIT_LIMIT = dt.timedelta(minutes=30)
 EXPORT_TTL_SECONDS = 24 * 3600
