@@ -45,7 +45,8 @@ class Student(Table, tablename="student", db=DB):
     status = Varchar(length=16, choices=StudentStatus, default=StudentStatus.active.value)
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
-    deleted_at = Timestamptz(null=True, default=None, index=True)
+    # Indexed for the purge, soft-deleted rows only (migration 2026-12-03T10:50).
+    deleted_at = Timestamptz(null=True, default=None, index=False)
     # Read models for the student list, kept by database triggers (see the migration
     # "student read model"): whatever writes guardians or enrollments -- the API, an Excel
     # import's COPY, a psql session -- keeps them right.
