@@ -9,6 +9,7 @@ import dataclasses
 import uuid
 from typing import Any
 
+import polars as pl
 import pytest
 
 from actors import excel as steps
@@ -277,14 +278,19 @@ async def test_same_file_again_changes_nothing_and_says_so(tenant: Any) -> None:
     assert await snapshot(tenant.id) == state
 
 
-async def test_a_chunk_applied_twice_writes_once(tenant: Any) -> None:
-    await create_lecture(tenant, code="CH-1")
-    job_id = await accepted(tenant, write_xlsx(messy_rows(4, lecture="CH-1", seed=4)))
+async def matched_import(tenant: Any, code: str) -> tuple[Any, Any, pl.DataFrame]:
+    """Four students for lecture ``code``, matched and not applied: (job, import, plan)."""
+    await create_lecture(tenant, code=code)
+    job_id = await accepted(tenant, write_xlsx(messy_rows(4, lecture=code, seed=4)))
     for step in CHAIN[:3]:
         await step(job_id=job_id)
     imp = await imports.load_import(job_id)
     assert imp is not None and imp.step == "matched" and imp.chunks == 1
-    plan = await steps.get_frame(imp, "plan.parquet")
+    return job_id, imp, await steps.get_frame(imp, "plan.parquet")
+
+
+async def test_a_chunk_applied_twice_writes_once(tenant: Any) -> None:
+    job_id, imp, plan = await matched_import(tenant, "CH-1")
     assert await steps.apply_chunk(imp, 0, plan) is True
     once = await snapshot(tenant.id)
     assert await steps.apply_chunk(imp, 0, plan) is False
@@ -294,13 +300,7 @@ async def test_a_chunk_applied_twice_writes_once(tenant: Any) -> None:
 
 
 async def test_a_chunk_applied_elsewhere_meanwhile_is_rolled_back(tenant: Any) -> None:
-    await create_lecture(tenant, code="CH-2")
-    job_id = await accepted(tenant, write_xlsx(messy_rows(4, lecture="CH-2", seed=4)))
-    for step in CHAIN[:3]:
-        await step(job_id=job_id)
-    imp = await imports.load_import(job_id)
-    assert imp is not None
-    plan = await steps.get_frame(imp, "plan.parquet")
+    job_id, imp, plan = await matched_import(tenant, "CH-2")
     before = await snapshot(tenant.id)
 
     async def commit_elsewhere() -> None:
