@@ -21,6 +21,7 @@ from ops.settings import (
 SETTINGS_PREFIXES = (
     "ACADEMY_",
     "DB_",
+    "DATABASE_",
     "SQS_",
     "R2_",
     "CDN_",
