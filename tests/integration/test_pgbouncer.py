@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from models.db import DB, configure_db
+from models.db import DB, configure_db, direct_dsn
 from models.notifications import Listener
 from ops.pgbouncer import admin_port, admin_show, pgbouncer_binary
 from ops.runtime import pgbouncer
@@ -233,3 +233,19 @@ def test_the_runtime_pooler_goes_when_its_owner_is_killed(pooler_url: tuple[str,
     while answers() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not answers(), "PgBouncer outlived its SIGKILLed owner"
+
+
+def test_behind_a_pooler_without_a_direct_url_nothing_listens(
+    database: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LISTEN through the pooler would be lost silently, and a list cache trusting it
+    would serve stale pages: with no direct URL the API runs no listener (caches off)."""
+    monkeypatch.setenv("DATABASE_POOLED", "true")
+    monkeypatch.delenv("DATABASE_DIRECT_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert direct_dsn() == ""
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert direct_dsn() == (os.environ.get("DATABASE_DIRECT_URL") or DB.config["dsn"])
