@@ -97,10 +97,10 @@ def configure_db(dsn: str | None = None, *, pooled: bool | None = None) -> Postg
 
 
 def direct_dsn() -> str:
-    """Where session state may live (LISTEN, migrations): DATABASE_DIRECT_URL behind a
-    pooler, else the engine's own DSN; "" behind a pooler without a direct URL."""
+    """Where session state may live (LISTEN, migrations): DATABASE_DIRECT_URL when set,
+    else the engine's own DSN unless that is a pooler ("" then: there is none)."""
     settings = get_settings()
-    if settings.database_pooled:
+    if settings.database_direct_url or settings.database_pooled:
         return settings.database_direct_url
     return str(ensure_configured().config["dsn"])
 

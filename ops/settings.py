@@ -104,7 +104,8 @@ class Settings:
     # Straight to Postgres, for what transaction pooling cannot carry (LISTEN, migrations);
     # "" when DATABASE_URL is direct itself (or pooled with no direct route: see README).
     database_direct_url: str
-    # DATABASE_URL is a transaction-mode pooler: no named prepared statements on it.
+    # DATABASE_URL is a pooler that does not carry named prepared statements across server
+    # connections (PgBouncer < 1.21 in transaction mode): asyncpg's statement cache off.
     database_pooled: bool
 
     aws_region: str
