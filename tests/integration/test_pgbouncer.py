@@ -119,9 +119,10 @@ async def test_api_calls_go_through_the_pooler(tenant: Any, pooled: Pooler) -> N
     assert sheet.status_code == 200, sheet.text
 
     after = pooled.stats()
-    # Dozens of requests, several statements each: far more than any bypass would leave.
-    assert after["queries"] - before["queries"] >= 100, (before, after)
-    assert after["xacts"] - before["xacts"] >= 40, (before, after)
+    # Over 40 requests, several statements each (about 400 statements in 60 transactions
+    # today): a bypass would leave next to nothing, a leaner query layer still plenty.
+    assert after["queries"] - before["queries"] >= 50, (before, after)
+    assert after["xacts"] - before["xacts"] >= 20, (before, after)
 
 
 async def test_a_write_through_the_pooler_notifies_the_direct_listener(
