@@ -16,6 +16,7 @@ so a test can tell traffic really went through it.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import struct
@@ -46,19 +47,32 @@ def _target(postgres_url: str) -> tuple[str, int, str, str]:
     return host, port, database, unquote(parts.username or "postgres")
 
 
+def _run_as() -> str:
+    """PgBouncer refuses to run as root: as root, run it as the embedded Postgres's user."""
+    if os.geteuid() != 0:
+        return ""
+    try:
+        pwd.getpwnam(SERVER_USER_WHEN_ROOT)
+    except KeyError:
+        return "user = nobody\n"
+    return f"user = {SERVER_USER_WHEN_ROOT}\n"
+
+
 def write_config(postgres_url: str, port: int, directory: Path) -> Path:
     """The ini and auth file for a pooler on 127.0.0.1:``port`` in front of ``postgres_url``
     (same database name and user); returns the ini's path."""
     host, pg_port, database, user = _target(postgres_url)
+    password = unquote(urlsplit(postgres_url).password or "")
+    login = f" password='{password}'" if password else ""
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)  # the ini may hold the server's password
     auth_file = directory / "userlist.txt"
     # Trust needs the user listed; the password field is unused.
     auth_file.write_text(f'"{user}" ""\n')
-    run_as = f"user = {SERVER_USER_WHEN_ROOT}\n" if os.geteuid() == 0 else ""
     ini = directory / "pgbouncer.ini"
     ini.write_text(
         f"""[databases]
-{database} = host={host} port={pg_port} dbname={database} user={user}
+{database} = host={host} port={pg_port} dbname={database} user={user}{login}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -72,7 +86,7 @@ default_pool_size = 20
 max_client_conn = 1000
 logfile =
 pidfile =
-{run_as}"""
+{_run_as()}"""
     )
     return ini
 
