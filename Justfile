@@ -16,6 +16,10 @@ dev:
 test *ARGS:
     python -m pytest "$@"
 
+# Run the core of the suite (auth, students, enrolment, attendance, the list cache, one job per pipeline) through a transaction-mode PgBouncer in front of the embedded Postgres (needs Debian's pgbouncer)
+test-pgbouncer *ARGS:
+    ACADEMY_PGBOUNCER=1 python -m pytest tests/integration/test_pgbouncer.py tests/integration/test_auth.py tests/integration/test_students.py tests/integration/test_enrollments.py tests/integration/test_attendance.py tests/integration/test_student_list_cache.py tests/integration/test_job_events.py tests/integration/test_health.py tests/integration/test_excel_import.py tests/integration/test_messaging_pipeline.py tests/e2e/test_excel_e2e.py tests/e2e/test_messaging_e2e.py tests/e2e/test_omr_pipeline.py "$@"
+
 # Run the benchmarks and print their figures (none are asserted); `just bench api` runs one group
 bench GROUP="":
     ACADEMY_BENCH=1 python -m pytest tests/benchmarks -s -q -p no:cacheprovider -p no:logging {{ if GROUP == "" { "" } else { "-k " + GROUP } }}

@@ -48,7 +48,7 @@ from api.openapi import (
     static_assets,
 )
 from api.students import StudentController
-from models.db import DB, close_pool, configure_db, start_pool
+from models.db import close_pool, configure_db, direct_dsn, start_pool
 from ops.logging import bound, configure_logging, log_event
 from ops.settings import Settings, get_settings
 
@@ -137,6 +137,17 @@ async def _allow_every_method(message: Message, scope: Scope) -> None:
             return
 
 
+def _listener() -> contextlib.AbstractAsyncContextManager[None]:
+    """The process's LISTEN connection, on the direct URL (a transaction pooler would lend
+    the session to others between statements and drop the LISTEN). Behind a pooler with no
+    direct URL there is none: the list caches stay off and job progress is polled."""
+    dsn = direct_dsn()
+    if not dsn:
+        log.warning("DATABASE_POOLED without DATABASE_DIRECT_URL: list caches off, no LISTEN")
+        return contextlib.nullcontext()
+    return listening(dsn, [*CACHES, JOB_EVENTS])
+
+
 def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
     """Start-up and shutdown: the broker the API enqueues on, the connection pool, and the
     one listener that keeps the list caches honest and pushes job progress."""
@@ -148,7 +159,7 @@ def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContex
         if pool:
             await start_pool()
         try:
-            async with listening(DB.config["dsn"], [*CACHES, JOB_EVENTS]):
+            async with _listener():
                 yield
         finally:
             if pool:

@@ -77,16 +77,32 @@ _pending: contextvars.ContextVar[list[AfterCommit] | None] = contextvars.Context
 )
 
 
-def configure_db(dsn: str | None = None) -> PostgresEngine:
-    """Point the engine at ``dsn`` (default: the settings' DATABASE_URL)."""
-    url = dsn or get_settings().database_url
+def configure_db(dsn: str | None = None, *, pooled: bool | None = None) -> PostgresEngine:
+    """Point the engine at ``dsn`` (default: the settings' DATABASE_URL). ``pooled``
+    (default: the settings' DATABASE_POOLED) means ``dsn`` is a transaction-mode pooler."""
+    settings = get_settings()
+    url = dsn or settings.database_url
     if not url:
         raise RuntimeError(
             "DATABASE_URL is not set: run through `just` (which starts an embedded Postgres) "
             "or export DATABASE_URL"
         )
     DB.config = {"dsn": url}
+    if settings.database_pooled if pooled is None else pooled:
+        # Behind transaction pooling the next statement may run on another server
+        # connection, where a named prepared statement does not exist (PgBouncer before
+        # 1.21 does not track them). Unnamed ones are parsed and run in one go.
+        DB.config["statement_cache_size"] = 0
     return DB
+
+
+def direct_dsn() -> str:
+    """Where session state may live (LISTEN, migrations): DATABASE_DIRECT_URL when set,
+    else the engine's own DSN unless that is a pooler ("" then: there is none)."""
+    settings = get_settings()
+    if settings.database_direct_url or settings.database_pooled:
+        return settings.database_direct_url
+    return str(ensure_configured().config["dsn"])
 
 
 def ensure_configured() -> PostgresEngine:
@@ -100,7 +116,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
     asyncpg's default reset costs a round trip on every release (unlisten, close cursors,
     RESET ALL, advisory unlock). Nothing here leaves session state behind: advisory locks
-    are transaction-scoped, nothing LISTENs, and no SET outlives its transaction.
+    are transaction-scoped, nothing LISTENs, and no SET outlives its transaction -- which
+    is also what lets every pooled statement run behind a transaction-mode pooler.
     """
 
 
@@ -229,13 +246,16 @@ def in_transaction() -> bool:
 
 async def copy_records(table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]) -> int:
     """Bulk-insert with COPY (about 10x chunked INSERTs, and no 32,767-parameter limit)."""
-    conn: asyncpg.Connection = await asyncpg.connect(ensure_configured().config["dsn"])
+    conn: asyncpg.Connection = await asyncpg.connect(**ensure_configured().config)
     try:
-        await conn.copy_records_to_table(table, records=list(records), columns=list(columns))
-        if len(records) >= ANALYZE_AFTER_ROWS:
-            # Until autovacuum gets to it the planner thinks the table is tiny, and the
-            # first queries after a big load pick seq scans (seen: 2 ms -> 280 ms).
-            await conn.execute(f'ANALYZE "{table}"')
+        # One transaction: behind a transaction pooler the column lookup, the COPY and the
+        # ANALYZE then share a server connection.
+        async with conn.transaction():
+            await conn.copy_records_to_table(table, records=list(records), columns=list(columns))
+            if len(records) >= ANALYZE_AFTER_ROWS:
+                # Until autovacuum gets to it the planner thinks the table is tiny, and the
+                # first queries after a big load pick seq scans (seen: 2 ms -> 280 ms).
+                await conn.execute(f'ANALYZE "{table}"')
     finally:
         await conn.close()
     return len(records)

@@ -329,7 +329,7 @@ async def ping(connect_timeout: float) -> None:
         async with engine.pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
     else:
-        conn = await asyncpg.connect(engine.config["dsn"], timeout=connect_timeout)
+        conn = await asyncpg.connect(**engine.config, timeout=connect_timeout)
         try:
             await conn.fetchval("SELECT 1")
         finally:

@@ -9,13 +9,16 @@ that keeps messages on disk installs from the registries we use without Docker o
 the job lifeline re-sends what a restart loses). Whatever it started is stopped when the block exits -- and, through a small
 watchdog process, even when the owner is killed with SIGKILL (Postgres daemonises, so a
 parent-death signal alone would not reach it).
+
+With ``ACADEMY_PGBOUNCER=1`` it also puts a PgBouncer in transaction pooling mode in front
+of the embedded Postgres (``ops/pgbouncer.py``): ``DATABASE_URL`` then points at the pooler
+and ``DATABASE_DIRECT_URL`` at Postgres itself, as in production behind a pooler.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -31,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ops.pgbouncer import start_pgbouncer
+from ops.processes import die_with_parent, free_port, stop_server
 from ops.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,12 +46,6 @@ DATA_DIR = Path(os.environ.get("ACADEMY_DATA_DIR") or PROJECT_ROOT / ".data")
 # Credentials for the local SQS/S3 server; moto accepts any.
 LOCAL_AWS_KEY = "local-access-key"
 LOCAL_AWS_SECRET = "local-secret-key"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
@@ -61,13 +60,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the process that started it dies."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass
 class LocalRuntime:
     """What was started, and the environment that points at it."""
@@ -78,13 +70,14 @@ class LocalRuntime:
     pg_throwaway: bool = False
     moto: subprocess.Popen[bytes] | None = None
     seaweed: subprocess.Popen[bytes] | None = None
+    pgbouncer: subprocess.Popen[bytes] | None = None
     watchdog: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
-        for server in (self.moto, self.seaweed):
+        for server in (self.pgbouncer, self.moto, self.seaweed):
             if server is not None:
                 stop_server(server)
-        self.moto = self.seaweed = None
+        self.pgbouncer = self.moto = self.seaweed = None
         if self.pg_server is not None:
             with contextlib.suppress(Exception):
                 self.pg_server.stop()  # type: ignore[attr-defined]
@@ -143,7 +136,7 @@ def start_moto(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
         # Its own session: the terminal's Ctrl-C must not stop the queues before the
         # workers that poll them (their consumers would log connection errors).
         start_new_session=True,
@@ -160,16 +153,6 @@ def start_moto(
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"the local SQS/S3 server did not answer on {url} within {timeout}s")
-
-
-def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _kept_port(name: str) -> int:
@@ -225,7 +208,7 @@ def start_seaweedfs(
         },
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -263,7 +246,7 @@ def _start_watchdog(rt: LocalRuntime) -> subprocess.Popen[bytes]:
         args += ["--pgdata", str(rt.pg_data)]
         if rt.pg_throwaway:
             args.append("--delete")
-    for server in (rt.moto, rt.seaweed):
+    for server in (rt.pgbouncer, rt.moto, rt.seaweed):
         if server is not None:
             args += ["--kill", str(server.pid)]
     # Its own session: a Ctrl-C in the terminal must not kill it before it cleans up.
@@ -349,6 +332,8 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
             if rt.pg_data is not None:
                 url, rt.pg_server = start_postgres(rt.pg_data)
                 rt.env["DATABASE_URL"] = url
+            if pgbouncer_wanted():
+                _pool_database(rt)
         if purpose == "dev" and not os.environ.get("R2_ENDPOINT") and weed_binary():
             url, rt.seaweed = start_seaweedfs(DATA_DIR / "s3-dev", _kept_port("s3-dev"))
             _point_storage_at(rt, url)
@@ -365,13 +350,46 @@ def local_runtime(*, purpose: str = "dev") -> Iterator[LocalRuntime]:
                 rt.env["SQS_ENDPOINT_URL"] = url
             if not os.environ.get("R2_ENDPOINT") and rt.seaweed is None:
                 _point_storage_at(rt, url)
-        if rt.pg_data is not None or rt.moto is not None or rt.seaweed is not None:
+        if any(x is not None for x in (rt.pg_data, rt.pgbouncer, rt.moto, rt.seaweed)):
             rt.watchdog = _start_watchdog(rt)
         os.environ.update(rt.env)
         get_settings.cache_clear()
         yield rt
     finally:
         rt.stop()
+
+
+def pgbouncer_wanted() -> bool:
+    """``ACADEMY_PGBOUNCER=1``: put the local Postgres behind a transaction-mode PgBouncer."""
+    return os.environ.get("ACADEMY_PGBOUNCER", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _pool_database(rt: LocalRuntime) -> None:
+    """Start PgBouncer in front of the local Postgres: the pooler becomes ``DATABASE_URL``,
+    Postgres itself ``DATABASE_DIRECT_URL`` (LISTEN and migrations go there)."""
+    direct = rt.env["DATABASE_URL"]
+    url, rt.pgbouncer = start_pgbouncer(direct, DATA_DIR)
+    rt.env["DATABASE_URL"] = url
+    rt.env["DATABASE_DIRECT_URL"] = direct
+
+
+@contextlib.contextmanager
+def pgbouncer(postgres_url: str) -> Iterator[str]:
+    """A PgBouncer in front of ``postgres_url`` for the block (its pooled URL), stopped by a
+    watchdog should this process be SIGKILLed (PgBouncer, run as another user when we are
+    root, loses the parent-death signal when it changes user)."""
+    url, proc = start_pgbouncer(postgres_url, DATA_DIR)
+    watch = ["watchdog", "--parent", str(os.getpid()), "--kill", str(proc.pid)]
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "ops.runtime", *watch], cwd=PROJECT_ROOT, start_new_session=True
+    )
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+        guard.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            guard.wait(2)
 
 
 def _point_storage_at(rt: LocalRuntime, url: str) -> None:

@@ -101,6 +101,12 @@ class Settings:
     internal_worker_token: str
 
     database_url: str
+    # Straight to Postgres, for what transaction pooling cannot carry (LISTEN, migrations);
+    # "" when DATABASE_URL is direct itself (or pooled with no direct route: see README).
+    database_direct_url: str
+    # DATABASE_URL is a pooler that does not carry named prepared statements across server
+    # connections (PgBouncer < 1.21 in transaction mode): asyncpg's statement cache off.
+    database_pooled: bool
 
     aws_region: str
     sqs_endpoint_url: str
@@ -361,6 +367,9 @@ def _core_settings(environment: str) -> dict[str, Any]:
         "site_url": _env("SITE_URL", "http://127.0.0.1:8000"),
         "internal_worker_token": _env("INTERNAL_WORKER_TOKEN", "dev-internal-token"),
         "database_url": _database_url(),
+        "database_direct_url": _env("DATABASE_DIRECT_URL"),
+        # A direct URL beside DATABASE_URL means DATABASE_URL goes through a pooler.
+        "database_pooled": _bool("DATABASE_POOLED", bool(_env("DATABASE_DIRECT_URL"))),
         "aws_region": _env("AWS_REGION", "ap-northeast-2"),
         "sqs_endpoint_url": _env("SQS_ENDPOINT_URL"),
         "sqs_max_receive_count": _int("SQS_MAX_RECEIVE_COUNT", 5),

@@ -105,11 +105,12 @@ async def following(*subscribers: Any) -> AsyncIterator[None]:
     """The API's one listener for ``subscribers`` (caches, job events), as its lifespan
     runs it (the test app has none), once every subscriber is listening."""
     from api.listening import listening
+    from models.db import direct_dsn
 
     async def up() -> bool:
         return all(s.listening for s in subscribers)
 
-    async with listening(os.environ["DATABASE_URL"], subscribers):
+    async with listening(direct_dsn(), subscribers):
         assert await wait_for(up, timeout=10), "the listener did not connect"
         yield
 

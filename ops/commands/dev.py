@@ -28,14 +28,8 @@ from ops.commands.tenants import create_tenant
 from ops.commands.worker import command
 from ops.logging import configure_logging
 from ops.passwords import hash_password
-from ops.runtime import (
-    PROJECT_ROOT,
-    _die_with_parent,
-    free_port,
-    local_runtime,
-    port_free,
-    publish_dev_env,
-)
+from ops.processes import die_with_parent, free_port
+from ops.runtime import PROJECT_ROOT, local_runtime, port_free, publish_dev_env
 from ops.settings import get_settings
 
 DEMO_SLUG = "demo"
@@ -111,6 +105,11 @@ def _run(supervisor: Supervisor, started: float) -> int:
     checks = asyncio.run(run_checks(probe_timeout=60))
     print(render(checks))
     settings = get_settings()
+    pooled = (
+        f" (transaction pooler; direct {settings.database_direct_url or 'none'})"
+        if settings.database_pooled
+        else ""
+    )
     print(
         f"""
 academy is up: /health answered 200 {healthy_after:.1f}s after start
@@ -121,7 +120,7 @@ academy is up: /health answered 200 {healthy_after:.1f}s after start
   SQS            {settings.sqs_endpoint_url}
   S3 (as R2)     {settings.r2_endpoint}
   HLS (signed)   {os.environ.get("CDN_HLS_BASE_URL", "")}
-  database       {settings.database_url}
+  database       {settings.database_url}{pooled}
   messages       {settings.messaging_provider or "none"} provider (console: logged and appended to .data/messages-outbox.jsonl)
   demo login     {DEMO_EMAIL} / {DEMO_PASSWORD} (academy slug "{DEMO_SLUG}")
 Ctrl-C stops everything."""
@@ -144,7 +143,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     # Local queues cost nothing to poll; a short long-poll makes Ctrl-C stop workers quickly.
     os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "2")
-    supervisor = Supervisor(spawner(PROJECT_ROOT, _die_with_parent))
+    supervisor = Supervisor(spawner(PROJECT_ROOT, die_with_parent))
     try:
         with local_runtime(purpose="dev") as rt:
             print("academy dev: started locally:", ", ".join(sorted(rt.env)) or "nothing")

@@ -21,6 +21,7 @@ from ops.settings import (
 SETTINGS_PREFIXES = (
     "ACADEMY_",
     "DB_",
+    "DATABASE_",
     "SQS_",
     "R2_",
     "CDN_",
@@ -289,6 +290,31 @@ def test_database_url_wins_over_db_parts(env: pytest.MonkeyPatch) -> None:
 
 def test_no_database_configured_outside_production_is_empty(env: pytest.MonkeyPatch) -> None:
     assert load_settings().database_url == ""
+
+
+def test_a_direct_url_means_database_url_is_a_pooler(env: pytest.MonkeyPatch) -> None:
+    _set(env, {"DATABASE_URL": "postgresql://x@direct:5432/d"})
+    assert (load_settings().database_pooled, load_settings().database_direct_url) == (False, "")
+    _set(
+        env,
+        {
+            "DATABASE_URL": "postgresql://x@pool:6432/d",
+            "DATABASE_DIRECT_URL": "postgresql://x@db/d",
+        },
+    )
+    settings = load_settings()
+    assert (settings.database_pooled, settings.database_direct_url) == (True, "postgresql://x@db/d")
+    env.setenv("DATABASE_POOLED", "false")
+    assert load_settings().database_pooled is False
+
+
+def test_pooled_without_a_direct_url(env: pytest.MonkeyPatch) -> None:
+    _set(env, {"DATABASE_URL": "postgresql://x@pool:6432/d", "DATABASE_POOLED": "true"})
+    settings = load_settings()
+    assert (settings.database_pooled, settings.database_direct_url) == (True, "")
+    env.setenv("DATABASE_POOLED", "sometimes")
+    with pytest.raises(SettingsError, match="DATABASE_POOLED"):
+        load_settings()
 
 
 # --- defaults and queues ---------------------------------------------------------------
