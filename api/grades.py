@@ -52,7 +52,7 @@ from models.grades import (
     write_scores,
 )
 from models.lectures import lecture_exists
-from models.limits import Day, Name, Title
+from models.limits import TITLE_MAX, Day, Name, Title
 from models.pages import Page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Role
@@ -182,7 +182,7 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) ->
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     if data.title is not msgspec.UNSET:
-        title = clean_text(data.title)
+        title = clean_text(data.title, TITLE_MAX)
         if not title:
             errors.append({"field": "title", "message": "must not be empty"})
         values["title"] = title

@@ -130,11 +130,9 @@ LectureSort = Literal["title", "-title", "created_at", "-created_at"]
 def _clean_bounded(
     value: str, field: str, limit: int, errors: list[dict[str, Any]], *, required: bool = False
 ) -> str:
-    text = clean_text(value)
+    text = clean_text(value, limit)
     if required and not text:
         errors.append({"field": field, "message": "must not be empty"})
-    elif len(text) > limit:
-        errors.append({"field": field, "message": f"at most {limit} characters"})
     return text
 
 

@@ -44,7 +44,7 @@ from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
 from models.jobs import fail_job
-from models.limits import Day, Name, Title
+from models.limits import TITLE_MAX, Day, Name, Title
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
@@ -381,7 +381,7 @@ class VideoController(Controller):
             video_id=video_id,
             lecture_id=lecture_id,
             session_id=data.session_id,
-            title=clean_text(data.title),
+            title=clean_text(data.title, TITLE_MAX),
             proctored=data.proctored,
             due_date=data.due_date,
             filename=data.filename.strip(),
@@ -423,7 +423,7 @@ class VideoController(Controller):
         video = await videos.get_video(tenant_scope, video_id)
         changes: dict[str, Any] = {}
         if data.title is not msgspec.UNSET:
-            title = clean_text(data.title)
+            title = clean_text(data.title, TITLE_MAX)
             if not title:
                 raise field_error("title", "must not be empty")
             changes["title"] = title

@@ -138,3 +138,16 @@ async def test_a_chunked_json_upload_is_refused_as_it_streams(
     )
     assert r.status_code == 413, r.text
     assert sent < 4 * small.omr_max_upload_bytes, f"read {sent} bytes before refusing"
+
+
+async def test_text_that_normalising_lengthens_still_fits_its_column(tenant: Any) -> None:
+    """NFKC turns a cedilla into two characters: a 16-character grade of them must not
+    overflow the 16-character column (it was a 500)."""
+    h = await tenant.headers()
+    grade = "중" + "¸" * 15
+    r = await tenant.client.post(STUDENTS, json=student_payload(grade=grade), headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["grade"] == grade
+    r = await tenant.client.patch(f"{STUDENTS}/{r.json()['id']}", json={"grade": "ＡＢ"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["grade"] == "AB"
