@@ -31,6 +31,7 @@ from litestar.utils.scope.state import ScopeState
 
 from api.hygiene import dec_hook
 from models.errors import Problem, field_error
+from models.limits import PATTERN_MESSAGES
 from models.scope import NotFoundInTenant
 
 # Re-exported: controllers raise the same refusals the query layer does.
@@ -140,7 +141,13 @@ def _body_struct_errors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]
 
 
 def _body_error(field: str, message: str) -> dict[str, Any]:
-    return {"field": field, "message": message, "source": "body"}
+    return {"field": field, "message": _PATTERN_MESSAGES.get(message, message), "source": "body"}
+
+
+# msgspec names the regular expression a text failed; the client reads what it means.
+_PATTERN_MESSAGES = {
+    f"Expected `str` matching regex {pattern!r}": text for pattern, text in PATTERN_MESSAGES.items()
+}
 
 
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

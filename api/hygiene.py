@@ -6,7 +6,7 @@ bodies -- so that no handler checks them by hand.
   and the query;
 * ``CheckedRequest.json`` reads every string of a decoded JSON body, keys included;
 * ``TYPE_DECODERS`` decodes ``Day`` (query and body), refusing dates out of range;
-* ``DayPlugin`` documents ``Day`` as an OpenAPI ``date``.
+* ``DayPlugin`` documents ``Day`` as an OpenAPI ``date`` whose pattern bounds its year.
 
 Each refusal is one 422 problem naming every field (``source``: path, query or body).
 """
@@ -22,7 +22,14 @@ from litestar.plugins import OpenAPISchemaPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from models.errors import fail_fields
-from models.limits import EARLIEST_DATE, LATEST_DATE, Day, control_character_errors, decode_day
+from models.limits import (
+    DAY_PATTERN,
+    EARLIEST_DATE,
+    LATEST_DATE,
+    Day,
+    control_character_errors,
+    decode_day,
+)
 
 
 def refuse_control_characters(app: ASGIApp) -> ASGIApp:
@@ -75,5 +82,6 @@ class DayPlugin(OpenAPISchemaPlugin):
         return Schema(
             type=OpenAPIType.STRING,
             format=OpenAPIFormat.DATE,
+            pattern=DAY_PATTERN,
             description=f"a date from {EARLIEST_DATE} to {LATEST_DATE}",
         )

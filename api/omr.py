@@ -17,7 +17,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -39,7 +38,7 @@ from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
-from models.limits import Code, Name, Text, Title
+from models.limits import KEY_ID, Name, Text, Title
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -74,7 +73,7 @@ class ExamOmrUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
     template_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     marking: dict[Name, Any] | msgspec.UnsetType | None = msgspec.UNSET
-    key_id: Code | msgspec.UnsetType | None = msgspec.UNSET
+    key_id: Annotated[str, msgspec.Meta(pattern=KEY_ID)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class EvaluationImport(msgspec.Struct, forbid_unknown_fields=True):
@@ -232,8 +231,6 @@ class ExamOmrController(Controller):
                     marking = None if parsed is None else msgspec.to_builtins(parsed)
                 except InvalidMarking as exc:
                     errors.extend({"field": p, "message": m} for p, m in exc.issues)
-            if isinstance(data.key_id, str) and not re.fullmatch(r"\d{1,32}", data.key_id):
-                errors.append({"field": "key_id", "message": "1..32 digits"})
             fail_fields(errors)
             await omr_models.set_exam_omr(
                 tenant_scope,

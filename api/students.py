@@ -18,7 +18,7 @@ from api.list_cache import STUDENT_LIST
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import students
 from models.errors import fail_fields
-from models.limits import NAME_MAX, SHORT_MAX, Day, Name, Phone, Short, Text
+from models.limits import NAME_MAX, SHORT_MAX, Day, Name, Phone, RequiredName, Short, Text
 from models.pages import Page
 from models.scope import TenantScope
 from models.students import GuardianLink, Student, StudentFilter
@@ -47,7 +47,7 @@ class GuardianIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Name
+    name: RequiredName
     phone: Phone | None = None
     school: Name = ""
     grade: Short = ""
@@ -60,7 +60,7 @@ class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
 class StudentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``guardians``, when present, replaces the list."""
 
-    name: Name | msgspec.UnsetType = msgspec.UNSET
+    name: RequiredName | msgspec.UnsetType = msgspec.UNSET
     phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     school: Name | msgspec.UnsetType = msgspec.UNSET
     grade: Short | msgspec.UnsetType = msgspec.UNSET

@@ -22,6 +22,8 @@ EXAMPLES = os.environ.get("ACADEMY_FUZZ_EXAMPLES", "3")
 SECONDS = os.environ.get("ACADEMY_FUZZ_SECONDS", "45")
 PHASES = os.environ.get("ACADEMY_FUZZ_PHASES", "fuzzing")
 CHECKS = os.environ.get("ACADEMY_FUZZ_CHECKS", "not_a_server_error")
+# A regular expression: only the paths it matches (to replay one area while fixing it).
+PATHS = os.environ.get("ACADEMY_FUZZ_PATHS", "")
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
@@ -43,6 +45,7 @@ async def test_no_operation_answers_a_server_error(tenant: Any) -> None:
             "--exclude-path", "/api/v1/auth/logout",
             # Nor may it deactivate itself or reset its own password (ids it reads in lists).
             "--exclude-path-regex", r"^/api/v1/users/\{user_id\}",
+            *(("--include-path-regex", PATHS) if PATHS else ()),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
