@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -431,6 +432,9 @@ class EnrollmentController(Controller):
     guards = [require_staff]
 
     @post("/lectures/{lecture_id:str}/enrollments", guards=[require_office],
+          status_code=HTTP_201_CREATED,
+          responses={HTTP_200_OK: ResponseSpec(Enrollment, description="Already enrolled: "
+                                               "the enrollment as it was, nothing changed")},
           summary="Enrol a student (capacity-checked; re-enrolling reactivates)")  # fmt: skip
     async def enrol(
         self,

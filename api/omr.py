@@ -24,6 +24,7 @@ import msgspec
 from litestar import Controller, Request, get, post, put
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
@@ -33,12 +34,12 @@ from api.auth import Principal, require_own_lecture, require_staff
 from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
-from api.uploads import cap_body, refuse_read_size
+from api.uploads import cap_body, multipart_form, refuse_read_size
 from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
-from models.limits import KEY_ID, Name, Text, Title
+from models.limits import KEY_ID, TITLE_MAX, Name, Text, Title
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -115,6 +116,46 @@ class Base64File(msgspec.Struct, forbid_unknown_fields=True):
 
 class Base64Files(msgspec.Struct, forbid_unknown_fields=True):
     files: list[Base64File]
+
+
+# Standard base64 with its padding, as ``base64.b64decode(validate=True)`` takes it.
+BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# The two bodies ``upload_scans`` reads itself, for the OpenAPI document.
+SCAN_FORM = multipart_form(
+    {
+        "files": Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
+            min_items=1,
+            max_items=MAX_FILES,
+            description="JPEG/PNG images (a sheet each) or PDFs (a sheet a page), repeated",
+        )
+    },
+    required=["files"],
+    json=Schema(
+        type=OpenAPIType.OBJECT,
+        required=["files"],
+        properties={
+            "files": Schema(
+                type=OpenAPIType.ARRAY,
+                min_items=1,
+                max_items=MAX_FILES,
+                items=Schema(
+                    type=OpenAPIType.OBJECT,
+                    required=["filename", "content_base64"],
+                    properties={
+                        "filename": Schema(type=OpenAPIType.STRING, max_length=TITLE_MAX),
+                        "content_base64": Schema(
+                            type=OpenAPIType.STRING, content_encoding="base64", pattern=BASE64
+                        ),
+                    },
+                    additional_properties=False,
+                ),
+            )
+        },
+        additional_properties=False,
+    ),
+)
 
 
 async def _uploaded_files(request: Request[Any, Any, Any]) -> list[tuple[str, str, bytes]]:
@@ -288,6 +329,7 @@ class ExamOmrController(Controller):
 
     @post(
         "/scans",
+        operation_class=SCAN_FORM,
         status_code=HTTP_202_ACCEPTED,
         guards=[require_grader],
         request_max_body_size=HARD_CAP,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -23,7 +23,7 @@ from models.tables import Job as JobTable
 class Job(msgspec.Struct):
     id: uuid.UUID
     kind: str
-    status: str
+    status: Literal["PENDING", "RUNNING", "DONE", "FAILED"]  # models.tables.JobStatus
     progress: int
     stage: str
     result: Any

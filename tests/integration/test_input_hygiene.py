@@ -151,3 +151,18 @@ async def test_text_that_normalising_lengthens_still_fits_its_column(tenant: Any
     r = await tenant.client.patch(f"{STUDENTS}/{r.json()['id']}", json={"grade": "ＡＢ"}, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["grade"] == "AB"
+
+
+async def test_a_json_body_has_json_types(tenant: Any) -> None:
+    """The schema says boolean and integer: ``0`` is not ``false``, ``"1"`` not a number."""
+    h = await tenant.headers()
+    body = {**student_payload(), "birth_date": None}
+    r = await tenant.client.post(STUDENTS, json={**body, "guardians": [
+        {"phone": "010-1234-5678", "is_primary": 0}]}, headers=h)  # fmt: skip
+    assert_problem(r, 422, VALIDATION)
+    assert fields(r) == {"guardians[0].is_primary": "body"}
+    r = await tenant.client.post(
+        "/api/v1/omr/templates/builtin", json={"questions": "20", "choices": 4}, headers=h
+    )
+    assert_problem(r, 422, VALIDATION)
+    assert fields(r) == {"questions": "body"}
