@@ -175,3 +175,19 @@ async def test_the_schema_states_the_handlers_rules_and_answers(client):
     assert "415" in paths["/api/v1/enrollments/excel"]["post"]["responses"]
     scans = paths["/api/v1/exams/{exam_id}/scans"]["post"]["requestBody"]["content"]
     assert scans.keys() == {"multipart/form-data", "application/json"}
+
+
+async def test_constraints_inside_optional_fields_tuples_and_maps_are_kept(client):
+    """Litestar drops a ``Meta`` inside ``X | None``, a tuple or a dict; the document
+    takes them from msgspec's own schema of the body."""
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    assert schemas["ExamUpdate"]["properties"]["max_score"]["exclusiveMinimum"] == 0
+    heartbeat = schemas["Heartbeat"]["properties"]
+    assert heartbeat["seq"]["minimum"] == 0
+    interval = heartbeat["played"]["items"]
+    assert (interval["minItems"], interval["maxItems"]) == (2, 2)
+    assert all(bound["minimum"] == 0 for bound in interval["prefixItems"])
+    answers = schemas["ReviewIn"]["properties"]["answers"]
+    assert answers["additionalProperties"]["maxLength"] == 100
+    keys = answers["propertyNames"]
+    assert keys["maxLength"] == 100 and not re.search(keys["pattern"], "q\x0b1")
