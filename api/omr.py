@@ -39,7 +39,7 @@ from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
-from models.limits import KEY_ID, TITLE_MAX, Name, Text, Title
+from models.limits import KEY_ID, TITLE_MAX, Name, Text, Title, control_character_errors
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -163,8 +163,14 @@ async def _uploaded_files(request: Request[Any, Any, Any]) -> list[tuple[str, st
     out: list[tuple[str, str, bytes]] = []
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            body = msgspec.json.decode(await request.body(), type=Base64Files)
+            raw = msgspec.json.decode(await request.body())
         except msgspec.DecodeError as exc:
+            raise field_error("files", f"not a JSON upload: {exc}") from None
+        # Read here, not by ``CheckedRequest.json``: the same text rules apply.
+        fail_fields(control_character_errors(raw, "", "body"))
+        try:
+            body = msgspec.convert(raw, Base64Files)
+        except msgspec.ValidationError as exc:
             raise field_error("files", f"not a JSON upload: {exc}") from None
         for i, f in enumerate(body.files):
             try:

@@ -392,6 +392,9 @@ def document_input_hygiene(app: Litestar) -> None:
             _printable_strings(schema)
             if parameter.name == "limit" and isinstance(schema, Schema):
                 schema.minimum, schema.maximum = 1, MAX_LIMIT
+        body = getattr(operation, "request_body", None)
+        for media in (getattr(body, "content", None) or {}).values():
+            _printable_strings(media.schema)  # a body the route documents by hand
         field = handler.parsed_data_field
         if field is not None:
             for struct in _closed_structs(field.annotation):

@@ -166,3 +166,25 @@ async def test_a_json_body_has_json_types(tenant: Any) -> None:
     )
     assert_problem(r, 422, VALIDATION)
     assert fields(r) == {"questions": "body"}
+
+
+async def test_a_json_scan_upload_keeps_the_text_rules(tenant: Any) -> None:
+    """The scan upload reads its JSON body itself: a NUL in a file name is a field error
+    (it was a 500 when the batch was stored)."""
+    h = await tenant.headers()
+    lecture = await create_lecture(tenant)
+    exam = await create_exam(tenant, lecture, question_count=5, answer_key={"1": ["1"]})
+    card = await tenant.client.post(
+        "/api/v1/omr/templates/builtin", json={"name": "card", "questions": 5}, headers=h
+    )
+    r = await tenant.client.put(
+        f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card.json()["id"]}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    r = await tenant.client.post(
+        f"/api/v1/exams/{exam['id']}/scans",
+        json={"files": [{"filename": "a\x00.png", "content_base64": "AAAA"}]},
+        headers=h,
+    )
+    assert_problem(r, 422, VALIDATION)
+    assert fields(r) == {"files[0].filename": "body"}
