@@ -80,23 +80,67 @@ def struct_body_errors(scope: Any, raw: Any) -> list[dict[str, Any]]:
         return []
     if not isinstance(raw, dict):
         return []
+    return _struct_errors(struct, _integral(raw), "")
+
+
+def _integral(value: Any) -> Any:
+    """``value`` with every whole float as an int: JSON Schema's ``integer`` takes ``20.0``
+    and so does the API (msgspec, strict, would not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _list_item_struct(type_: Any) -> type[msgspec.Struct] | None:
+    """The Struct of a ``list[Struct]`` field (``| UnsetType`` allowed), else None."""
+    info = msgspec.inspect.type_info(type_)  # drops ``UnsetType``
+    if isinstance(info, msgspec.inspect.ListType) and isinstance(
+        info.item_type, msgspec.inspect.StructType
+    ):
+        return info.item_type.cls
+    return None
+
+
+def _struct_errors(
+    struct: type[msgspec.Struct], raw: dict[Any, Any], prefix: str
+) -> list[dict[str, Any]]:
+    """Every field of ``raw`` checked against ``struct`` on its own; a list of Structs
+    item by item, so every bad row of a bulk body is named."""
     errors: list[dict[str, Any]] = []
     known: set[str] = set()
     for info in msgspec.structs.fields(struct):
+        name = f"{prefix}{info.encode_name}"
         known.add(info.encode_name)
         if info.encode_name not in raw:
             if info.required:
-                errors.append(_body_error(info.encode_name, "Object missing required field"))
+                errors.append(_body_error(name, "Object missing required field"))
             continue
+        value = raw[info.encode_name]
         try:
-            msgspec.convert(raw[info.encode_name], info.type, strict=True, dec_hook=dec_hook)
+            msgspec.convert(value, info.type, strict=True, dec_hook=dec_hook)
         except msgspec.ValidationError as exc:
+            rows: list[dict[str, Any]] = []
+            if (item := _list_item_struct(info.type)) is not None and isinstance(value, list):
+                for i, row in enumerate(value):
+                    if isinstance(row, dict):
+                        rows += _struct_errors(item, row, f"{name}[{i}].")
+                    else:
+                        rows.append(_body_error(f"{name}[{i}]", "Expected `object`"))
+            if rows:
+                errors += rows
+                continue
             match = _AT_PATH.match(str(exc))
             message, path = (match["message"], match["path"] or "") if match else (str(exc), "")
-            errors.append(_body_error(f"{info.encode_name}{path}", message))
+            errors.append(_body_error(f"{name}{path}", message))
     if struct.__struct_config__.forbid_unknown_fields:
         unknown = [str(key) for key in raw if key not in known]
-        errors.extend(_body_error(key, "Object contains unknown field") for key in unknown)
+        errors.extend(
+            _body_error(f"{prefix}{key}", "Object contains unknown field") for key in unknown
+        )
     return errors
 
 

@@ -69,7 +69,7 @@ async def test_every_field_error_is_listed(tenant):
     )
     assert_problem(r, 422, "/problems/validation")
     errors = {e["field"]: e["message"] for e in r.json()["errors"]}
-    assert errors.keys() == {"title", "capacity", "schedule[0].weekday"}
+    assert errors.keys() == {"title", "capacity", "schedule[0].weekday", "schedule[0].start"}
     assert errors["title"] == "must not be empty"
     r = await tenant.client.post(
         BASE, json={"title": "x", "schedule": [{"weekday": 1, "start": "9:00", "end": "10:00"}]},
