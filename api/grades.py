@@ -81,8 +81,15 @@ T = TypeVar("T")
 
 # What a numeric(7, 2) column holds (``pipelines.grading.to_score``); a max score is above 0.
 MAX_BINS = 100
-MaxScore = Annotated[float, msgspec.Meta(gt=0, le=float(MAX_SCORE_VALUE))]
-ScoreValue = Annotated[float, msgspec.Meta(ge=0, le=float(MAX_SCORE_VALUE))]
+# ``multipleOf`` is stated, not checked by msgspec: a float's binary noise is
+# ``pipelines.grading.to_score``'s to forgive.
+_TWO_PLACES: dict[str, Any] = {"multipleOf": 0.01}
+MaxScore = Annotated[
+    float, msgspec.Meta(gt=0, le=float(MAX_SCORE_VALUE), extra_json_schema=_TWO_PLACES)
+]
+ScoreValue = Annotated[
+    float, msgspec.Meta(ge=0, le=float(MAX_SCORE_VALUE), extra_json_schema=_TWO_PLACES)
+]
 QuestionCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUESTIONS)]
 
 

@@ -328,6 +328,7 @@ _CONSTRAINTS = {
     "minItems": "min_items",
     "maxItems": "max_items",
     "pattern": "pattern",
+    "multipleOf": "multiple_of",
 }
 
 
