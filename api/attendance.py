@@ -64,13 +64,14 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.events import emit_events, record_audits
 from models.grades import student_exists
-from models.limits import Day, Text
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.tables import AttendanceStatus, Student
 from pipelines.attendance import Wanted, changes_of, event_of, plan_writes, rate
 
 MAX_NOTE = 500
+Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
 MAX_BULK = 500
 # Clock skew allowed for a client-supplied ``checked_at``.
 FUTURE_SLACK = dt.timedelta(minutes=5)
@@ -85,7 +86,7 @@ class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
     ``checked_at`` omitted: now (or unchanged, when only the note changes)."""
 
     status: AttendanceStatus
-    note: Text | msgspec.UnsetType = msgspec.UNSET
+    note: Note | msgspec.UnsetType = msgspec.UNSET
     checked_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
 
 
@@ -94,7 +95,7 @@ class BulkItem(msgspec.Struct, forbid_unknown_fields=True):
 
     student_id: uuid.UUID
     status: AttendanceStatus
-    note: Text | msgspec.UnsetType = msgspec.UNSET
+    note: Note | msgspec.UnsetType = msgspec.UNSET
 
 
 class BulkCheckIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -136,11 +137,8 @@ class LectureReport(msgspec.Struct):
 # --- checks ----------------------------------------------------------------------------
 
 
-def _clean_note(note: str, field: str, errors: list[dict[str, Any]]) -> str:
-    cleaned = note.strip()
-    if len(cleaned) > MAX_NOTE:
-        errors.append({"field": field, "message": f"at most {MAX_NOTE} characters"})
-    return cleaned
+def _clean_note(note: str) -> str:
+    return note.strip()  # its length is the schema's (``Note``)
 
 
 def _parse_bulk(data: BulkCheckIn) -> tuple[list[tuple[int, Wanted]], list[dict[str, Any]]]:
@@ -157,7 +155,7 @@ def _parse_bulk(data: BulkCheckIn) -> tuple[list[tuple[int, Wanted]], list[dict[
         seen.add(item.student_id)
         note = None
         if item.note is not msgspec.UNSET:
-            note = _clean_note(item.note, f"items[{i}].note", errors)
+            note = _clean_note(item.note)
         if len(errors) == bad:
             good.append(
                 (i, Wanted(item.student_id, AttendanceStatus(item.status).value, note, None))
@@ -307,7 +305,7 @@ class SessionAttendanceController(Controller):
         """404 if the session or the student is not in the caller's academy (the session is
         looked at first); 422 ``student_id`` if the student is not actively enrolled."""
         errors: list[dict[str, Any]] = []
-        note = None if data.note is msgspec.UNSET else _clean_note(data.note, "note", errors)
+        note = None if data.note is msgspec.UNSET else _clean_note(data.note)
         if data.checked_at is not None and data.checked_at > dt.datetime.now(dt.UTC) + FUTURE_SLACK:
             errors.append({"field": "checked_at", "message": "is in the future"})
         async with transaction():
