@@ -175,6 +175,12 @@ async def test_the_schema_states_the_handlers_rules_and_answers(client):
     assert "415" in paths["/api/v1/enrollments/excel"]["post"]["responses"]
     scans = paths["/api/v1/exams/{exam_id}/scans"]["post"]["requestBody"]["content"]
     assert scans.keys() == {"multipart/form-data", "application/json"}
+    # An SSE client reads events: their names, and JSON in ``data``.
+    events = paths["/api/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    ref = events["text/event-stream"]["schema"]["$ref"]
+    event = schemas[ref.rsplit("/", 1)[1]]["properties"]
+    assert event["event"]["enum"] == ["status", "stage", "progress", "done", "failed"]
+    assert event["data"]["contentMediaType"] == "application/json"
 
 
 async def test_constraints_inside_optional_fields_tuples_and_maps_are_kept(client):
