@@ -84,8 +84,19 @@ TimeOfDayOrEmpty = Annotated[str, msgspec.Meta(pattern=HH_MM_OR_EMPTY)]
 
 EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_DATE = dt.date(2200, 12, 31)
-# The range as a schema can state it: JSON Schema has no date bounds, a pattern bounds the year.
-DAY_PATTERN = r"^(19[0-9]{2}|2[01][0-9]{2}|2200)-[0-9]{2}-[0-9]{2}$"
+# A ``Day`` as a schema can state it, exactly (JSON Schema has no date bounds): a year
+# 1900..2200, a day its month has, February 29 in leap years only.
+_YEAR = r"19[0-9]{2}|2[01][0-9]{2}|2200"
+_LEAP_YEAR = (
+    r"19(?:0[48]|[2468][048]|[13579][26])|20(?:[02468][048]|[13579][26])"
+    r"|21(?:0[48]|[2468][048]|[13579][26])"
+)
+_MONTH_DAY = (
+    r"(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8])"
+)
+DAY_PATTERN = rf"^(?:(?:{_YEAR})-(?:{_MONTH_DAY})|(?:{_LEAP_YEAR})-02-29)$"
 
 
 class Day(dt.date):
