@@ -64,17 +64,17 @@ from models.db import transaction
 from models.errors import fail_fields
 from models.events import emit_events, record_audits
 from models.grades import student_exists
-from models.limits import Day, Name, Short, Text
+from models.limits import Day
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.tables import AttendanceStatus, Student
 from pipelines.attendance import Wanted, changes_of, event_of, plan_writes, rate
 
 MAX_NOTE = 500
+Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
 MAX_BULK = 500
 # Clock skew allowed for a client-supplied ``checked_at``.
 FUTURE_SLACK = dt.timedelta(minutes=5)
-STATUS_VALUES = tuple(s.value for s in AttendanceStatus)
 NOT_ENROLLED = "not actively enrolled in this session's lecture"
 
 
@@ -86,24 +86,23 @@ class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
     ``checked_at`` omitted: now (or unchanged, when only the note changes)."""
 
     status: AttendanceStatus
-    note: Text | msgspec.UnsetType = msgspec.UNSET
+    note: Note | msgspec.UnsetType = msgspec.UNSET
     checked_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class BulkItem(msgspec.Struct, forbid_unknown_fields=True):
-    """A row of a bulk check. Typed as plain strings on purpose: the API validates every row
-    itself, so one 422 lists every bad row (msgspec stops at the first bad value)."""
+    """A row of a bulk check (a 422 names every bad row: ``api.hygiene.struct_body_errors``)."""
 
-    student_id: Annotated[Name, msgspec.Meta(description="a student id (UUID)")]
-    status: Annotated[Short, msgspec.Meta(description="present | late | absent | excused")]
-    note: Text | msgspec.UnsetType = msgspec.UNSET
+    student_id: uuid.UUID
+    status: AttendanceStatus
+    note: Note | msgspec.UnsetType = msgspec.UNSET
 
 
 class BulkCheckIn(msgspec.Struct, forbid_unknown_fields=True):
     """Checks for some or all students of a session. Students not listed are left as they
     are (a batch upsert, not a replacement of the sheet)."""
 
-    items: list[BulkItem]
+    items: Annotated[list[BulkItem], msgspec.Meta(max_length=MAX_BULK)]
 
 
 class StudentReportRow(StudentTally):
@@ -138,11 +137,8 @@ class LectureReport(msgspec.Struct):
 # --- checks ----------------------------------------------------------------------------
 
 
-def _clean_note(note: str, field: str, errors: list[dict[str, Any]]) -> str:
-    cleaned = note.strip()
-    if len(cleaned) > MAX_NOTE:
-        errors.append({"field": field, "message": f"at most {MAX_NOTE} characters"})
-    return cleaned
+def _clean_note(note: str) -> str:
+    return note.strip()  # its length is the schema's (``Note``)
 
 
 def _parse_bulk(data: BulkCheckIn) -> tuple[list[tuple[int, Wanted]], list[dict[str, Any]]]:
@@ -150,30 +146,20 @@ def _parse_bulk(data: BulkCheckIn) -> tuple[list[tuple[int, Wanted]], list[dict[
     errors of the bad ones, as ``items[i].<field>``."""
     errors: list[dict[str, Any]] = []
     good: list[tuple[int, Wanted]] = []
-    if len(data.items) > MAX_BULK:
-        errors.append({"field": "items", "message": f"at most {MAX_BULK} rows"})
-        return good, errors
+    # Ids, statuses and the number of rows are the schema's (``BulkItem``, ``BulkCheckIn``).
     seen: set[uuid.UUID] = set()
     for i, item in enumerate(data.items):
         bad = len(errors)
-        student_id: uuid.UUID | None = None
-        try:
-            student_id = uuid.UUID(item.student_id)
-        except ValueError:
-            errors.append({"field": f"items[{i}].student_id", "message": "not a valid id"})
-        if student_id is not None and student_id in seen:
+        if item.student_id in seen:
             errors.append({"field": f"items[{i}].student_id", "message": "listed twice"})
-        if student_id is not None:
-            seen.add(student_id)
-        if item.status not in STATUS_VALUES:
-            errors.append(
-                {"field": f"items[{i}].status", "message": f"one of: {', '.join(STATUS_VALUES)}"}
-            )
+        seen.add(item.student_id)
         note = None
         if item.note is not msgspec.UNSET:
-            note = _clean_note(item.note, f"items[{i}].note", errors)
-        if len(errors) == bad and student_id is not None:
-            good.append((i, Wanted(student_id, item.status, note, None)))
+            note = _clean_note(item.note)
+        if len(errors) == bad:
+            good.append(
+                (i, Wanted(item.student_id, AttendanceStatus(item.status).value, note, None))
+            )
     return good, errors
 
 
@@ -319,7 +305,7 @@ class SessionAttendanceController(Controller):
         """404 if the session or the student is not in the caller's academy (the session is
         looked at first); 422 ``student_id`` if the student is not actively enrolled."""
         errors: list[dict[str, Any]] = []
-        note = None if data.note is msgspec.UNSET else _clean_note(data.note, "note", errors)
+        note = None if data.note is msgspec.UNSET else _clean_note(data.note)
         if data.checked_at is not None and data.checked_at > dt.datetime.now(dt.UTC) + FUTURE_SLACK:
             errors.append({"field": "checked_at", "message": "is in the future"})
         async with transaction():

@@ -7,10 +7,8 @@ human-readable ``title``/``detail``. Validation problems list every field error.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
-import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -29,7 +27,7 @@ from litestar.status_codes import (
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
-from api.hygiene import dec_hook
+from api.hygiene import struct_body_errors
 from models.errors import Problem, field_error
 from models.scope import NotFoundInTenant
 
@@ -48,6 +46,7 @@ TYPES: dict[int, tuple[str, str]] = {
     405: ("/problems/method-not-allowed", "Method not allowed"),
     HTTP_409_CONFLICT: ("/problems/conflict", "Conflict"),
     413: ("/problems/too-large", "Request too large"),
+    415: ("/problems/unsupported-file", "Unsupported file"),
     HTTP_422_UNPROCESSABLE_ENTITY: ("/problems/validation", "Validation failed"),
     HTTP_429_TOO_MANY_REQUESTS: ("/problems/rate-limited", "Too many requests"),
     503: ("/problems/unavailable", "Service unavailable"),
@@ -99,48 +98,15 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
     return out or [{"field": "body", "message": exc.detail, "source": "body"}]
 
 
-_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-
-
 def _body_struct_errors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    """Every field error of a JSON body declared as a msgspec ``Struct``.
-
-    msgspec (and so Litestar) stops at the first error by design. When a body fails, the
-    already-decoded JSON is checked again field by field -- each value still validated by
-    msgspec itself against the field's declared type -- so the problem lists them all.
+    """Every field error of a JSON body declared as a msgspec ``Struct``
+    (``api.hygiene.struct_body_errors``): msgspec, and so Litestar, stops at the first one.
     Returns ``[]`` when that finds nothing (e.g. a ``__post_init__`` check failed), and the
-    caller keeps Litestar's own error.
-    """
-    handler = request.scope.get("route_handler")
-    field = getattr(handler, "parsed_data_field", None)
-    struct = getattr(field, "annotation", None)
-    if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
-        return []
+    caller keeps Litestar's own error."""
     raw = ScopeState.from_scope(request.scope).json
-    if raw is Empty or not isinstance(raw, dict):
+    if raw is Empty:
         return []
-    errors: list[dict[str, Any]] = []
-    known: set[str] = set()
-    for info in msgspec.structs.fields(struct):
-        known.add(info.encode_name)
-        if info.encode_name not in raw:
-            if info.required:
-                errors.append(_body_error(info.encode_name, "Object missing required field"))
-            continue
-        try:
-            msgspec.convert(raw[info.encode_name], info.type, strict=False, dec_hook=dec_hook)
-        except msgspec.ValidationError as exc:
-            match = _AT_PATH.match(str(exc))
-            message, path = (match["message"], match["path"] or "") if match else (str(exc), "")
-            errors.append(_body_error(f"{info.encode_name}{path}", message))
-    if struct.__struct_config__.forbid_unknown_fields:
-        unknown = [str(key) for key in raw if key not in known]
-        errors.extend(_body_error(key, "Object contains unknown field") for key in unknown)
-    return errors
-
-
-def _body_error(field: str, message: str) -> dict[str, Any]:
-    return {"field": field, "message": message, "source": "body"}
+    return struct_body_errors(request.scope, raw)
 
 
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

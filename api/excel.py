@@ -87,6 +87,7 @@ IMPORT_FORM = multipart_form(
         "dry_run": Schema(type=OpenAPIType.BOOLEAN, default=False),
     },
     required=["file"],
+    typed_by_content=True,
 )
 
 

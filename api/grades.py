@@ -22,7 +22,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
@@ -52,13 +52,14 @@ from models.grades import (
     write_scores,
 )
 from models.lectures import lecture_exists
-from models.limits import Day, Name, Title
+from models.limits import TITLE_MAX, Day, Name, RequiredTitle
 from models.pages import Page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Role
 from models.tables import Student as StudentRow
 from pipelines.grading import (
     MAX_QUESTIONS,
+    MAX_SCORE_VALUE,
     InvalidAnswerKey,
     check_score,
     normalize_answer_key,
@@ -78,36 +79,50 @@ T = TypeVar("T")
 # --- schemas ---------------------------------------------------------------------------
 
 
+# What a numeric(7, 2) column holds (``pipelines.grading.to_score``); a max score is above 0.
+MAX_BINS = 100
+# ``multipleOf`` is stated, not checked by msgspec: a float's binary noise is
+# ``pipelines.grading.to_score``'s to forgive.
+_TWO_PLACES: dict[str, Any] = {"multipleOf": 0.01}
+MaxScore = Annotated[
+    float, msgspec.Meta(gt=0, le=float(MAX_SCORE_VALUE), extra_json_schema=_TWO_PLACES)
+]
+ScoreValue = Annotated[
+    float, msgspec.Meta(ge=0, le=float(MAX_SCORE_VALUE), extra_json_schema=_TWO_PLACES)
+]
+QuestionCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUESTIONS)]
+
+
 class ExamCreate(msgspec.Struct, forbid_unknown_fields=True):
     """``answer_key``: question number -> accepted answers, ``{"1": ["3"], "2": ["1", "4"]}``.
     Answers are normalised (``"⑤"`` is ``"5"``); it needs ``question_count``. Per-question
     weights are not part of it: they are the exam's OMR ``marking`` (``PUT
     /exams/{id}/omr``)."""
 
-    title: Title
+    title: RequiredTitle
     date: Day
-    max_score: float = 100.0
-    question_count: int | None = None
+    max_score: MaxScore = 100.0
+    question_count: QuestionCount | None = None
     answer_key: dict[Name, list[Name]] | None = None
 
 
 class ExamUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change; ``null`` clears ``question_count`` / ``answer_key``."""
 
-    title: Title | msgspec.UnsetType = msgspec.UNSET
+    title: RequiredTitle | msgspec.UnsetType = msgspec.UNSET
     date: Day | msgspec.UnsetType = msgspec.UNSET
-    max_score: float | msgspec.UnsetType = msgspec.UNSET
-    question_count: int | msgspec.UnsetType | None = msgspec.UNSET
+    max_score: MaxScore | msgspec.UnsetType = msgspec.UNSET
+    question_count: QuestionCount | msgspec.UnsetType | None = msgspec.UNSET
     answer_key: dict[Name, list[Name]] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ScoreIn(msgspec.Struct, forbid_unknown_fields=True):
-    score: float
+    score: ScoreValue
 
 
 class ScoreItem(msgspec.Struct, forbid_unknown_fields=True):
     student_id: uuid.UUID
-    score: float
+    score: ScoreValue
 
 
 class ScoreResult(msgspec.Struct):
@@ -182,7 +197,7 @@ def _validate_exam(data: ExamCreate | ExamUpdate, current: LockedExam | None) ->
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     if data.title is not msgspec.UNSET:
-        title = clean_text(data.title)
+        title = clean_text(data.title, TITLE_MAX)
         if not title:
             errors.append({"field": "title", "message": "must not be empty"})
         values["title"] = title
@@ -220,11 +235,6 @@ def _validate_key(
     if not isinstance(data.question_count, msgspec.UnsetType):
         question_count = data.question_count
         values["question_count"] = question_count
-        if question_count is not None and not 1 <= question_count <= MAX_QUESTIONS:
-            errors.append(
-                {"field": "question_count", "message": f"must be within 1..{MAX_QUESTIONS}"}
-            )
-            question_count = MAX_QUESTIONS  # still check the answers themselves
     if not isinstance(data.answer_key, msgspec.UnsetType):
         key = data.answer_key
         values["answer_key"] = None
@@ -505,14 +515,12 @@ class ExamController(Controller):
         self,
         exam_id: FromPath[str],
         tenant_scope: NamedDependency[TenantScope],
-        bins: FromQuery[int] = 10,
+        bins: Annotated[int, Parameter(ge=1, le=MAX_BINS)] = 10,
     ) -> ExamStats:
         """Computed by ``pipelines.grading.score_stats`` from the exam's scores (one
         statement): population standard deviation; ``bins`` equal-width bins over
         ``[0, max_score]``, each ``[lower, upper)`` except the last, which includes
         ``max_score``. With no scores the figures are ``null``."""
-        if not 1 <= bins <= 100:
-            raise field_error("bins", "must be between 1 and 100")
         values = await score_values(tenant_scope, exam_id)
         st = score_stats(values.scores, values.max_score, bins)
 

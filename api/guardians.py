@@ -16,6 +16,7 @@ from api.students import StudentPage, require_office
 from models import guardians
 from models.errors import fail_fields
 from models.guardians import GuardianDetail, GuardianFilter
+from models.limits import NAME_MAX, Name, Phone
 from models.pages import Page
 from models.scope import TenantScope
 from pipelines.korean import InvalidPhone, clean_text, normalize_phone, phone_tail
@@ -26,8 +27,8 @@ GuardianPage = Annotated[Page[GuardianDetail], page_schema(GuardianDetail)]
 class GuardianUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. A new phone is every sibling's guardian's phone."""
 
-    name: str | msgspec.UnsetType = msgspec.UNSET
-    phone: str | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType = msgspec.UNSET
 
 
 def _validate(data: GuardianUpdate) -> dict[str, Any]:
@@ -36,9 +37,7 @@ def _validate(data: GuardianUpdate) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     if data.name is not msgspec.UNSET:
-        values["name"] = clean_text(data.name)
-        if len(values["name"]) > 100:
-            errors.append({"field": "name", "message": "at most 100 characters"})
+        values["name"] = clean_text(data.name, NAME_MAX)
     if data.phone is not msgspec.UNSET:
         try:
             values["phone"] = normalize_phone(data.phone)

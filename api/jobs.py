@@ -3,6 +3,9 @@ it live as Server-Sent Events (see ``api/job_events.py``)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal, get_args
+
+import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -11,9 +14,39 @@ from litestar.response import ServerSentEvent
 
 from api import job_events
 from api.auth import require_staff
-from models.jobs import Job, get_job
+from models.jobs import Job, JobStatusValue, get_job
 from models.scope import TenantScope
 from ops.settings import get_settings
+
+# What every event's JSON carries: the ``Progress`` of a status, stage or progress event,
+# and the same members in the whole ``Job`` of a done or failed one.
+_PROGRESS: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "status", "stage", "progress"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": list(get_args(JobStatusValue))},
+        "stage": {"type": "string"},
+        "progress": {"type": "integer"},
+    },
+}
+
+
+class JobStreamEvent(msgspec.Struct):
+    """One event of the job's stream as an SSE client reads it (a heartbeat is a comment,
+    not an event). ``data`` is JSON: ``{id, status, stage, progress}``, or the whole job
+    for ``done`` and ``failed``."""
+
+    event: Literal["status", "stage", "progress", "done", "failed"]
+    data: Annotated[
+        str,
+        # Litestar writes ``extra`` into the OpenAPI schema as it is.
+        msgspec.Meta(
+            extra_json_schema={
+                "extra": {"contentMediaType": "application/json", "contentSchema": _PROGRESS}
+            }
+        ),
+    ]
 
 
 class JobController(Controller):
@@ -33,7 +66,7 @@ class JobController(Controller):
         media_type="text/event-stream",
         responses={
             200: ResponseSpec(
-                str,
+                JobStreamEvent,
                 media_type="text/event-stream",
                 description="The job's events, until it is DONE or FAILED",
             )

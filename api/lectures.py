@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -35,7 +36,7 @@ from models.db import transaction
 from models.enrollments import Enrollment, RosterEntry, StudentLecture, enrol_many, lock_lecture
 from models.errors import fail_fields
 from models.lectures import Lecture, Slot
-from models.limits import Code, Day, Name, Title
+from models.limits import Code, Day, Name, RequiredTitle, TimeOfDayOrEmpty, Title
 from models.pages import Page
 from models.scope import TenantScope, parse_id
 from models.sessions import Session, Term
@@ -55,6 +56,7 @@ from pipelines.schedule import (
 require_office = require_roles(Role.owner, Role.admin, Role.staff)
 
 MAX_CAPACITY = 10_000
+Capacity = Annotated[int, msgspec.Meta(ge=1, le=MAX_CAPACITY)]
 MAX_SLOTS = 50  # a week of classes, generously; also bounds the pairwise overlap check
 # One generation creates at most this many sessions: a year of a daily class fits, a
 # mistyped end date (2062 for 2026) is refused before it writes thousands of rows.
@@ -65,11 +67,11 @@ MAX_GENERATED_SESSIONS = 500
 
 
 class LectureCreate(msgspec.Struct, forbid_unknown_fields=True):
-    title: Title
+    title: RequiredTitle
     subject: Name = ""
     code: Code | None = None  # unique in the academy when given
     teacher_id: uuid.UUID | None = None  # a teacher, owner or admin of this academy
-    capacity: int | None = None  # None: no limit
+    capacity: Capacity | None = None  # None: no limit
     schedule: list[Slot] = []
     start_date: Day | None = None
     end_date: Day | None = None
@@ -79,11 +81,11 @@ class LectureCreate(msgspec.Struct, forbid_unknown_fields=True):
 class LectureUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``schedule``, when present, replaces the list."""
 
-    title: Title | msgspec.UnsetType = msgspec.UNSET
+    title: RequiredTitle | msgspec.UnsetType = msgspec.UNSET
     subject: Name | msgspec.UnsetType = msgspec.UNSET
     code: Code | msgspec.UnsetType | None = msgspec.UNSET
     teacher_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
-    capacity: int | msgspec.UnsetType | None = msgspec.UNSET
+    capacity: Capacity | msgspec.UnsetType | None = msgspec.UNSET
     schedule: list[Slot] | msgspec.UnsetType = msgspec.UNSET
     start_date: Day | msgspec.UnsetType | None = msgspec.UNSET
     end_date: Day | msgspec.UnsetType | None = msgspec.UNSET
@@ -92,16 +94,16 @@ class LectureUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
 class SessionCreate(msgspec.Struct, forbid_unknown_fields=True):
     date: Day
-    start_time: Name | None = None  # "HH:MM"
-    end_time: Name | None = None
+    start_time: TimeOfDayOrEmpty | None = None
+    end_time: TimeOfDayOrEmpty | None = None
     topic: Title = ""
     video_id: uuid.UUID | None = None
 
 
 class SessionUpdate(msgspec.Struct, forbid_unknown_fields=True):
     date: Day | msgspec.UnsetType = msgspec.UNSET
-    start_time: Name | msgspec.UnsetType | None = msgspec.UNSET
-    end_time: Name | msgspec.UnsetType | None = msgspec.UNSET
+    start_time: TimeOfDayOrEmpty | msgspec.UnsetType | None = msgspec.UNSET
+    end_time: TimeOfDayOrEmpty | msgspec.UnsetType | None = msgspec.UNSET
     topic: Title | msgspec.UnsetType = msgspec.UNSET
     video_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
 
@@ -130,11 +132,9 @@ LectureSort = Literal["title", "-title", "created_at", "-created_at"]
 def _clean_bounded(
     value: str, field: str, limit: int, errors: list[dict[str, Any]], *, required: bool = False
 ) -> str:
-    text = clean_text(value)
+    text = clean_text(value, limit)
     if required and not text:
         errors.append({"field": field, "message": "must not be empty"})
-    elif len(text) > limit:
-        errors.append({"field": field, "message": f"at most {limit} characters"})
     return text
 
 
@@ -158,13 +158,6 @@ async def _validate_lecture(
             errors.append({"field": "teacher_id", "message": "not a teacher of this academy"})
         values["teacher"] = data.teacher_id
     if data.capacity is not msgspec.UNSET:
-        if data.capacity is not None and not 1 <= data.capacity <= MAX_CAPACITY:
-            errors.append(
-                {
-                    "field": "capacity",
-                    "message": f"must be between 1 and {MAX_CAPACITY} (or null: no limit)",
-                }
-            )
         values["capacity"] = data.capacity
     if data.schedule is not msgspec.UNSET and len(data.schedule) > MAX_SLOTS:
         errors.append({"field": "schedule", "message": f"at most {MAX_SLOTS} weekly slots"})
@@ -439,6 +432,9 @@ class EnrollmentController(Controller):
     guards = [require_staff]
 
     @post("/lectures/{lecture_id:str}/enrollments", guards=[require_office],
+          status_code=HTTP_201_CREATED,
+          responses={HTTP_200_OK: ResponseSpec(Enrollment, description="Already enrolled: "
+                                               "the enrollment as it was, nothing changed")},
           summary="Enrol a student (capacity-checked; re-enrolling reactivates)")  # fmt: skip
     async def enrol(
         self,

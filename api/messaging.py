@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -31,7 +30,7 @@ from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import messaging as message_store
 from models import messaging_config
 from models.errors import fail_fields
-from models.limits import Code, Day, Key, Name, Phone, Secret, Short, Text
+from models.limits import TEMPLATE_CODE, Code, Day, Key, Name, Phone, RequiredText, Secret
 from models.messaging import Message
 from models.messaging_config import Sender, StoredSettings, Template, TemplateValues
 from models.pages import Page
@@ -56,7 +55,6 @@ SenderPage = Annotated[Page[Sender], page_schema(Sender)]
 TemplatePage = Annotated[Page[Template], page_schema(Template)]
 MessagePage = Annotated[Page[Message], page_schema(Message)]
 
-TEMPLATE_CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 REPORT_PARSERS = {"solapi": solapi.parse_reports, "console": console.parse_reports}
 
 
@@ -103,10 +101,10 @@ class SenderCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
-    code: Key
-    body: Text
+    code: Annotated[str, msgspec.Meta(pattern=TEMPLATE_CODE)]
+    body: RequiredText
     name: Name = ""
-    channel: Short = "sms"  # sms (SMS or LMS by length) | alimtalk
+    channel: Literal["sms", "alimtalk"] = "sms"  # sms: SMS or LMS by length
     subject: Name = ""
     kakao_template_id: Key = ""
     advertising: bool = False
@@ -187,12 +185,6 @@ def _settings_values(data: SettingsUpdate, stored: StoredSettings) -> dict[str, 
 
 def _validate_template(data: TemplateIn) -> TemplateValues:
     errors: list[dict[str, Any]] = []
-    if not TEMPLATE_CODE.match(data.code):
-        errors.append({"field": "code", "message": "lowercase letters, digits, '.', '_', '-'"})
-    if data.channel not in ("sms", "alimtalk"):
-        errors.append({"field": "channel", "message": "sms or alimtalk"})
-    if not data.body.strip():
-        errors.append({"field": "body", "message": "must not be empty"})
     for field, text in (("body", data.body), ("subject", data.subject)):
         try:
             check_template(text)

@@ -17,7 +17,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import re
 import uuid
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ import msgspec
 from litestar import Controller, Request, get, post, put
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
@@ -34,12 +34,12 @@ from api.auth import Principal, require_own_lecture, require_staff
 from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
-from api.uploads import cap_body, refuse_read_size
+from api.uploads import cap_body, multipart_form, refuse_read_size
 from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
-from models.limits import Code, Name, Text, Title
+from models.limits import KEY_ID, TITLE_MAX, Name, Text, Title, control_character_errors
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -74,7 +74,7 @@ class ExamOmrUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
     template_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     marking: dict[Name, Any] | msgspec.UnsetType | None = msgspec.UNSET
-    key_id: Code | msgspec.UnsetType | None = msgspec.UNSET
+    key_id: Annotated[str, msgspec.Meta(pattern=KEY_ID)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class EvaluationImport(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,13 +118,59 @@ class Base64Files(msgspec.Struct, forbid_unknown_fields=True):
     files: list[Base64File]
 
 
+# Standard base64 with its padding, as ``base64.b64decode(validate=True)`` takes it.
+BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# The two bodies ``upload_scans`` reads itself, for the OpenAPI document.
+SCAN_FORM = multipart_form(
+    {
+        "files": Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
+            min_items=1,
+            max_items=MAX_FILES,
+            description="JPEG/PNG images (a sheet each) or PDFs (a sheet a page), repeated",
+        )
+    },
+    required=["files"],
+    json=Schema(
+        type=OpenAPIType.OBJECT,
+        required=["files"],
+        properties={
+            "files": Schema(
+                type=OpenAPIType.ARRAY,
+                min_items=1,
+                max_items=MAX_FILES,
+                items=Schema(
+                    type=OpenAPIType.OBJECT,
+                    required=["filename", "content_base64"],
+                    properties={
+                        "filename": Schema(type=OpenAPIType.STRING, max_length=TITLE_MAX),
+                        "content_base64": Schema(
+                            type=OpenAPIType.STRING, content_encoding="base64", pattern=BASE64
+                        ),
+                    },
+                    additional_properties=False,
+                ),
+            )
+        },
+        additional_properties=False,
+    ),
+)
+
+
 async def _uploaded_files(request: Request[Any, Any, Any]) -> list[tuple[str, str, bytes]]:
     """``(filename, content type, bytes)`` of every uploaded file, multipart or JSON."""
     out: list[tuple[str, str, bytes]] = []
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
-            body = msgspec.json.decode(await request.body(), type=Base64Files)
+            raw = msgspec.json.decode(await request.body())
         except msgspec.DecodeError as exc:
+            raise field_error("files", f"not a JSON upload: {exc}") from None
+        # Read here, not by ``CheckedRequest.json``: the same text rules apply.
+        fail_fields(control_character_errors(raw, "", "body"))
+        try:
+            body = msgspec.convert(raw, Base64Files)
+        except msgspec.ValidationError as exc:
             raise field_error("files", f"not a JSON upload: {exc}") from None
         for i, f in enumerate(body.files):
             try:
@@ -232,8 +278,6 @@ class ExamOmrController(Controller):
                     marking = None if parsed is None else msgspec.to_builtins(parsed)
                 except InvalidMarking as exc:
                     errors.extend({"field": p, "message": m} for p, m in exc.issues)
-            if isinstance(data.key_id, str) and not re.fullmatch(r"\d{1,32}", data.key_id):
-                errors.append({"field": "key_id", "message": "1..32 digits"})
             fail_fields(errors)
             await omr_models.set_exam_omr(
                 tenant_scope,
@@ -291,6 +335,7 @@ class ExamOmrController(Controller):
 
     @post(
         "/scans",
+        operation_class=SCAN_FORM,
         status_code=HTTP_202_ACCEPTED,
         guards=[require_grader],
         request_max_body_size=HARD_CAP,

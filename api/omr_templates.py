@@ -11,7 +11,7 @@ import asyncio
 import base64
 import binascii
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, delete, get, patch, post
@@ -23,12 +23,12 @@ from api.auth import require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import omr as omr_models
-from models.limits import Name, Title
+from models.limits import Name, RequiredTitle
 from models.omr import TemplateOut
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role
-from pipelines.omr.card import card_pdf, card_png, korean_card
+from pipelines.omr.card import MAX_QUESTIONS, card_pdf, card_png, korean_card
 from pipelines.omr.omrchecker import import_omrchecker
 from pipelines.omr.template import (
     Template,
@@ -54,10 +54,10 @@ class BuiltinCreate(msgspec.Struct, forbid_unknown_fields=True):
     """The built-in Korean answer card: 1..60 questions of 4 or 5 choices, a 4..8-digit
     student number (the last digits of the student's mobile number)."""
 
-    name: Title | None = None
-    questions: int = 20
-    choices: int = 5
-    id_digits: int = 8
+    name: RequiredTitle | None = None
+    questions: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUESTIONS)] = 20
+    choices: Literal[4, 5] = 5
+    id_digits: Annotated[int, msgspec.Meta(ge=4, le=8)] = 8
 
 
 class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,7 +66,7 @@ class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
     names the custom label (or field) holding the student number (default: the first
     whose name starts with ``roll`` or contains ``id``)."""
 
-    name: Title
+    name: RequiredTitle
     template: dict[Name, Any]
     config: dict[Name, Any] | None = None
     marker_images: dict[str, str] = {}
@@ -74,7 +74,7 @@ class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TemplateUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Title | msgspec.UnsetType = msgspec.UNSET
+    name: RequiredTitle | msgspec.UnsetType = msgspec.UNSET
     spec: dict[Name, Any] | msgspec.UnsetType = msgspec.UNSET
 
 

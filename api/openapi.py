@@ -35,7 +35,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api.errors import PROBLEM_JSON, TYPES
 from api.pagination import MAX_LIMIT
-from models.limits import CONTROL_CHARACTERS
+from models.limits import CONTROL_CHARACTERS, Day
 
 SCHEMA_PATH = "/schema"
 STATIC_PATH = f"{SCHEMA_PATH}/static"
@@ -274,7 +274,8 @@ def _nested(schema: Schema) -> Iterable[Any]:
     yield from schema.one_of or []
     yield from schema.any_of or []
     yield from schema.all_of or []
-    yield from [schema.items, schema.additional_properties]
+    yield from schema.prefix_items or []
+    yield from [schema.items, schema.additional_properties, schema.property_names]
 
 
 def _printable_strings(schema: Any) -> None:
@@ -287,6 +288,12 @@ def _printable_strings(schema: Any) -> None:
         seen.add(id(item))
         if _free_string(item):
             item.pattern = PRINTABLE
+        elif item.type == OpenAPIType.OBJECT and item.additional_properties not in (None, False):
+            # A free-form object's keys are text too.
+            if item.property_names is None:
+                item.property_names = Schema(type=OpenAPIType.STRING)
+            if isinstance(item.property_names, Schema) and item.property_names.pattern is None:
+                item.property_names.pattern = PRINTABLE
         todo.extend(_nested(item))
 
 
@@ -310,6 +317,66 @@ def _closed_structs(annotation: Any) -> Iterator[type[msgspec.Struct]]:
             todo.append(info.value_type)
 
 
+# msgspec's JSON Schema keywords of a constraint, and Litestar's attribute for each.
+_CONSTRAINTS = {
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "exclusiveMinimum": "exclusive_minimum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+    "pattern": "pattern",
+    "multipleOf": "multiple_of",
+}
+
+
+def _day_schema(type_: Any) -> dict[str, Any]:
+    if isinstance(type_, type) and issubclass(type_, Day):
+        return {"type": "string", "format": "date"}
+    raise NotImplementedError(type_)
+
+
+def _fill(target: Schema, source: dict[str, Any]) -> None:
+    """Gives ``target`` (Litestar's schema of a field) the constraints of ``source``
+    (msgspec's) that it lacks. Litestar drops a ``Meta`` inside a union (``X | None``), a
+    tuple or a dict; a type-specific keyword beside ``oneOf`` applies to that type only."""
+    branches = [b for b in source.get("anyOf", [source]) if b.get("type") != "null"]
+    for branch in branches:
+        for key, attr in _CONSTRAINTS.items():
+            if key in branch and getattr(target, attr) is None:
+                setattr(target, attr, branch[key])
+    if len(branches) != 1:
+        return
+    branch, node = branches[0], target
+    inner = [s for s in target.one_of or [] if isinstance(s, Schema) and s.type != OpenAPIType.NULL]
+    if len(inner) == 1 and target.items is None and target.additional_properties is None:
+        node = inner[0]
+    if isinstance(branch.get("items"), dict) and isinstance(node.items, Schema):
+        _fill(node.items, branch["items"])
+    for item, item_source in zip(
+        node.prefix_items or [], branch.get("prefixItems", []), strict=False
+    ):
+        if isinstance(item, Schema):
+            _fill(item, item_source)
+    values = branch.get("additionalProperties")
+    if isinstance(values, dict) and isinstance(node.additional_properties, Schema):
+        _fill(node.additional_properties, values)
+    names = branch.get("propertyNames")
+    if isinstance(names, dict) and node.property_names is None:
+        node.property_names = Schema(type=OpenAPIType.STRING)
+        _fill(node.property_names, names)
+
+
+def _fill_struct(component: Schema, struct: type[msgspec.Struct]) -> None:
+    (_,), definitions = msgspec.json.schema_components([struct], schema_hook=_day_schema)
+    fields = definitions[struct.__name__].get("properties", {})
+    for name, schema in (component.properties or {}).items():
+        if isinstance(schema, Schema) and name in fields:
+            _fill(schema, fields[name])
+
+
 def document_input_hygiene(app: Litestar) -> None:
     """Request schemas carry the rules the API enforces on every input, so a request the
     schema allows is not refused for a reason it hides: no control characters in any
@@ -326,11 +393,15 @@ def document_input_hygiene(app: Litestar) -> None:
             _printable_strings(schema)
             if parameter.name == "limit" and isinstance(schema, Schema):
                 schema.minimum, schema.maximum = 1, MAX_LIMIT
+        body = getattr(operation, "request_body", None)
+        for media in (getattr(body, "content", None) or {}).values():
+            _printable_strings(media.schema)  # a body the route documents by hand
         field = handler.parsed_data_field
         if field is not None:
             for struct in _closed_structs(field.annotation):
                 if isinstance(component := schemas.get(struct.__name__), Schema):
                     component.additional_properties = False
+                    _fill_struct(component, struct)
     # Not the problem: it echoes what was refused, control characters included.
     for name, component in schemas.items():
         if name != PROBLEM:

@@ -18,7 +18,7 @@ from api.list_cache import STUDENT_LIST
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import students
 from models.errors import fail_fields
-from models.limits import Day, Name, Phone, Short, Text
+from models.limits import NAME_MAX, SHORT_MAX, Day, Name, Phone, RequiredName, Short, Text
 from models.pages import Page
 from models.scope import TenantScope
 from models.students import GuardianLink, Student, StudentFilter
@@ -47,7 +47,7 @@ class GuardianIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
-    name: Name
+    name: RequiredName
     phone: Phone | None = None
     school: Name = ""
     grade: Short = ""
@@ -60,7 +60,7 @@ class StudentCreate(msgspec.Struct, forbid_unknown_fields=True):
 class StudentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``guardians``, when present, replaces the list."""
 
-    name: Name | msgspec.UnsetType = msgspec.UNSET
+    name: RequiredName | msgspec.UnsetType = msgspec.UNSET
     phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     school: Name | msgspec.UnsetType = msgspec.UNSET
     grade: Short | msgspec.UnsetType = msgspec.UNSET
@@ -91,7 +91,7 @@ def _validate(data: StudentCreate | StudentUpdate) -> dict[str, Any]:
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     if data.name is not msgspec.UNSET:
-        name = clean_text(data.name)
+        name = clean_text(data.name, NAME_MAX)
         if not name:
             errors.append({"field": "name", "message": "must not be empty"})
         values["name"] = name
@@ -107,7 +107,8 @@ def _validate(data: StudentCreate | StudentUpdate) -> dict[str, Any]:
     for field in ("school", "grade", "memo"):
         value = getattr(data, field)
         if value is not msgspec.UNSET:
-            values[field] = clean_text(value) if field != "memo" else value.strip()
+            limit = SHORT_MAX if field == "grade" else NAME_MAX
+            values[field] = clean_text(value, limit) if field != "memo" else value.strip()
     if data.birth_date is not msgspec.UNSET:
         if data.birth_date is not None and data.birth_date > today_kst():
             errors.append({"field": "birth_date", "message": "is in the future"})
@@ -127,7 +128,7 @@ def _validate(data: StudentCreate | StudentUpdate) -> dict[str, Any]:
                 errors.append({"field": f"guardians[{i}].phone", "message": "listed twice"})
                 continue
             seen.add(phone)
-            guardians.append((clean_text(g.name), phone, g.relation.value, g.is_primary))
+            guardians.append((clean_text(g.name, NAME_MAX), phone, g.relation.value, g.is_primary))
         if sum(1 for g in guardians if g[3]) > 1:
             errors.append({"field": "guardians", "message": "at most one primary guardian"})
         values["guardians"] = guardians

@@ -75,23 +75,35 @@ def refuse_read_size(size: int, limit: int, advice: str = "", *, detail: str = "
         raise too_large(limit, advice, detail=detail)
 
 
-def multipart_form(fields: dict[str, Schema | Reference], required: list[str]) -> type[Operation]:
+def multipart_form(
+    fields: dict[str, Schema | Reference],
+    required: list[str],
+    json: Schema | None = None,
+    *,
+    typed_by_content: bool = False,
+) -> type[Operation]:
     """The OpenAPI operation of a route that reads its multipart form itself (to cap the
     body while it streams), so it has no ``data`` parameter to document the body from:
     ``operation_class=multipart_form(...)`` declares the form, and a generated client types
-    it. A file field is ``Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)``."""
-    body = RequestBody(
-        required=True,
-        content={
-            "multipart/form-data": OpenAPIMediaType(
-                schema=Schema(type=OpenAPIType.OBJECT, properties=fields, required=required)
-            )
-        },
-    )
+    it. A file field is ``Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)``.
+    ``json``: the JSON body the route takes instead, if any. ``typed_by_content``: the
+    route reads the file's type from its bytes, and refuses other files with a 415 (a
+    schema cannot state what the bytes must be)."""
+    content = {
+        "multipart/form-data": OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.OBJECT, properties=fields, required=required)
+        )
+    }
+    if json is not None:
+        content["application/json"] = OpenAPIMediaType(schema=json)
+    body = RequestBody(required=True, content=content)
 
     @dataclass
     class MultipartOperation(Operation):
         def __post_init__(self) -> None:
             self.request_body = body
+            if typed_by_content:
+                refused = Reference("#/components/responses/Problem415")
+                self.responses = {**(self.responses or {}), "415": refused}
 
     return MultipartOperation

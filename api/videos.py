@@ -26,7 +26,7 @@ import datetime as dt
 import functools
 import math
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from botocore.exceptions import ClientError
@@ -44,7 +44,7 @@ from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
 from models.jobs import fail_job
-from models.limits import Day, Name, Title
+from models.limits import TITLE_MAX, Day, Name, RequiredTitle
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
@@ -58,18 +58,18 @@ from pipelines.video.watch import HeartbeatRejected, apply_heartbeat
 
 require_viewer = require_roles(*STAFF_ROLES, Role.student)
 
-ALLOWED_CONTENT_TYPES = frozenset(
-    {
-        "video/mp4",
-        "video/quicktime",
-        "video/x-matroska",
-        "video/webm",
-        "video/x-msvideo",
-        "video/mpeg",
-        "video/mp2t",
-        "application/octet-stream",
-    }
-)
+ContentType = Literal[
+    "video/mp4",
+    "video/quicktime",
+    "video/x-matroska",
+    "video/webm",
+    "video/x-msvideo",
+    "video/mpeg",
+    "video/mp2t",
+    "application/octet-stream",
+]
+# A position or a played interval's bound, in seconds.
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
 MAX_PARTS = 10_000  # S3's limit on parts of one multipart upload
 UPLOAD_URL_TTL = 6 * 3600  # a lecture upload over a slow line takes hours
 MAX_PLAYED_INTERVALS = 200
@@ -85,10 +85,10 @@ VideoPage = Annotated[Page[Video], page_schema(Video)]
 class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Give ``lecture_id``, or ``session_id`` (its lecture is implied), or both."""
 
-    title: Title
-    filename: Title
-    size_bytes: int
-    content_type: Name = "video/mp4"
+    title: RequiredTitle
+    filename: RequiredTitle
+    size_bytes: Annotated[int, msgspec.Meta(ge=1)]
+    content_type: ContentType = "video/mp4"
     lecture_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
     proctored: bool = False  # PROCTORED_CLASS: no credit for seeking ahead
@@ -96,7 +96,7 @@ class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VideoUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    title: Title | msgspec.UnsetType = msgspec.UNSET
+    title: RequiredTitle | msgspec.UnsetType = msgspec.UNSET
     proctored: bool | msgspec.UnsetType = msgspec.UNSET
     due_date: Day | msgspec.UnsetType | None = msgspec.UNSET
 
@@ -148,9 +148,11 @@ class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
     """``played``: the intervals ``[start, end]`` (seconds) played since the last report.
     ``seq``: increases with every heartbeat of a viewing (required when proctored)."""
 
-    position: float
-    played: list[tuple[float, float]] = []
-    seq: int | None = None
+    position: Seconds
+    played: Annotated[
+        list[tuple[Seconds, Seconds]], msgspec.Meta(max_length=MAX_PLAYED_INTERVALS)
+    ] = []
+    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class WatchProgress(msgspec.Struct):
@@ -170,17 +172,8 @@ class WatchProgress(msgspec.Struct):
 def _check_create(data: VideoCreate) -> list[dict[str, str]]:
     s = get_settings()
     errors: list[dict[str, str]] = []
-    if not clean_text(data.title):
-        errors.append({"field": "title", "message": "must not be empty"})
-    if not data.filename.strip():
-        errors.append({"field": "filename", "message": "must not be empty"})
-    if data.content_type not in ALLOWED_CONTENT_TYPES:
-        errors.append(
-            {"field": "content_type", "message": f"one of {sorted(ALLOWED_CONTENT_TYPES)}"}
-        )
-    if data.size_bytes <= 0:
-        errors.append({"field": "size_bytes", "message": "must be positive"})
-    elif data.size_bytes > s.video_max_upload_bytes:
+    # Blank names, other content types and empty files are the schema's (``VideoCreate``).
+    if data.size_bytes > s.video_max_upload_bytes:
         errors.append(
             {
                 "field": "size_bytes",
@@ -230,15 +223,13 @@ def _upload_target(bucket: str, key: str, size: int, content_type: str) -> Uploa
 
 def _check_heartbeat(data: Heartbeat) -> None:
     errors: list[dict[str, str]] = []
-    if not math.isfinite(data.position) or data.position < 0:
+    # Signs and the number of intervals are the schema's (``Heartbeat``); a number too
+    # large for a double arrives as infinity.
+    if not math.isfinite(data.position):
         errors.append({"field": "position", "message": "a non-negative number of seconds"})
-    if len(data.played) > MAX_PLAYED_INTERVALS:
-        errors.append({"field": "played", "message": f"at most {MAX_PLAYED_INTERVALS} intervals"})
     for i, (start, end) in enumerate(data.played):
-        if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
             errors.append({"field": f"played[{i}]", "message": "needs 0 <= start <= end"})
-    if data.seq is not None and data.seq < 0:
-        errors.append({"field": "seq", "message": "must not be negative"})
     fail_fields(errors)
 
 
@@ -381,7 +372,7 @@ class VideoController(Controller):
             video_id=video_id,
             lecture_id=lecture_id,
             session_id=data.session_id,
-            title=clean_text(data.title),
+            title=clean_text(data.title, TITLE_MAX),
             proctored=data.proctored,
             due_date=data.due_date,
             filename=data.filename.strip(),
@@ -423,7 +414,7 @@ class VideoController(Controller):
         video = await videos.get_video(tenant_scope, video_id)
         changes: dict[str, Any] = {}
         if data.title is not msgspec.UNSET:
-            title = clean_text(data.title)
+            title = clean_text(data.title, TITLE_MAX)
             if not title:
                 raise field_error("title", "must not be empty")
             changes["title"] = title

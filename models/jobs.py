@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -17,13 +17,16 @@ from models import db
 from models.scope import TenantScope
 from models.tables import Job as JobTable
 
+# ``models.tables.JobStatus``'s values, as the API states them.
+JobStatusValue = Literal["PENDING", "RUNNING", "DONE", "FAILED"]
+
 
 # A job as its client sees it (GET /api/v1/jobs/{id}). No docstring: it would become the
 # OpenAPI description of ``Job``.
 class Job(msgspec.Struct):
     id: uuid.UUID
     kind: str
-    status: str
+    status: JobStatusValue
     progress: int
     stage: str
     result: Any

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -19,7 +19,7 @@ import msgspec
 from models.db import transaction
 from models.enrollments import active_count, lock_lecture
 from models.errors import Problem
-from models.limits import Name
+from models.limits import TimeOfDay
 from models.pages import Page, Params, as_datetime, as_text, as_uuid, keyset, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture as LectureTable
@@ -32,9 +32,9 @@ TEACHER_ROLES = frozenset({Role.teacher.value, Role.owner.value, Role.admin.valu
 class Slot(msgspec.Struct, forbid_unknown_fields=True):
     """A weekly slot: ``weekday`` 0 (Mon) .. 6 (Sun), ``start``/``end`` as ``"HH:MM"``."""
 
-    weekday: int
-    start: Name
-    end: Name
+    weekday: Annotated[int, msgspec.Meta(ge=0, le=6)]
+    start: TimeOfDay
+    end: TimeOfDay
 
 
 class Lecture(msgspec.Struct):

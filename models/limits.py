@@ -40,12 +40,63 @@ Title = Annotated[str, msgspec.Meta(max_length=TITLE_MAX)]
 Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
 Secret = Annotated[str, msgspec.Meta(max_length=SECRET_MAX)]
 
-EARLIEST_DATE = dt.date(1900, 1, 1)
-LATEST_DATE = dt.date(2200, 12, 31)
-
 # C0 controls but tab, newline and carriage return.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 CONTROL_MESSAGE = "must not contain NUL or other control characters"
+_CONTROLS = CONTROL_CHARACTERS.pattern[1:-1]
+
+# Text that must say something: one character that is neither whitespace nor a control
+# (the handlers clean text by collapsing whitespace; what is left must not be empty).
+NON_BLANK = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
+NON_BLANK_MESSAGE = "must not be empty"
+
+# A time of day, "HH:MM" from 00:00 to 23:59 (``pipelines.schedule.parse_hhmm``); ""
+# where the field may be cleared.
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+HH_MM_OR_EMPTY = r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
+HH_MM_MESSAGE = 'must be a time "HH:MM" between 00:00 and 23:59'
+
+# An e-mail address as the API takes it: something with an "@" (the mail it is sent
+# decides the rest).
+EMAIL = rf"^[^{_CONTROLS}]*@[^{_CONTROLS}]*$"
+
+# The student number that marks a scanned sheet as the answer key.
+KEY_ID = r"^[0-9]{1,32}$"
+
+# A message template's code.
+TEMPLATE_CODE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+# What a client reads when a pattern refuses its text (not the regular expression).
+PATTERN_MESSAGES = {
+    NON_BLANK: NON_BLANK_MESSAGE,
+    HH_MM: HH_MM_MESSAGE,
+    HH_MM_OR_EMPTY: HH_MM_MESSAGE,
+    EMAIL: "not an e-mail address",
+    KEY_ID: "1..32 digits",
+    TEMPLATE_CODE: "lowercase letters, digits, '.', '_', '-'",
+}
+
+RequiredName = Annotated[str, msgspec.Meta(max_length=NAME_MAX, pattern=NON_BLANK)]
+RequiredTitle = Annotated[str, msgspec.Meta(max_length=TITLE_MAX, pattern=NON_BLANK)]
+RequiredText = Annotated[str, msgspec.Meta(max_length=TEXT_MAX, pattern=NON_BLANK)]
+TimeOfDay = Annotated[str, msgspec.Meta(pattern=HH_MM)]
+TimeOfDayOrEmpty = Annotated[str, msgspec.Meta(pattern=HH_MM_OR_EMPTY)]
+
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2200, 12, 31)
+# A ``Day`` as a schema can state it, exactly (JSON Schema has no date bounds): a year
+# 1900..2200, a day its month has, February 29 in leap years only.
+_YEAR = r"19[0-9]{2}|2[01][0-9]{2}|2200"
+_LEAP_YEAR = (
+    r"19(?:0[48]|[2468][048]|[13579][26])|20(?:[02468][048]|[13579][26])"
+    r"|21(?:0[48]|[2468][048]|[13579][26])"
+)
+_MONTH_DAY = (
+    r"(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8])"
+)
+DAY_PATTERN = rf"^(?:(?:{_YEAR})-(?:{_MONTH_DAY})|(?:{_LEAP_YEAR})-02-29)$"
 
 
 class Day(dt.date):

@@ -45,9 +45,16 @@ def is_initials_query(text: str) -> bool:
     return bool(stripped) and all(ch in _COMPAT_JAMO for ch in stripped)
 
 
-def clean_text(text: str) -> str:
-    """NFKC (full-width → half-width), collapsed whitespace, trimmed."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+def clean_text(text: str, limit: int | None = None) -> str:
+    """NFKC (full-width → half-width), collapsed whitespace, trimmed.
+
+    NFKC can lengthen a text (``¸`` is a space and a combining cedilla), so a text that
+    fits its column as typed may not once normalised: with ``limit`` (the column's length),
+    such a text is kept as typed, only its whitespace collapsed, which never lengthens it."""
+    normalised = " ".join(unicodedata.normalize("NFKC", text).split())
+    if limit is not None and len(normalised) > limit:
+        return " ".join(text.split())
+    return normalised
 
 
 def phone_tail(text: str) -> str | None:

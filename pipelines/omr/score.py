@@ -287,9 +287,14 @@ def _import_evaluation(
         labels = expand_labels(options.get("questions_in_order", []))
         by_label = dict(zip(labels, options["answers_in_order"], strict=False))
     elif csv_text is not None:
-        for row in csv.reader(io.StringIO(csv_text)):
-            if len(row) >= 2 and row[0].strip():
-                by_label[row[0].strip()] = _csv_answer(",".join(row[1:]))
+        # newline="": the reader itself ends a line at CR, LF or CRLF (a CR from an old
+        # Mac export stopped it).
+        try:
+            for row in csv.reader(io.StringIO(csv_text, newline="")):
+                if len(row) >= 2 and row[0].strip():
+                    by_label[row[0].strip()] = _csv_answer(",".join(row[1:]))
+        except csv.Error as exc:
+            raise TemplateError([("answer_key_csv", f"not a CSV: {exc}")]) from None
     elif key_response is not None:
         labels = expand_labels(options.get("questions_in_order", list(questions)))
         by_label = {label: key_response.get(label, "") for label in labels}

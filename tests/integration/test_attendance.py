@@ -80,7 +80,13 @@ async def test_single_check_lists_every_field_error(tenant):
         json={"status": "absent", "note": "x" * 501, "checked_at": future},
         headers=h,
     )
-    assert set(errors_of(r)) == {"note", "checked_at"}
+    assert set(errors_of(r)) == {"note"}  # the schema's (its length), checked first
+    r = await tenant.client.put(
+        check_path(k.sessions[0], k.students[0]),
+        json={"status": "absent", "note": "x", "checked_at": future},
+        headers=h,
+    )
+    assert set(errors_of(r)) == {"checked_at"}
     r = await tenant.client.put(
         check_path(k.sessions[0], k.students[0]), json={"status": "sleeping"}, headers=h
     )
@@ -332,28 +338,36 @@ async def test_bulk_lists_every_bad_row_and_writes_nothing(make_tenant):
     k = await create_class(tenant, students=4)
     outsider = (await create_student(tenant, h))["id"]
     foreign = (await create_class(other, students=1)).students[0]
-    items = [
+    # The rows' shape (the schema's: an id, a status) is checked first, every row of it.
+    shape = [
         {"student_id": str(k.students[0]), "status": "absent"},  # 0: fine
         {"student_id": str(k.students[1]), "status": "sleeping"},  # 1: bad status
         {"student_id": "not-a-uuid", "status": "present"},  # 2: bad id
+        {"student_id": "", "status": ""},  # 3: two errors
+        {"student_id": str(k.students[3]), "status": "present", "note": "x" * 501},  # 4
+    ]
+    r = await tenant.client.put(sheet_path(k.sessions[0]), json={"items": shape}, headers=h)
+    assert [e["field"] for e in r.json()["errors"]] == [
+        "items[1].status",
+        "items[2].student_id",
+        "items[3].student_id",
+        "items[3].status",
+        "items[4].note",
+    ]
+    items = [
+        {"student_id": str(k.students[0]), "status": "absent"},  # 0: fine
+        {"student_id": str(k.students[1]), "status": "present"},  # 1: fine
+        {"student_id": str(k.students[2]), "status": "late"},  # 2: fine
         {"student_id": str(k.students[0]), "status": "late"},  # 3: listed twice
         {"student_id": outsider, "status": "present"},  # 4: not enrolled
         {"student_id": str(foreign), "status": "present"},  # 5: another academy's
-        {"student_id": str(k.students[2]), "status": "present", "note": "x" * 501},  # 6
-        {"student_id": "", "status": ""},  # 7: two errors
-        {"student_id": str(k.students[3]), "status": "present"},  # 8: fine
     ]
     r = await tenant.client.put(sheet_path(k.sessions[0]), json={"items": items}, headers=h)
     errors = r.json()["errors"]
     assert [e["field"] for e in errors] == [
-        "items[1].status",
-        "items[2].student_id",
         "items[3].student_id",
         "items[4].student_id",
         "items[5].student_id",
-        "items[6].note",
-        "items[7].student_id",
-        "items[7].status",
     ]
     assert errors_of(r)["items[3].student_id"] == "listed twice"
     assert errors_of(r)["items[4].student_id"] == errors_of(r)["items[5].student_id"]

@@ -72,10 +72,16 @@ async def test_every_exam_field_error_is_listed(tenant):
     lecture = await create_lecture(tenant)
     r = await tenant.client.post(
         f"{API}/lectures/{lecture}/exams",
+        json={"title": "  ", "date": "2026-03-01", "max_score": 0, "question_count": 0},
+        headers=h,
+    )
+    # What the schema states (``ExamCreate``) is checked first, every field of it.
+    assert sorted(field_errors(r)) == ["max_score", "question_count", "title"]
+    r = await tenant.client.post(
+        f"{API}/lectures/{lecture}/exams",
         json={
-            "title": "  ",
+            "title": "x",
             "date": "2026-03-01",
-            "max_score": 0,
             "question_count": 3,
             "answer_key": {"0": ["1"], "4": ["1"], "x": ["1"], "2": [], "3": ["①", ""]},
         },
@@ -83,8 +89,6 @@ async def test_every_exam_field_error_is_listed(tenant):
     )
     assert sorted(field_errors(r)) == sorted(
         [
-            "title",
-            "max_score",
             "answer_key.0",
             "answer_key.4",
             "answer_key.x",
@@ -104,10 +108,10 @@ async def test_every_exam_field_error_is_listed(tenant):
 
     r = await tenant.client.post(
         f"{API}/lectures/{lecture}/exams",
-        json=exam_payload(max_score=100.001, question_count=0),
+        json=exam_payload(max_score=100.001, question_count=3),
         headers=h,
     )
-    assert set(field_errors(r)) == {"max_score", "question_count"}
+    assert field_errors(r) == ["max_score"]  # two decimal places
 
 
 async def test_answer_key_needs_question_count_and_must_keep_fitting(tenant):
@@ -143,9 +147,9 @@ async def test_max_score_cannot_go_below_a_recorded_score(tenant):
     h = await tenant.headers()
     exam, _ = await scored_exam(tenant, [40, 72.5], h)
     url = f"{API}/exams/{exam['id']}"
-    r = await tenant.client.patch(url, json={"max_score": 70, "title": ""}, headers=h)
-    assert set(field_errors(r)) == {"max_score", "title"}
-    assert "72.50" in r.json()["errors"][0]["message"] + r.json()["errors"][1]["message"]
+    r = await tenant.client.patch(url, json={"max_score": 70, "title": "x"}, headers=h)
+    assert field_errors(r) == ["max_score"]
+    assert "72.50" in r.json()["errors"][0]["message"]
     r = await tenant.client.patch(url, json={"max_score": 72.5}, headers=h)
     assert r.status_code == 200 and r.json()["max_score"] == 72.5
 

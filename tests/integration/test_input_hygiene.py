@@ -138,3 +138,53 @@ async def test_a_chunked_json_upload_is_refused_as_it_streams(
     )
     assert r.status_code == 413, r.text
     assert sent < 4 * small.omr_max_upload_bytes, f"read {sent} bytes before refusing"
+
+
+async def test_text_that_normalising_lengthens_still_fits_its_column(tenant: Any) -> None:
+    """NFKC turns a cedilla into two characters: a 16-character grade of them must not
+    overflow the 16-character column (it was a 500)."""
+    h = await tenant.headers()
+    grade = "중" + "¸" * 15
+    r = await tenant.client.post(STUDENTS, json=student_payload(grade=grade), headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["grade"] == grade
+    r = await tenant.client.patch(f"{STUDENTS}/{r.json()['id']}", json={"grade": "ＡＢ"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["grade"] == "AB"
+
+
+async def test_a_json_body_has_json_types(tenant: Any) -> None:
+    """The schema says boolean and integer: ``0`` is not ``false``, ``"1"`` not a number."""
+    h = await tenant.headers()
+    body = {**student_payload(), "birth_date": None}
+    r = await tenant.client.post(STUDENTS, json={**body, "guardians": [
+        {"phone": "010-1234-5678", "is_primary": 0}]}, headers=h)  # fmt: skip
+    assert_problem(r, 422, VALIDATION)
+    assert fields(r) == {"guardians[0].is_primary": "body"}
+    r = await tenant.client.post(
+        "/api/v1/omr/templates/builtin", json={"questions": "20", "choices": 4}, headers=h
+    )
+    assert_problem(r, 422, VALIDATION)
+    assert fields(r) == {"questions": "body"}
+
+
+async def test_a_json_scan_upload_keeps_the_text_rules(tenant: Any) -> None:
+    """The scan upload reads its JSON body itself: a NUL in a file name is a field error
+    (it was a 500 when the batch was stored)."""
+    h = await tenant.headers()
+    lecture = await create_lecture(tenant)
+    exam = await create_exam(tenant, lecture, question_count=5, answer_key={"1": ["1"]})
+    card = await tenant.client.post(
+        "/api/v1/omr/templates/builtin", json={"name": "card", "questions": 5}, headers=h
+    )
+    r = await tenant.client.put(
+        f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card.json()["id"]}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    r = await tenant.client.post(
+        f"/api/v1/exams/{exam['id']}/scans",
+        json={"files": [{"filename": "a\x00.png", "content_base64": "AAAA"}]},
+        headers=h,
+    )
+    assert_problem(r, 422, VALIDATION)
+    assert fields(r) == {"files[0].filename": "body"}

@@ -10,6 +10,8 @@ from typing import Any
 
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
+from models.tables import JobStatus
+
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PUBLIC = {
@@ -154,3 +156,44 @@ async def test_request_schemas_carry_the_limits_the_api_enforces(client):
     for schema in (search, body["properties"]["name"]):
         assert re.search(schema["pattern"], "김민준 \t\n")
         assert not re.search(schema["pattern"], "a\x00b")
+
+
+async def test_the_schema_states_the_handlers_rules_and_answers(client):
+    """What the handlers refuse or answer is in the document: a generated client (or a
+    fuzzer) that keeps to it is not refused for a reason it could not see."""
+    spec = (await client.get("/schema/openapi.json")).json()
+    schemas, paths = spec["components"]["schemas"], spec["paths"]
+    title = schemas["LectureCreate"]["properties"]["title"]
+    assert re.search(title["pattern"], " 수학 ") and not re.search(title["pattern"], " \t ")
+    start = schemas["Slot"]["properties"]["start"]["pattern"]
+    assert re.search(start, "09:30") and not re.search(start, "9:30")
+    day = schemas["SessionCreate"]["properties"]["date"]["pattern"]
+    assert re.search(day, "2026-03-01") and not re.search(day, "0098-01-09")
+    assert schemas["Job"]["properties"]["status"]["enum"] == [s.value for s in JobStatus]
+    enrol = paths["/api/v1/lectures/{lecture_id}/enrollments"]["post"]["responses"]
+    assert {"200", "201"} <= enrol.keys()  # already enrolled / enrolled
+    assert "415" in paths["/api/v1/enrollments/excel"]["post"]["responses"]
+    scans = paths["/api/v1/exams/{exam_id}/scans"]["post"]["requestBody"]["content"]
+    assert scans.keys() == {"multipart/form-data", "application/json"}
+    # An SSE client reads events: their names, and JSON in ``data``.
+    events = paths["/api/v1/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    ref = events["text/event-stream"]["schema"]["$ref"]
+    event = schemas[ref.rsplit("/", 1)[1]]["properties"]
+    assert event["event"]["enum"] == ["status", "stage", "progress", "done", "failed"]
+    assert event["data"]["contentMediaType"] == "application/json"
+
+
+async def test_constraints_inside_optional_fields_tuples_and_maps_are_kept(client):
+    """Litestar drops a ``Meta`` inside ``X | None``, a tuple or a dict; the document
+    takes them from msgspec's own schema of the body."""
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    assert schemas["ExamUpdate"]["properties"]["max_score"]["exclusiveMinimum"] == 0
+    heartbeat = schemas["Heartbeat"]["properties"]
+    assert heartbeat["seq"]["minimum"] == 0
+    interval = heartbeat["played"]["items"]
+    assert (interval["minItems"], interval["maxItems"]) == (2, 2)
+    assert all(bound["minimum"] == 0 for bound in interval["prefixItems"])
+    answers = schemas["ReviewIn"]["properties"]["answers"]
+    assert answers["additionalProperties"]["maxLength"] == 100
+    keys = answers["propertyNames"]
+    assert keys["maxLength"] == 100 and not re.search(keys["pattern"], "q\x0b1")

@@ -99,6 +99,9 @@ def test_score_values() -> None:
     assert to_score(85) == D("85.00")
     assert to_score("0.5") == D("0.50")
     assert str(to_score(-0.0)) == "0.00"
+    assert to_score(57 * 0.01) == D("0.57") and to_score(0.1 + 0.2) == D("0.30")
+    with pytest.raises(ValueError, match="two decimal places"):
+        to_score(0.571)
     assert score_text(D(85)) == "85.00" and score_text(D("92.5")) == "92.50"
 
 

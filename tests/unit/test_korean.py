@@ -43,3 +43,11 @@ def test_initials():
 def test_clean_text():
     assert clean_text("  김　민수 ") == "김 민수"  # ideographic space
     assert clean_text("ＡＢＣ１２") == "ABC12"
+
+
+def test_clean_text_keeps_a_text_that_normalising_would_lengthen_past_its_limit():
+    typed = "ab¸¸"  # a cedilla is a space and a combining cedilla once normalised
+    assert len(clean_text(typed)) == 6
+    assert clean_text(typed, limit=5) == typed
+    assert clean_text(typed, limit=6) == "ab ̧ ̧"
+    assert clean_text("  ＡＢ  ", limit=2) == "AB"

@@ -178,3 +178,10 @@ def test_every_problem_of_a_template_is_listed() -> None:
     paths = [p for p, _ in err.value.issues]
     assert "pageDimensions" in paths
     assert "fieldBlocks.a.fieldType" in paths and "fieldBlocks.b" in paths
+
+
+def test_a_key_csv_with_cr_line_ends_reads_like_one_with_lf() -> None:
+    """A lone CR (old Mac exports) ends a line; it was a csv.Error, a 500."""
+    questions = ["q1", "q2"]
+    key = import_omrchecker_evaluation({}, questions, csv_text="q1,A\rq2,B\r")
+    assert key == import_omrchecker_evaluation({}, questions, csv_text="q1,A\nq2,B\n")
