@@ -28,6 +28,20 @@ def fields(response: Any) -> dict[str, str]:
     return {e["field"]: e.get("source", "") for e in response.json()["errors"]}
 
 
+async def exam_with_a_card(tenant: Any, h: dict[str, str]) -> dict[str, Any]:
+    """A five-question exam with the built-in answer card: ready for scans."""
+    lecture = await create_lecture(tenant)
+    exam = await create_exam(tenant, lecture, question_count=5, answer_key={"1": ["1"]})
+    card = await tenant.client.post(
+        "/api/v1/omr/templates/builtin", json={"name": "card", "questions": 5}, headers=h
+    )
+    r = await tenant.client.put(
+        f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card.json()["id"]}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    return exam
+
+
 async def test_nul_and_control_characters_are_field_errors_not_500(tenant: Any) -> None:
     """Query, path, JSON body (nested, and without a token) and cursors alike."""
     h = await tenant.headers()
@@ -122,15 +136,7 @@ async def test_a_chunked_json_upload_is_refused_as_it_streams(
             yield piece
         yield b'"}]}'
 
-    lecture = await create_lecture(tenant)
-    exam = await create_exam(tenant, lecture, question_count=5, answer_key={"1": ["1"]})
-    card = await tenant.client.post(
-        "/api/v1/omr/templates/builtin", json={"name": "card", "questions": 5}, headers=h
-    )
-    r = await tenant.client.put(
-        f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card.json()["id"]}, headers=h
-    )
-    assert r.status_code == 200, r.text
+    exam = await exam_with_a_card(tenant, h)
     r = await tenant.client.post(
         f"/api/v1/exams/{exam['id']}/scans",
         content=body(),
@@ -172,15 +178,7 @@ async def test_a_json_scan_upload_keeps_the_text_rules(tenant: Any) -> None:
     """The scan upload reads its JSON body itself: a NUL in a file name is a field error
     (it was a 500 when the batch was stored)."""
     h = await tenant.headers()
-    lecture = await create_lecture(tenant)
-    exam = await create_exam(tenant, lecture, question_count=5, answer_key={"1": ["1"]})
-    card = await tenant.client.post(
-        "/api/v1/omr/templates/builtin", json={"name": "card", "questions": 5}, headers=h
-    )
-    r = await tenant.client.put(
-        f"/api/v1/exams/{exam['id']}/omr", json={"template_id": card.json()["id"]}, headers=h
-    )
-    assert r.status_code == 200, r.text
+    exam = await exam_with_a_card(tenant, h)
     r = await tenant.client.post(
         f"/api/v1/exams/{exam['id']}/scans",
         json={"files": [{"filename": "a\x00.png", "content_base64": "AAAA"}]},
