@@ -45,7 +45,7 @@ from actors.jobs import (
     set_progress,
 )
 from models import imports
-from models.db import on_commit, transaction
+from models.db import ANALYZE_AFTER_ROWS, on_commit, transaction
 from models.enrollments import ENROLLED, Outcome, plan_enrolments, write_enrolments
 from models.imports import ImportRecord
 from models.jobs import JobRecord
@@ -75,8 +75,8 @@ TIER = "ai-lite"
 # before the import the planner misjudged the first chunk's statements (seconds, not tens
 # of ms), and the queries after it (the student list) would pick seq scans. In between,
 # the chunk statements probe by key and no longer depend on the tables' sizes (analysing
-# after chunks 1, 2, 4, 8... cost 0.9 s of a 100,000-row import for nothing).
-ANALYZE_AFTER_ROWS = 1_000
+# after chunks 1, 2, 4, 8... cost 0.9 s of a 100,000-row import for nothing). Smaller
+# imports are left to autovacuum (``ANALYZE_AFTER_ROWS``, as after a COPY).
 # The lock is asked for again this often while another import of the tenant applies...
 LOCK_RETRY_MS = 2_000
 # Chunk transactions open at once: while one takes seats, the next ones write their

@@ -80,7 +80,14 @@ def struct_body_errors(scope: Any, raw: Any) -> list[dict[str, Any]]:
         return []
     if not isinstance(raw, dict):
         return []
-    return _struct_errors(struct, _integral(raw), "")
+    body = _integral(raw)
+    try:
+        # The common case, a good body, costs one conversion; only a bad one is taken
+        # apart field by field to name every error.
+        msgspec.convert(body, struct, strict=True, dec_hook=dec_hook)
+    except msgspec.ValidationError:
+        return _struct_errors(struct, body, "")
+    return []
 
 
 def _integral(value: Any) -> Any:

@@ -84,10 +84,8 @@ class LocalRuntime:
             self.pg_server = None
         if self.pg_throwaway and self.pg_data is not None:
             shutil.rmtree(self.pg_data, ignore_errors=True)
-        if self.watchdog is not None and self.watchdog.poll() is None:
-            self.watchdog.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.watchdog.wait(2)
+        if self.watchdog is not None:
+            _stop_watchdog(self.watchdog)
         self.watchdog = None
 
 
@@ -241,16 +239,33 @@ def _local_s3(url: str) -> Any:
 
 
 def _start_watchdog(rt: LocalRuntime) -> subprocess.Popen[bytes]:
+    servers = (rt.pgbouncer, rt.moto, rt.seaweed)
+    return _spawn_watchdog(
+        [s.pid for s in servers if s is not None], rt.pg_data, delete=rt.pg_throwaway
+    )
+
+
+def _spawn_watchdog(
+    kill: list[int], pgdata: Path | None = None, *, delete: bool = False
+) -> subprocess.Popen[bytes]:
+    """A watchdog that kills ``kill`` (and stops the Postgres in ``pgdata``) once this
+    process is gone, however it died."""
     args = [sys.executable, "-m", "ops.runtime", "watchdog", "--parent", str(os.getpid())]
-    if rt.pg_data is not None:
-        args += ["--pgdata", str(rt.pg_data)]
-        if rt.pg_throwaway:
+    if pgdata is not None:
+        args += ["--pgdata", str(pgdata)]
+        if delete:
             args.append("--delete")
-    for server in (rt.pgbouncer, rt.moto, rt.seaweed):
-        if server is not None:
-            args += ["--kill", str(server.pid)]
+    for pid in kill:
+        args += ["--kill", str(pid)]
     # Its own session: a Ctrl-C in the terminal must not kill it before it cleans up.
     return subprocess.Popen(args, cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def _stop_watchdog(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2)
 
 
 DEV_STATE = DATA_DIR / "dev.json"
@@ -379,17 +394,12 @@ def pgbouncer(postgres_url: str) -> Iterator[str]:
     watchdog should this process be SIGKILLed (PgBouncer, run as another user when we are
     root, loses the parent-death signal when it changes user)."""
     url, proc = start_pgbouncer(postgres_url, DATA_DIR)
-    watch = ["watchdog", "--parent", str(os.getpid()), "--kill", str(proc.pid)]
-    guard = subprocess.Popen(
-        [sys.executable, "-m", "ops.runtime", *watch], cwd=PROJECT_ROOT, start_new_session=True
-    )
+    guard = _spawn_watchdog([proc.pid])
     try:
         yield url
     finally:
         stop_server(proc)
-        guard.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            guard.wait(2)
+        _stop_watchdog(guard)
 
 
 def _point_storage_at(rt: LocalRuntime, url: str) -> None:
