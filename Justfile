@@ -26,7 +26,7 @@ bench GROUP="":
 
 # Fuzz the whole OpenAPI with Schemathesis as an academy owner against a local server (every phase, SECONDS at most); fails on a 5xx or any answer the document does not describe
 fuzz SECONDS="240" EXAMPLES="50":
-    ACADEMY_FUZZ_SECONDS={{SECONDS}} ACADEMY_FUZZ_EXAMPLES={{EXAMPLES}} ACADEMY_FUZZ_PHASES=examples,coverage,fuzzing,stateful python -m pytest tests/integration/test_fuzz.py -q -s -p no:cacheprovider
+    ACADEMY_FUZZ_SECONDS={{SECONDS}} ACADEMY_FUZZ_EXAMPLES={{EXAMPLES}} ACADEMY_FUZZ_PHASES=examples,coverage,fuzzing,stateful ACADEMY_FUZZ_SEED= python -m pytest tests/integration/test_fuzz.py -q -s -p no:cacheprovider
 
 # TypeScript types of the API for openapi-fetch (clients/ts/generated/academy.d.ts) from the live OpenAPI of the API at URL (default: `just dev`'s; none running: the application's own)
 client URL="":

@@ -81,14 +81,17 @@ T = TypeVar("T")
 
 # What a numeric(7, 2) column holds (``pipelines.grading.to_score``); a max score is above 0.
 MAX_BINS = 100
-# ``multipleOf`` is stated, not checked by msgspec: a float's binary noise is
-# ``pipelines.grading.to_score``'s to forgive.
-_TWO_PLACES: dict[str, Any] = {"multipleOf": 0.01}
-MaxScore = Annotated[
-    float, msgspec.Meta(gt=0, le=float(MAX_SCORE_VALUE), extra_json_schema=_TWO_PLACES)
-]
+# Two decimal places, but no ``multipleOf``: a client's float arithmetic sends 0.57 as
+# 0.5700000000000001, which ``pipelines.grading.to_score`` takes as 0.57 (noise under 1e-6),
+# while a JSON Schema ``multipleOf: 0.01`` would call it invalid -- the document would then
+# promise a refusal the API does not make. The rule is stated in words instead.
+_TWO_PLACES = (
+    "Two decimal places at most (2.615 is refused); a float's binary noise below 1e-6 "
+    "(0.5700000000000001) is read as the two-place value."
+)
+MaxScore = Annotated[float, msgspec.Meta(gt=0, le=float(MAX_SCORE_VALUE), description=_TWO_PLACES)]
 ScoreValue = Annotated[
-    float, msgspec.Meta(ge=0, le=float(MAX_SCORE_VALUE), extra_json_schema=_TWO_PLACES)
+    float, msgspec.Meta(ge=0, le=float(MAX_SCORE_VALUE), description=_TWO_PLACES)
 ]
 QuestionCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUESTIONS)]
 
