@@ -38,7 +38,7 @@ from api.health import health
 from api.hygiene import TYPE_DECODERS, CheckedRequest, DayPlugin, refuse_control_characters
 from api.job_events import JOB_EVENTS
 from api.jobs import JobController
-from api.list_cache import CACHES, invalidate_after_write
+from api.list_cache import CACHE_SUBSCRIBERS, invalidate_after_write
 from api.listening import listening
 from api.openapi import (
     document_bearer_auth,
@@ -145,7 +145,7 @@ def _listener() -> contextlib.AbstractAsyncContextManager[None]:
     if not dsn:
         log.warning("DATABASE_POOLED without DATABASE_DIRECT_URL: list caches off, no LISTEN")
         return contextlib.nullcontext()
-    return listening(dsn, [*CACHES, JOB_EVENTS])
+    return listening(dsn, [*CACHE_SUBSCRIBERS, JOB_EVENTS])
 
 
 def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:

@@ -31,6 +31,7 @@ import msgspec
 from litestar.response import ServerSentEventMessage
 
 from models.jobs import Job, get_job
+from models.notifications import Listener
 from models.scope import NotFoundInTenant, TenantScope
 from models.tables import JobStatus
 
@@ -72,7 +73,7 @@ class JobEvents:
         for changed in self._following.get(job_id, ()):
             changed.set()
 
-    def connected(self) -> None:
+    def connected(self, listener: Listener) -> None:
         # Notifications may have been missed while disconnected: every stream re-reads.
         self.listening = True
         for waiting in self._following.values():

@@ -23,8 +23,14 @@ Correctness rests on three rules:
 
 Read-your-writes: a write request invalidates its tenant in this process before it
 answers (``invalidate_after_write``), so the writer's next read is fresh even before the
-notification arrives. Another API process sees the change when the notification reaches
-it, normally well under a millisecond after the commit on the same network.
+notification arrives.
+
+Everyone else's writes too: a notification reaches a process a moment after the commit,
+and in that moment a client told "done" by another API process (or by a job a worker
+finished) could ask this one and be served the page from before. A cache given a
+``barrier`` (``api.listening.Barrier``) waits, before it answers, until every notification
+committed before the request arrived has been handled: one round trip on the listening
+connection, shared by all requests that arrive meanwhile, and no query on the pool.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+
+from api.listening import Barrier
+from models.notifications import Listener
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +59,10 @@ class PageCache:
         *,
         max_entries: int = 1024,
         max_age: float = 30.0,
+        barrier: Barrier | None = None,
     ) -> None:
         self.channel = channel
+        self.barrier = barrier
         self.max_entries = max_entries
         self.max_age = max_age
         self._entries: OrderedDict[Hashable, tuple[Stamp, float, bytes]] = OrderedDict()
@@ -99,6 +110,14 @@ class PageCache:
         self, tenant: uuid.UUID, key: Hashable, load: Callable[[], Awaitable[bytes]]
     ) -> bytes:
         """The cached page, or ``load()``'s, shared with concurrent misses of the same page."""
+        # Only a page about to be served from memory waits for the barrier: a load reads
+        # the database after the request arrived, which already holds every commit.
+        if (
+            self.barrier is not None
+            and (tenant, key) in self._entries
+            and not await self.barrier.wait()
+        ):
+            return await load()
         body = self.get(tenant, key)
         if body is not None:
             return body
@@ -142,7 +161,7 @@ class PageCache:
         except ValueError:
             log.warning("ignoring a malformed %s notification: %r", self.channel, payload)
 
-    def connected(self) -> None:
+    def connected(self, listener: Listener) -> None:
         self.reset()
         self.listening = True
 
@@ -150,15 +169,22 @@ class PageCache:
         self.listening = False
 
 
+# Shared by the caches that must not lag behind other processes' writes.
+FRESHNESS = Barrier()
+
 # The student list's cache; api/students.py reads and fills it, api/app.py runs its listener.
-STUDENT_LIST = PageCache("student_list")
+STUDENT_LIST = PageCache("student_list", barrier=FRESHNESS)
 
 # Accounts as every request's token is checked against them (role, active flag, token
 # version), keyed by (tenant, user id); api/auth.py reads and fills it. A change of any
-# account of a tenant drops the tenant's entries: such changes are rare.
+# account of a tenant drops the tenant's entries: such changes are rare. No barrier: every
+# request would wait a round trip for it, and a change answered by another process is
+# known here when its notification arrives, normally within a millisecond.
 ACCOUNT_STATE = PageCache("account_state", max_entries=16384)
 
 CACHES = (STUDENT_LIST, ACCOUNT_STATE)
+# What the process's listener follows for the caches.
+CACHE_SUBSCRIBERS = (*CACHES, FRESHNESS)
 
 
 def invalidate_after_write(tenant: uuid.UUID) -> None:

@@ -6,6 +6,11 @@ connection; notifications fan out to subscribers in memory.
 A subscriber names its channel and is told when the connection comes up (after a gap,
 notifications may have been missed: it must assume anything changed) and when it goes
 down (it must not trust that silence means nothing changed).
+
+``Barrier`` closes the last gap: a notification reaches this process a moment after its
+transaction commits, so a write answered by another process (or a job reported done by a
+worker) could still be unknown here when the next request arrives. Waiting on the barrier
+first makes sure it is known.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
@@ -28,7 +34,7 @@ class Subscriber(Protocol):
 
     def notified(self, payload: str) -> None: ...
 
-    def connected(self) -> None: ...
+    def connected(self, listener: Listener) -> None: ...
 
     def disconnected(self) -> None: ...
 
@@ -60,7 +66,7 @@ async def listen(
         try:
             listener = await Listener.open(dsn, _fan_out(subscribers))
             for subscriber in subscribers:
-                subscriber.connected()
+                subscriber.connected(listener)
             delay = 0.5
             while True:
                 await asyncio.sleep(ping_every)
@@ -88,3 +94,80 @@ async def listening(dsn: str, subscribers: Sequence[Subscriber]) -> AsyncIterato
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+BARRIER_SECONDS = 2.0
+
+
+class Barrier:
+    """Waits until every notification committed before the wait began has been handled.
+
+    Postgres delivers notifications in commit order. The barrier commits one of its own on
+    a channel only this process listens to, from the listening session; when it comes
+    back, everything committed earlier has come back before it. Waiters are batched: all
+    who arrive while one barrier is on its way share the next one, so under load there is
+    one round trip in flight per process, not one per request.
+    """
+
+    def __init__(self) -> None:
+        self.channel = f"academy_barrier_{uuid.uuid4().hex}"
+        self._listener: Listener | None = None
+        self._sent = 0  # serial of the last barrier committed (or being committed)
+        self._waiting: dict[int, asyncio.Future[bool]] = {}
+        self._sender: asyncio.Task[None] | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    async def wait(self, within: float = BARRIER_SECONDS) -> bool:
+        """True once every notification committed before this call has been handled;
+        False when that cannot be known (no listener, it went away meanwhile, or the
+        barrier did not come back within ``within`` seconds)."""
+        if self._listener is None:
+            return False
+        # A serial not yet sent: its notification is committed after this moment.
+        serial = self._sent + 1
+        future = self._waiting.get(serial)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._waiting[serial] = loop.create_future()
+            loop.call_later(within, self._expire, serial)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+        # Shielded: a waiter that goes away must not cancel the others' barrier.
+        return await asyncio.shield(future)
+
+    async def _send(self) -> None:
+        while self._listener is not None and self._sent + 1 in self._waiting:
+            # One turn of the loop first: requests already ready to wait join this barrier
+            # rather than the next (under load, one barrier then serves many).
+            await asyncio.sleep(0)
+            self._sent += 1
+            try:
+                await self._listener.notify(self.channel, str(self._sent), BARRIER_SECONDS)
+            except Exception as exc:  # the listener's own ping finds and reopens a dead one
+                log.warning("barrier notification failed: %s", exc)
+                self._settle(self._sent + 1, False)
+                return
+
+    def _expire(self, serial: int) -> None:
+        future = self._waiting.pop(serial, None)
+        if future is not None and not future.done():
+            future.set_result(False)
+
+    def _settle(self, upto: int, result: bool) -> None:
+        for serial in [s for s in self._waiting if s <= upto]:
+            future = self._waiting.pop(serial)
+            if not future.done():
+                future.set_result(result)
+
+    def notified(self, payload: str) -> None:
+        self._settle(int(payload), True)
+
+    def connected(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def disconnected(self) -> None:
+        self._listener = None
+        self._settle(self._sent + 1, False)

@@ -23,6 +23,9 @@ class Listener:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        # One statement at a time on the connection: the keep-alive ping and a barrier
+        # (``notify``) may be asked for at once.
+        self._busy = asyncio.Lock()
 
     @classmethod
     async def open(cls, dsn: str, handlers: Mapping[str, Callable[[str], None]]) -> Listener:
@@ -31,6 +34,10 @@ class Listener:
 
         conn = await asyncpg.connect(dsn)
         try:
+            # A barrier (``notify``) is a transaction of its own, with a transaction id and
+            # a commit record: it need not wait for the WAL to reach the disk, nothing of it
+            # has to survive a crash.
+            await conn.execute("SET synchronous_commit = off")
             for channel in handlers:
                 await conn.add_listener(channel, notified)
         except BaseException:
@@ -41,7 +48,17 @@ class Listener:
     async def ping(self, within: float) -> None:
         """A round trip in ``within`` seconds, or an error: a half-open socket would
         silently stop notifications."""
-        await asyncio.wait_for(self._conn.fetchval("SELECT 1"), within)
+        async with self._busy:
+            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), within)
+
+    async def notify(self, channel: str, payload: str, within: float) -> None:
+        """Commit a notification from this very session. Postgres delivers notifications
+        in commit order, so when it comes back every notification committed before this
+        call has been handled (``api.listening.Barrier``)."""
+        async with self._busy:
+            await asyncio.wait_for(
+                self._conn.execute("SELECT pg_notify($1, $2)", channel, payload), within
+            )
 
     async def close(self) -> None:
         """Close, ignoring errors (the connection may already be gone); a cancelled caller

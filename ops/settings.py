@@ -54,6 +54,13 @@ def _bool(name: str, default: bool = False) -> bool:
     raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
 
 
+def _positive(name: str, default: int) -> int:
+    value = _int(name, default)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {value}")
+    return value
+
+
 def _int(name: str, default: int) -> int:
     raw = _env(name)
     if not raw:
@@ -139,6 +146,10 @@ class Settings:
     min_segments_per_variant: int
     thumbnail_at_seconds: float
     upload_max_concurrency: int
+    # Processes per host: API processes on one port (``ops.commands.api``), and worker
+    # processes per tier that ``just dev`` starts (``just worker TIER N`` says its own).
+    api_processes: int
+    worker_processes: int
     retry_max_attempts: int
     backoff_base_seconds: float
     backoff_cap_seconds: float
@@ -406,6 +417,8 @@ def _worker_settings() -> dict[str, Any]:
         "min_segments_per_variant": _int("MIN_SEGMENTS_PER_VARIANT", 3),
         "thumbnail_at_seconds": _float("THUMBNAIL_AT_SECONDS", 5.0),
         "upload_max_concurrency": _int("UPLOAD_MAX_CONCURRENCY", 4),
+        "api_processes": _positive("API_PROCESSES", 1),
+        "worker_processes": _positive("WORKER_PROCESSES", 1),
         "retry_max_attempts": _int("RETRY_MAX_ATTEMPTS", 5),
         "backoff_base_seconds": _float("BACKOFF_BASE_SECONDS", 0.5),
         "backoff_cap_seconds": _float("BACKOFF_CAP_SECONDS", 10.0),

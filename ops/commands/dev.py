@@ -20,6 +20,7 @@ import urllib.request
 
 from models import accounts
 from models.db import configure_db
+from ops.commands.api import command as api_command
 from ops.commands.migrate import migrate
 from ops.commands.provision import provision
 from ops.commands.readiness import render, run_checks
@@ -79,14 +80,7 @@ def _run(supervisor: Supervisor, started: float) -> int:
     if not port_free(port):
         port = free_port()
     api_url = f"http://127.0.0.1:{port}"
-    api_cmd = [
-        sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-        "--no-proxy-headers",
-        # Open job event streams would otherwise hold a stop until their jobs end.
-        "--timeout-graceful-shutdown", "5",
-    ]  # fmt: skip
+    api_cmd = api_command(port)
     if not os.environ.get("CDN_HLS_BASE_URL"):
         # The local HLS edge: serves the renditions through the playback-token verifier.
         hls_port = free_port()
@@ -94,9 +88,10 @@ def _run(supervisor: Supervisor, started: float) -> int:
         hls_cmd = [sys.executable, "-m", "ops.commands.hls_server", "--port", str(hls_port)]
         supervisor.add("hls edge", hls_cmd, "api")
     supervisor.add("api", api_cmd, "api")
+    worker_processes = get_settings().worker_processes
     supervisor.add("scheduler", [sys.executable, "-m", "ops.commands.scheduler"], "api")
     for group in WORKER_GROUPS:
-        supervisor.add(f"worker {group}", command(group, 1, 2), "workers")
+        supervisor.add(f"worker {group}", command(group, worker_processes, 2), "workers")
 
     if not _wait_healthy(api_url, 60, supervisor):
         print("the API did not become healthy; stopping", file=sys.stderr)
@@ -113,7 +108,7 @@ def _run(supervisor: Supervisor, started: float) -> int:
     print(
         f"""
 academy is up: /health answered 200 {healthy_after:.1f}s after start
-  API            {api_url}
+  API            {api_url} ({settings.api_processes} process(es); workers: {settings.worker_processes} per tier)
   health         {api_url}/health
   OpenAPI UI     {api_url}/schema
   OpenAPI JSON   {api_url}/schema/openapi.json

@@ -1,17 +1,18 @@
-"""The API as a real server for benchmarks: one uvicorn process (uvloop + httptools)."""
+"""The API as a real server for benchmarks and end-to-end tests: uvicorn (uvloop +
+httptools), one process unless asked for more (``API_PROCESSES`` of the API itself)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from ops.commands.api import command as api_command
 from ops.runtime import free_port
 from tests.conftest import ROOT, wait_for
 
@@ -33,15 +34,13 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def api_server(
-    tenant: Any, env: dict[str, str] | None = None, start_timeout: float = 30
+    tenant: Any, env: dict[str, str] | None = None, start_timeout: float = 30, processes: int = 1
 ) -> AsyncIterator[Server]:
     """Start the API (with ``env`` added to its environment), wait for /health, log in as
     the tenant's owner; stop it afterwards."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
-         "--no-access-log", "--no-proxy-headers", "--timeout-graceful-shutdown", "5"],
+        api_command(port, processes, access_log=False),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING", **(env or {})},
     )  # fmt: skip
