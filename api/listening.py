@@ -97,6 +97,7 @@ async def listening(dsn: str, subscribers: Sequence[Subscriber]) -> AsyncIterato
 
 
 BARRIER_SECONDS = 2.0
+BARRIER_GATHER_SECONDS = 0.002
 
 
 class Barrier:
@@ -109,7 +110,8 @@ class Barrier:
     one round trip in flight per process, not one per request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, gather: float = BARRIER_GATHER_SECONDS) -> None:
+        self.gather = gather
         self.channel = f"academy_barrier_{uuid.uuid4().hex}"
         self._listener: Listener | None = None
         self._sent = 0  # serial of the last barrier committed (or being committed)
@@ -140,9 +142,10 @@ class Barrier:
 
     async def _send(self) -> None:
         while self._listener is not None and self._sent + 1 in self._waiting:
-            # One turn of the loop first: requests already ready to wait join this barrier
-            # rather than the next (under load, one barrier then serves many).
-            await asyncio.sleep(0)
+            # A moment first: requests arriving meanwhile join this barrier rather than the
+            # next, so under load one serves many (64 clients: 4% of the cached list's
+            # throughput with 2 ms, 12% with none).
+            await asyncio.sleep(self.gather)
             self._sent += 1
             try:
                 await self._listener.notify(self.channel, str(self._sent), BARRIER_SECONDS)

@@ -38,7 +38,7 @@ async def _settle() -> None:
 
 
 async def test_waiters_that_arrive_meanwhile_share_the_next_barrier() -> None:
-    barrier = Barrier()
+    barrier = Barrier(gather=0)
     fake = _connected(barrier)
     first = asyncio.create_task(barrier.wait())
     await _settle()
@@ -60,7 +60,7 @@ async def test_waiters_that_arrive_meanwhile_share_the_next_barrier() -> None:
 
 
 async def test_no_listener_or_a_lost_one_means_not_known() -> None:
-    barrier = Barrier()
+    barrier = Barrier(gather=0)
     assert await barrier.wait() is False  # never connected
     fake = _connected(barrier)
     waiting = asyncio.create_task(barrier.wait())
@@ -77,7 +77,7 @@ async def test_no_listener_or_a_lost_one_means_not_known() -> None:
 
 
 async def test_a_barrier_that_never_comes_back_times_out_as_not_known() -> None:
-    barrier = Barrier()
+    barrier = Barrier(gather=0)
     fake = _connected(barrier)
     assert await barrier.wait(within=0.05) is False
     fake.release.set()
