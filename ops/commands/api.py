@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import sys
 
-from ops.settings import get_settings
 
-
-def command(port: int, processes: int | None = None, *, access_log: bool = True) -> list[str]:
-    workers = processes if processes is not None else get_settings().api_processes
+def command(port: int, processes: int, *, access_log: bool = True) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes),
         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
         *(() if access_log else ("--no-access-log",)),
         "--no-proxy-headers",

@@ -76,11 +76,12 @@ def _run(supervisor: Supervisor, started: float) -> int:
     changed = [f"{action} {res}" for res, action in provision() if action != "unchanged"]
     print(f"  migrated; provisioned ({', '.join(changed) or 'all unchanged'}); demo tenant {demo}")
 
+    settings = get_settings()
     port = int(os.environ.get("PORT") or 8000)
     if not port_free(port):
         port = free_port()
     api_url = f"http://127.0.0.1:{port}"
-    api_cmd = api_command(port)
+    api_cmd = api_command(port, settings.api_processes)
     if not os.environ.get("CDN_HLS_BASE_URL"):
         # The local HLS edge: serves the renditions through the playback-token verifier.
         hls_port = free_port()
@@ -88,10 +89,9 @@ def _run(supervisor: Supervisor, started: float) -> int:
         hls_cmd = [sys.executable, "-m", "ops.commands.hls_server", "--port", str(hls_port)]
         supervisor.add("hls edge", hls_cmd, "api")
     supervisor.add("api", api_cmd, "api")
-    worker_processes = get_settings().worker_processes
     supervisor.add("scheduler", [sys.executable, "-m", "ops.commands.scheduler"], "api")
     for group in WORKER_GROUPS:
-        supervisor.add(f"worker {group}", command(group, worker_processes, 2), "workers")
+        supervisor.add(f"worker {group}", command(group, settings.worker_processes, 2), "workers")
 
     if not _wait_healthy(api_url, 60, supervisor):
         print("the API did not become healthy; stopping", file=sys.stderr)
@@ -99,7 +99,6 @@ def _run(supervisor: Supervisor, started: float) -> int:
     healthy_after = time.monotonic() - started
     checks = asyncio.run(run_checks(probe_timeout=60))
     print(render(checks))
-    settings = get_settings()
     pooled = (
         f" (transaction pooler; direct {settings.database_direct_url or 'none'})"
         if settings.database_pooled
