@@ -11,20 +11,18 @@ import datetime as dt
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import uuid
-from pathlib import Path
 
 import httpx
 
 from models.db import copy_records
+from tests.benchmarks.k6 import k6_run
+from tests.benchmarks.k6 import report as k6_report
 from tests.benchmarks.server import api_server
 from tests.factories import bulk_students
 
 STUDENTS, LECTURES, VUS, DURATION = 10_000, 200, 64, "15s"
-K6 = Path(sys.executable).parent / "k6"
 
 
 async def seed(tenant_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
@@ -49,30 +47,8 @@ async def seed(tenant_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     return students, lectures
 
 
-def k6_run(script: str, env: dict[str, str]) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "script.js"
-        summary = Path(tmp) / "summary.json"
-        path.write_text(script)
-        subprocess.run(
-            [str(K6), "run", "--quiet", "--no-usage-report", "--summary-export", str(summary),
-             "--summary-trend-stats", "avg,p(50),p(90),p(99),max", str(path)],
-            env={**os.environ, **env, "K6_NO_USAGE_REPORT": "true"},
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        return dict(json.loads(summary.read_text()))
-
-
 def report(name: str, summary: dict) -> None:
-    reqs = summary["metrics"]["http_reqs"]
-    dur = summary["metrics"]["http_req_duration"]
-    failed = summary["metrics"].get("http_req_failed", {}).get("value", 0)
-    print(
-        f"\n{name}: {reqs['rate']:,.0f} req/s over {reqs['count']:,} requests at {VUS} connections; "
-        f"p50 {dur['p(50)']:.1f} ms, p90 {dur['p(90)']:.1f} ms, p99 {dur['p(99)']:.1f} ms, "
-        f"max {dur['max']:.1f} ms; failed {failed:.2%}"
-    )
+    k6_report(name, summary, VUS)
 
 
 LIST_SCRIPT = """
