@@ -50,6 +50,7 @@ from api.openapi import (
 from api.students import StudentController
 from models.db import close_pool, configure_db, direct_dsn, start_pool
 from ops.logging import bound, configure_logging, log_event
+from ops.processes import settle_heap
 from ops.settings import Settings, get_settings
 
 log = logging.getLogger("api")
@@ -160,6 +161,7 @@ def _lifespan(pool: bool) -> Callable[[Litestar], contextlib.AbstractAsyncContex
             await start_pool()
         try:
             async with _listener():
+                settle_heap()
                 yield
         finally:
             if pool:

@@ -1,9 +1,11 @@
-"""Small helpers for the local servers the runtime starts as child processes."""
+"""Small helpers for server processes: the local servers the runtime starts as child
+processes, and our own once they are up."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import signal
 import socket
 import subprocess
@@ -30,3 +32,15 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def settle_heap() -> None:
+    """Call once a server process has started: what is alive now (modules, the app, its
+    routes, the pool) is moved out of the collector's reach.
+
+    A full collection walks every tracked object, and an API process holds a few hundred
+    thousand of them from its imports alone; measured under load, those walks stopped the
+    event loop for 50–190 ms and made the whole p99 of the cached list. Frozen objects are
+    never walked again and never freed (they live as long as the process anyway)."""
+    gc.collect()
+    gc.freeze()
