@@ -23,6 +23,7 @@ import os
 import random
 import tempfile
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -160,6 +161,29 @@ async def _counts(video: uuid.UUID) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU each process has used so far."""
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a backend that has gone
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def _postgres_pids(data_directory: str) -> list[int]:
+    """The postmaster and its children (the API's pooled backends among them)."""
+    main = int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
+    return [main, *map(int, Path(f"/proc/{main}/task/{main}/children").read_text().split())]
+
+
+def _cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU used since ``before`` by ``pids`` (those started since: all of theirs)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _cpu_seconds(pids).items())
+
+
 def _report(name: str, summary: dict) -> None:
     k6_report(name, summary, VUS)
     metrics = summary["metrics"]
@@ -173,6 +197,8 @@ def _report(name: str, summary: dict) -> None:
 
 async def test_bench_heartbeat(tenant):
     videos, players = await seed(tenant.id)
+    async with connection() as conn:
+        data_directory = await conn.fetchval("SHOW data_directory")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(players, f)
     try:
@@ -188,17 +214,23 @@ async def test_bench_heartbeat(tenant):
                    "STUDENTS": f.name, "LENGTH": str(LENGTH)}  # fmt: skip
             for kind, vid in videos.items():
                 before = await _counts(vid)
+                api_before = _cpu_seconds([server.pid])
+                db_before = _cpu_seconds(_postgres_pids(data_directory))
                 summary = k6_run(SCRIPT, {**env, "VIDEO": str(vid),
                                           "PROCTORED": "1" if kind == "proctored" else "0"})  # fmt: skip
+                api_cpu = _cpu_since(api_before, [server.pid])
+                db_cpu = _cpu_since(db_before, _postgres_pids(data_directory))
                 _report(
                     f"POST /api/v1/videos/{{id}}/progress ({kind} 3,000 s video, {STUDENTS:,} "
                     "students playing in turn, unions of up to 5 stretches growing)",
                     summary,
                 )
                 after = await _counts(vid)
+                count = max(1, summary["metrics"]["http_reqs"]["count"])
                 print(
                     f"  stored: {after[0] - before[0]:,} heartbeats recorded, "
-                    f"{after[1] - before[1]:,} refused"
+                    f"{after[1] - before[1]:,} refused; CPU per request: API process "
+                    f"{api_cpu / count * 1000:.2f} ms, Postgres {db_cpu / count * 1000:.2f} ms"
                 )
     finally:
         os.unlink(f.name)
