@@ -201,7 +201,8 @@ _STORED = """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
                                      ELSE completed_at END,
                  last_seq = COALESCE($9, last_seq), last_heartbeat_at = now(),
                  heartbeats = heartbeats + 1, updated_at = now()
-             WHERE tenant = $1 AND id = $2 {guard} RETURNING *"""
+             WHERE tenant = $1 AND id = $2 {guard}
+             RETURNING position, intervals, watched_seconds, coverage, completed, completed_at"""
 
 
 async def record_heartbeat(

@@ -17,6 +17,7 @@ would measure nothing); asserts nothing about speed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -152,6 +153,16 @@ async def seed(tenant_id: uuid.UUID) -> tuple[dict[str, uuid.UUID], list[dict[st
     return videos, players
 
 
+async def _hot_updates() -> tuple[int, int]:
+    """Updates of watch rows so far, and how many of them were HOT (in place, no index
+    entries): the statistics lag their transactions by up to a second."""
+    async with connection() as conn:
+        row = await conn.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'video_watch'"
+        )
+    return int(row[0]), int(row[1])
+
+
 async def _counts(video: uuid.UUID) -> tuple[int, int]:
     async with connection() as conn:
         row = await conn.fetchrow(
@@ -213,7 +224,7 @@ async def test_bench_heartbeat(tenant):
             env = {"BASE": server.base, "VUS": str(VUS), "DURATION": DURATION,
                    "STUDENTS": f.name, "LENGTH": str(LENGTH)}  # fmt: skip
             for kind, vid in videos.items():
-                before = await _counts(vid)
+                before, hot = await _counts(vid), await _hot_updates()
                 api_before = _cpu_seconds([server.pid])
                 db_before = _cpu_seconds(_postgres_pids(data_directory))
                 summary = k6_run(SCRIPT, {**env, "VIDEO": str(vid),
@@ -226,11 +237,16 @@ async def test_bench_heartbeat(tenant):
                     summary,
                 )
                 after = await _counts(vid)
+                await asyncio.sleep(1)  # the statistics of the last transactions
+                updates, hot_updates = (
+                    b - a for a, b in zip(hot, await _hot_updates(), strict=True)
+                )
                 count = max(1, summary["metrics"]["http_reqs"]["count"])
                 print(
                     f"  stored: {after[0] - before[0]:,} heartbeats recorded, "
                     f"{after[1] - before[1]:,} refused; CPU per request: API process "
-                    f"{api_cpu / count * 1000:.2f} ms, Postgres {db_cpu / count * 1000:.2f} ms"
+                    f"{api_cpu / count * 1000:.2f} ms, Postgres {db_cpu / count * 1000:.2f} ms; "
+                    f"{hot_updates / max(1, updates):.0%} of row updates HOT (in place)"
                 )
     finally:
         os.unlink(f.name)
