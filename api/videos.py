@@ -48,7 +48,7 @@ from models.limits import TITLE_MAX, Day, Name, RequiredTitle
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
-from models.video_watch import Viewable, WatchLock, WatchReport, WatchUpdate
+from models.video_watch import HeartbeatTarget, Viewable, WatchLock, WatchReport, WatchUpdate
 from models.videos import Rendition, StoredVideo, Video
 from ops import storage
 from ops.settings import get_settings
@@ -281,6 +281,12 @@ def _received_size(video: StoredVideo, parts: list[CompletedPart]) -> int:
     return int(meta["ContentLength"])
 
 
+def _not_enrolled() -> Problem:
+    return Problem(
+        403, "you are not enrolled in this video's lecture", type_="/problems/not-enrolled"
+    )
+
+
 async def _visible_video(scope: TenantScope, principal: Principal, video_id: str) -> Viewable:
     """The video, if the caller may watch it: staff always; a student only when enrolled
     (another academy's id, or a malformed one, is the usual 404)."""
@@ -289,26 +295,29 @@ async def _visible_video(scope: TenantScope, principal: Principal, video_id: str
         principal.student_id is None
         or not await video_watch.is_enrolled(scope, video.lecture, principal.student_id)
     ):
-        raise Problem(
-            403,
-            "you are not enrolled in this video's lecture",
-            type_="/problems/not-enrolled",
-        )
+        raise _not_enrolled()
     return video
 
 
-def _preview(video: Viewable, data: Heartbeat, duration: float) -> WatchProgress:
-    """Staff previewing with the same player: answered, never recorded."""
-    preview = apply_heartbeat(
-        [],
-        [(a, b) for a, b in data.played],
-        duration=duration,
-        completion_ratio=get_settings().video_completion_percent / 100,
-        proctored=False,
-    )
+async def _heartbeat_target(
+    scope: TenantScope, principal: Principal, video_id: str
+) -> HeartbeatTarget:
+    """``_visible_video`` for a heartbeat, read in one statement with the watch row."""
+    student = principal.student_id if principal.role == Role.student else None
+    target = await video_watch.heartbeat_target(scope, video_id, student)
+    if principal.role == Role.student and not target.enrolled:
+        raise _not_enrolled()
+    return target
+
+
+def _preview(video: HeartbeatTarget, data: Heartbeat, duration: float) -> WatchProgress:
+    """Staff previewing with the same player: answered as a first heartbeat without the
+    proctored rules, never recorded."""
+    open_video = msgspec.structs.replace(video, proctored=False)
+    preview = _advance(open_video, data, duration, WatchLock(video.id, [], None, None))
     return WatchProgress(
         video_id=video.id,
-        position=max(0.0, min(duration, data.position)),
+        position=preview.position,
         intervals=preview.intervals,
         watched_seconds=preview.watched_seconds,
         coverage_percent=round(preview.coverage * 100, 2),
@@ -318,8 +327,10 @@ def _preview(video: Viewable, data: Heartbeat, duration: float) -> WatchProgress
     )
 
 
-def _advance(video: Viewable, data: Heartbeat, duration: float, watch: WatchLock) -> WatchUpdate:
-    """A student's heartbeat on their locked watch row (one the rules refuse: a 409)."""
+def _advance(
+    video: HeartbeatTarget, data: Heartbeat, duration: float, watch: WatchLock
+) -> WatchUpdate:
+    """A student's heartbeat on their watch row (one the rules refuse: a 409)."""
     try:
         state = apply_heartbeat(
             watch.intervals,
@@ -547,7 +558,7 @@ class VideoController(Controller):
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> WatchProgress:
-        video = await _visible_video(tenant_scope, principal, video_id)
+        video = await _heartbeat_target(tenant_scope, principal, video_id)
         if video.status != VideoStatus.ready.value or not video.duration_seconds:
             raise Problem(409, "the video is not ready", type_="/problems/video-not-ready")
         _check_heartbeat(data)
@@ -555,8 +566,9 @@ class VideoController(Controller):
         student_id = principal.student_id
         if principal.role != Role.student or student_id is None:
             return _preview(video, data, duration)
+        advance = functools.partial(_advance, video, data, duration)
         saved = await video_watch.record_heartbeat(
-            tenant_scope, video.id, student_id, functools.partial(_advance, video, data, duration)
+            tenant_scope, video.id, student_id, advance, seen=video.watch
         )
         return WatchProgress(
             video_id=video.id,

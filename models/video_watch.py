@@ -1,7 +1,11 @@
 """Watching videos: who may watch, the watch heartbeat, and the watch report.
 
-The heartbeat is the hottest write of the system (every viewer, every 10 s): one
-transaction, a handful of statements, the student's row locked while it is decided.
+The heartbeat is the hottest write of the system (every viewer, every 10 s). Its usual
+cost is two statements and no transaction: one read (``heartbeat_target``: the video,
+the student's enrollment and watch row) and one write that applies only if the row is
+still the version that was read (``record_heartbeat``). Anything else -- a row not yet
+opened by playback, a concurrent heartbeat of the same student -- takes the locked path:
+one transaction, the row locked while the heartbeat is decided.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from models.db import transaction
 from models.enrollments import ACTIVE
 from models.errors import Problem
 from models.pages import Params, as_text, as_uuid, keyset, page_from
-from models.scope import TenantScope
+from models.scope import NotFoundInTenant, TenantScope, parse_id
+from models.tables import Video as VideoTable
 from models.videos import Rendition, find_video
 from ops.settings import get_settings
 
@@ -37,13 +42,28 @@ class Viewable(msgspec.Struct):
 
 
 class WatchLock(msgspec.Struct):
-    """A student's watch row, locked for one heartbeat; ``elapsed``: seconds since the
-    previous accepted heartbeat (None before the first)."""
+    """A student's watch row as one heartbeat decides on it; ``elapsed``: seconds since
+    the previous accepted heartbeat (None before the first). ``version``: the row
+    version it was read at (its ``xmin``), when it was read without a lock."""
 
     id: uuid.UUID
     intervals: list[tuple[float, float]]
     last_seq: int | None
     elapsed: float | None
+    version: str | None = None
+
+
+class HeartbeatTarget(msgspec.Struct):
+    """What a heartbeat needs, in one read: the video, whether the student may watch it
+    (an active enrollment in its lecture), and their watch row unlocked (None while
+    playback has not opened it)."""
+
+    id: uuid.UUID
+    status: str
+    duration_seconds: float | None
+    proctored: bool
+    enrolled: bool
+    watch: WatchLock | None
 
 
 class WatchUpdate(msgspec.Struct):
@@ -119,6 +139,45 @@ async def is_enrolled(scope: TenantScope, lecture_id: uuid.UUID, student_id: uui
     return found is not None
 
 
+async def heartbeat_target(
+    scope: TenantScope, video_id: Any, student_id: uuid.UUID | None
+) -> HeartbeatTarget:
+    """The video (the usual 404 when it is not this academy's), the student's enrollment
+    and watch row, in one statement (no student: neither)."""
+    found = await scope.fetchrow(
+        f"""SELECT v.id, v.status, v.duration_seconds, v.proctored,
+                   EXISTS (SELECT 1 FROM enrollment e JOIN student s ON s.id = e.student
+                           WHERE e.tenant = $1 AND e.lecture = v.lecture AND e.student = $3
+                             AND {ACTIVE}) AS enrolled,
+                   w.id AS watch_id, w.intervals, w.last_seq, w.xmin::text AS version,
+                   EXTRACT(EPOCH FROM now() - w.last_heartbeat_at) AS elapsed
+            FROM video v
+            LEFT JOIN video_watch w ON w.video = v.id AND w.student = $3 AND w.tenant = $1
+            WHERE v.tenant = $1 AND v.id = $2""",
+        parse_id(VideoTable, video_id),
+        student_id,
+    )
+    if found is None:
+        raise NotFoundInTenant(VideoTable, video_id)
+    watch = None
+    if found["watch_id"] is not None:
+        watch = WatchLock(
+            id=found["watch_id"],
+            intervals=[(a, b) for a, b in found["intervals"]],
+            last_seq=found["last_seq"],
+            elapsed=None if found["elapsed"] is None else float(found["elapsed"]),
+            version=found["version"],
+        )
+    return HeartbeatTarget(
+        id=found["id"],
+        status=found["status"],
+        duration_seconds=found["duration_seconds"],
+        proctored=found["proctored"],
+        enrolled=found["enrolled"],
+        watch=watch,
+    )
+
+
 async def open_watch(scope: TenantScope, video_id: uuid.UUID, student_id: uuid.UUID) -> None:
     """Start the real-time clock of the student's first heartbeat (opening playback)."""
     await scope.execute(
@@ -131,15 +190,69 @@ async def open_watch(scope: TenantScope, video_id: uuid.UUID, student_id: uuid.U
     )
 
 
+# A decided heartbeat: the refusal counted, or the new state stored. ``{guard}``: the
+# optimistic path's condition that the row is still the version decided on.
+_REFUSED = """UPDATE video_watch SET rejected_heartbeats = rejected_heartbeats + 1
+              WHERE tenant = $1 AND id = $2 {guard} RETURNING id"""
+_STORED = """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
+                 coverage = $5, position = $6, frontier = $7,
+                 completed = completed OR $8,
+                 completed_at = CASE WHEN $8 AND completed_at IS NULL THEN now()
+                                     ELSE completed_at END,
+                 last_seq = COALESCE($9, last_seq), last_heartbeat_at = now(),
+                 heartbeats = heartbeats + 1, updated_at = now()
+             WHERE tenant = $1 AND id = $2 {guard}
+             RETURNING position, intervals, watched_seconds, coverage, completed, completed_at"""
+
+
 async def record_heartbeat(
     scope: TenantScope,
     video_id: uuid.UUID,
     student_id: uuid.UUID,
     advance: Callable[[WatchLock], WatchUpdate],
+    seen: WatchLock | None = None,
 ) -> Watch:
-    """One heartbeat, in one transaction: the student's watch row is locked, ``advance``
-    turns it into the new state, and that is stored. A heartbeat ``advance`` refuses (a
-    ``Problem``) is counted on the row, and the refusal is raised after the commit."""
+    """One heartbeat: ``advance`` turns the student's watch row into the new state, and
+    that is stored. A heartbeat ``advance`` refuses (a ``Problem``) is counted on the row,
+    and the refusal is raised once the count is stored.
+
+    ``seen``: the row as read without a lock (``heartbeat_target``). Then the decision is
+    stored only if the row is still that version -- one statement, no transaction; if
+    another heartbeat got there first, it is decided again on the locked row, so
+    concurrent heartbeats of a student are decided one after another as before."""
+    if seen is not None and seen.version is not None:
+        saved = await _record_seen(scope, seen, advance)
+        if saved is not None:
+            return saved
+    return await _record_locked(scope, video_id, student_id, advance)
+
+
+async def _record_seen(
+    scope: TenantScope, seen: WatchLock, advance: Callable[[WatchLock], WatchUpdate]
+) -> Watch | None:
+    """The heartbeat decided on ``seen`` and stored if the row has not changed since it
+    was read; None (nothing stored) if it has."""
+    guard = "AND xmin::text = $3"
+    try:
+        update = advance(seen)
+    except Problem:
+        if await scope.value(_REFUSED.format(guard=guard), seen.id, seen.version) is None:
+            return None
+        raise
+    return await scope.row(
+        Watch, _STORED.format(guard="AND xmin::text = $10"), seen.id, *_values(update),
+        seen.version,
+    )  # fmt: skip
+
+
+async def _record_locked(
+    scope: TenantScope,
+    video_id: uuid.UUID,
+    student_id: uuid.UUID,
+    advance: Callable[[WatchLock], WatchUpdate],
+) -> Watch:
+    """The heartbeat in one transaction, on the row locked (and created if playback never
+    opened it)."""
     refused: Problem | None = None
     saved: Watch | None = None
     async with transaction():
@@ -162,35 +275,26 @@ async def record_heartbeat(
             update = advance(watch)
         except Problem as exc:
             refused = exc
-            await scope.execute(
-                """UPDATE video_watch SET rejected_heartbeats = rejected_heartbeats + 1
-                   WHERE tenant = $1 AND id = $2""",
-                watch.id,
-            )
+            await scope.execute(_REFUSED.format(guard=""), watch.id)
         else:
-            saved = await scope.row(
-                Watch,
-                """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
-                       coverage = $5, position = $6, frontier = $7,
-                       completed = completed OR $8,
-                       completed_at = CASE WHEN $8 AND completed_at IS NULL THEN now()
-                                           ELSE completed_at END,
-                       last_seq = COALESCE($9, last_seq), last_heartbeat_at = now(),
-                       heartbeats = heartbeats + 1, updated_at = now()
-                   WHERE tenant = $1 AND id = $2 RETURNING *""",
-                watch.id,
-                update.intervals,
-                update.watched_seconds,
-                update.coverage,
-                update.position,
-                update.frontier,
-                update.completed,
-                update.seq,
-            )
+            saved = await scope.row(Watch, _STORED.format(guard=""), watch.id, *_values(update))
     if refused is not None:
         raise refused
     assert saved is not None
     return saved
+
+
+def _values(update: WatchUpdate) -> tuple[Any, ...]:
+    """``_STORED``'s arguments $3 to $9."""
+    return (
+        update.intervals,
+        update.watched_seconds,
+        update.coverage,
+        update.position,
+        update.frontier,
+        update.completed,
+        update.seq,
+    )
 
 
 def _audience(video: str, lecture: str) -> str:
