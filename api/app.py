@@ -38,7 +38,7 @@ from api.health import health
 from api.hygiene import TYPE_DECODERS, CheckedRequest, DayPlugin, refuse_control_characters
 from api.job_events import JOB_EVENTS
 from api.jobs import JobController
-from api.list_cache import CACHE_SUBSCRIBERS, invalidate_after_write
+from api.list_cache import CACHE_SUBSCRIBERS
 from api.listening import listening
 from api.openapi import (
     document_bearer_auth,
@@ -107,18 +107,6 @@ def client_address_middleware(app: ASGIApp, trusted: tuple[str, ...]) -> ASGIApp
         return app
     # The two libraries spell the same ASGI types differently.
     return cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=list(trusted)))
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-async def _invalidate_after_write(message: Message, scope: Scope) -> None:
-    # Before the response leaves: the handler has committed, and the client's next read
-    # must not be a page cached before its own write.
-    if message["type"] == "http.response.start" and scope.get("method") not in SAFE_METHODS:
-        principal = scope.get("state", {}).get("principal")
-        if principal is not None:
-            invalidate_after_write(principal.tenant_id)
 
 
 async def _allow_every_method(message: Message, scope: Scope) -> None:
@@ -243,7 +231,7 @@ def create_app(*, pool: bool = True) -> Litestar:
         openapi_config=openapi_config(),
         cors_config=cors_config(settings),
         lifespan=[_lifespan(pool)],
-        before_send=[_invalidate_after_write, _allow_every_method],
+        before_send=[_allow_every_method],
         # Our JSON logging (configure_logging) stays in charge of every logger.
         logging_config=None,
         debug=False,

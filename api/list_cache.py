@@ -21,16 +21,15 @@ Correctness rests on three rules:
   since notifications may have been missed in between. Entries also expire after
   ``max_age`` seconds as a last line of defence.
 
-Read-your-writes: a write request invalidates its tenant in this process before it
-answers (``invalidate_after_write``), so the writer's next read is fresh even before the
-notification arrives.
-
-Everyone else's writes too: a notification reaches a process a moment after the commit,
-and in that moment a client told "done" by another API process (or by a job a worker
-finished) could ask this one and be served the page from before. A cache given a
-``barrier`` (``api.listening.Barrier``) waits, before it answers, until every notification
-committed before the request arrived has been handled: one round trip on the listening
-connection, shared by all requests that arrive meanwhile, and no query on the pool.
+Read-your-writes, and everyone else's writes too: a notification reaches a process a
+moment after the commit, and in that moment a client told "done" by this process, by
+another API process or by a job a worker finished could ask this one and be served the
+page from before. A cache given a ``barrier`` (``api.listening.Barrier``) waits, before it
+answers from memory, until every notification committed before the request arrived has
+been handled: one round trip on the listening connection, shared by all requests that
+arrive meanwhile, and no query on the pool. So a write needs no invalidation of its own,
+and a write that changes nothing the list shows (a video heartbeat, an attendance check)
+drops nothing.
 """
 
 from __future__ import annotations
@@ -185,11 +184,3 @@ ACCOUNT_STATE = PageCache("account_state", max_entries=16384)
 CACHES = (STUDENT_LIST, ACCOUNT_STATE)
 # What the process's listener follows for the caches.
 CACHE_SUBSCRIBERS = (*CACHES, FRESHNESS)
-
-
-def invalidate_after_write(tenant: uuid.UUID) -> None:
-    """A write request in this process makes its own next read fresh (read-your-writes).
-    Account states are dropped by the account routes themselves (api/users.py): dropping
-    them on every write would cost the next request of each of the tenant's users a
-    look-up."""
-    STUDENT_LIST.invalidate(tenant)

@@ -1,5 +1,5 @@
 """The student list's page cache: served without a query while nothing changed, and dropped
-by the database's notifications (any writer) or by this process's own writes."""
+by the database's notifications, whoever wrote."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def test_own_write_is_read_back_at_once(tenant, listening):
     assert "이전이름" in await _names(tenant, h)
     r = await tenant.client.patch(f"{BASE}/{student['id']}", json={"name": "새이름"}, headers=h)
     assert r.status_code == 200, r.text
-    # No waiting: the write request invalidated this process's pages before it answered.
+    # No waiting: the barrier hears the write's notification before a cached page is used.
     names = await _names(tenant, h)
     assert "새이름" in names and "이전이름" not in names
 
@@ -207,3 +207,19 @@ async def test_a_failed_load_fails_its_waiters_and_is_not_kept():
     )
     assert all(isinstance(r, RuntimeError) for r in results)
     assert cache.get(tenant, "k") is None
+
+
+async def test_a_write_the_list_does_not_show_keeps_the_page(tenant, listening, count_queries):
+    # Heartbeats and attendance checks are the hottest writes; they must not empty the
+    # office's cached list every time (only the database's notifications drop pages).
+    h = await tenant.headers()
+    await create_student(tenant, h, name="그대로")
+    first = await tenant.client.get(f"{BASE}?limit=50", headers=h)
+    r = await tenant.client.post(
+        "/api/v1/lectures", json={"title": "국어 1반", "subject": "국어"}, headers=h
+    )
+    assert r.status_code == 201, r.text
+    before = count_queries.count
+    second = await tenant.client.get(f"{BASE}?limit=50", headers=h)
+    assert second.status_code == 200 and second.content == first.content
+    assert set(count_queries.statements[before:]) == {"SELECT pg_notify($1, $2)"}
