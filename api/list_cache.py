@@ -178,8 +178,10 @@ STUDENT_LIST = PageCache("student_list", barrier=FRESHNESS)
 # version), keyed by (tenant, user id); api/auth.py reads and fills it. A change of any
 # account of a tenant drops the tenant's entries: such changes are rare. No barrier: every
 # request would wait a round trip for it, and a change answered by another process is
-# known here when its notification arrives, normally within a millisecond.
-ACCOUNT_STATE = PageCache("account_state", max_entries=16384)
+# known here when its notification arrives, normally within a millisecond. Sized for every
+# user one process serves in a busy hour, and kept for 5 minutes: a viewer's heartbeat
+# every 10 s would otherwise look the account up again every third beat.
+ACCOUNT_STATE = PageCache("account_state", max_entries=65536, max_age=300.0)
 
 CACHES = (STUDENT_LIST, ACCOUNT_STATE)
 # What the process's listener follows for the caches.
