@@ -114,7 +114,8 @@ async def test_bench_day(runtime: Any, database: None, provisioned: Any, start_w
         scheduler = _scheduler(env)
         stack.callback(_stop, scheduler)
         owner = types.SimpleNamespace(owner_email=academies[0].owner, password=_password())
-        async with api_server(owner, env=env, processes=2) as server:
+        # A busy shared host can take a while to start every process.
+        async with api_server(owner, env=env, processes=2, start_timeout=180) as server:
             await _run(day, academies, server.base, server.pid, workers, scheduler, runtime)
 
 
@@ -175,9 +176,10 @@ async def _run(
             wall = time.monotonic() - clock
             after = cpu.sample(groups)
         await jobs
-        await _wait_jobs(background, day.job_wait)
+        await _wait_jobs(background, run_started, day.job_wait)
     _report(day, data, summary, wall, cpu.used(before, after), background)
     await _job_latencies(run_started)
+    await _notices(run_started)
 
 
 def _k6_env(day: Day, base: str, data: str) -> dict[str, str]:
@@ -286,12 +288,17 @@ async def _send_all(background: list[Background], clock: float) -> None:
         b.submit_ms = (time.perf_counter() - sent) * 1000
 
 
-async def _wait_jobs(background: list[Background], timeout: float) -> None:
-    """Until every background job has ended (or ``timeout``); their status and seconds."""
+async def _wait_jobs(background: list[Background], since: Any, timeout: float) -> None:
+    """Until every background job has ended and every notice of the run was dispatched
+    (or ``timeout``); the jobs' status and seconds."""
     ids = [uuid.UUID(b.job) for b in background]
 
     async def ended() -> bool:
         async with connection() as conn:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM outbox_event WHERE created_at >= $1 AND processed_at IS NULL",
+                since,
+            )
             rows = await conn.fetch(
                 "SELECT id, status, EXTRACT(EPOCH FROM finished_at - created_at) AS s "
                 "FROM job WHERE id = ANY($1::uuid[])",
@@ -301,7 +308,7 @@ async def _wait_jobs(background: list[Background], timeout: float) -> None:
         for b in background:
             b.status = found[b.job]["status"]
             b.seconds = float(found[b.job]["s"] or 0)
-        return all(b.status in ("DONE", "FAILED") for b in background)
+        return not pending and all(b.status in ("DONE", "FAILED") for b in background)
 
     await wait_for(ended, timeout=timeout, interval=1)
 
@@ -323,14 +330,17 @@ def _report(
 ) -> None:
     m = summary["metrics"]
     requests = m["http_reqs"]["count"]
-    minutes = wall / 60
+    # k6's own run time (its virtual users' start-up is not in it; the CPU window has it).
+    ran = float(summary.get("state", {}).get("testRunDurationMs", wall * 1000)) / 1000
+    minutes = ran / 60
     print(
         f"\nschool day: {day.academies} academies x {day.students} students; 2 API processes "
         "behind PgBouncer (transaction mode), one worker process per tier group, the scheduler "
         "and the local SQS/S3 server.\n  k6, the API, Postgres, PgBouncer and the workers all "
         f"share this host's {os.cpu_count()} cores: the figures are the host's, not a fleet's."
         f"\n  the day: {day.users:,} daily users in a {day.window:g}-minute peak window, run for "
-        f"{day.minutes:g} minutes of it (a slice at the peak's rates; {wall:.0f} s measured)"
+        f"{day.minutes:g} minutes of it (a slice at the peak's rates): k6 ran {ran:.0f} s, "
+        f"{wall:.0f} s with its start-up"
     )
     for role in MIX:
         done = _count(summary, f"visits_{role}")
@@ -339,18 +349,18 @@ def _report(
     viewers = len(data["viewers"])
     beats = _count(summary, "ep_video_progress")
     print(f"  viewers  {viewers:,} concurrent, a heartbeat every 10 s each: planned "
-          f"{viewers / 10:.0f}/s, achieved {beats / wall:.1f}/s; accepted "
+          f"{viewers / 10:.0f}/s, achieved {beats / ran:.1f}/s; accepted "
           f"{_count(summary, 'beats_accepted'):,.0f}, refused (409) "
           f"{_count(summary, 'beats_refused'):,.0f}")  # fmt: skip
     errors = sum(_count(summary, k) for k in m if k.startswith("err_"))
-    print(f"  requests {requests:,} in {wall:.0f} s = {requests / wall:,.1f} req/s; errors "
+    print(f"  requests {requests:,} in {ran:.0f} s = {requests / ran:,.1f} req/s; errors "
           f"{errors:,.0f} ({errors / max(requests, 1):.2%}); dropped iterations "
           f"{_count(summary, 'dropped_iterations'):,.0f}")  # fmt: skip
     print(f"\n  {'endpoint':18s} {'requests':>9s} {'req/s':>7s} {'p50 ms':>8s} {'p90 ms':>8s} "
           f"{'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")  # fmt: skip
     for name in sorted(k for k in m if k.startswith("ep_")):
         t = m[name]
-        print(f"  {name[3:]:18s} {t['count']:9,.0f} {t['count'] / wall:7.1f} {t['p(50)']:8.1f} "
+        print(f"  {name[3:]:18s} {t['count']:9,.0f} {t['count'] / ran:7.1f} {t['p(50)']:8.1f} "
               f"{t['p(90)']:8.1f} {t['p(99)']:8.1f} {t['max']:8.1f} "
               f"{_count(summary, 'err_' + name[3:]):7,.0f}")  # fmt: skip
     _report_cpu(used, wall, requests)
@@ -410,3 +420,39 @@ async def _job_latencies(since: Any) -> None:
         shown = [f"{float(c):7.2f}" if c is not None else "      -" for c in cells]
         print(f"    {r['tier']:10s} {r['kind']:28s} {r['n']:5d} {r['done']:5d} {r['failed']:6d} "
               f"{shown[0]:>8s} {shown[1]} {shown[2]} {shown[3]}")  # fmt: skip
+
+
+async def _notices(since: Any) -> None:
+    """The messaging tier's other work: the day's automatic notices (outbox events the
+    scheduler's pump hands to the messaging workers) and the broadcast's messages."""
+    async with connection() as conn:
+        events = await conn.fetch(
+            "SELECT kind, count(*) AS n, count(processed_at) AS done, "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM processed_at - created_at)) AS p50, "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM processed_at - created_at)) AS p99 "
+            "FROM outbox_event WHERE created_at >= $1 GROUP BY kind ORDER BY kind",
+            since,
+        )
+        messages = await conn.fetch(
+            "SELECT CASE WHEN m.event_id IS NULL THEN 'sent by hand' ELSE e.kind END AS what, "
+            "count(*) AS n, count(m.sent_at) AS sent, count(m.delivered_at) AS delivered, "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM m.sent_at - "
+            "coalesce(e.created_at, m.created_at))) AS p50, "
+            "percentile_cont(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM m.sent_at - "
+            "coalesce(e.created_at, m.created_at))) AS p99 "
+            "FROM message m LEFT JOIN outbox_event e ON e.id = m.event_id "
+            "WHERE m.created_at >= $1 GROUP BY 1 ORDER BY 1",
+            since,
+        )
+    print("\n  outbox events of the run (seconds, created -> processed by the pump's dispatch):")
+    for r in events:
+        print(f"    {r['kind']:24s} {r['n']:6,d} events, {r['done']:6,d} processed; "
+              f"p50 {_s(r['p50'])}, p99 {_s(r['p99'])}")  # fmt: skip
+    print("  messages of the run (seconds, event or request -> accepted by the provider):")
+    for r in messages:
+        print(f"    {r['what']:24s} {r['n']:6,d} messages, {r['sent']:6,d} sent, "
+              f"{r['delivered']:6,d} delivered; p50 {_s(r['p50'])}, p99 {_s(r['p99'])}")  # fmt: skip
+
+
+def _s(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
