@@ -69,7 +69,7 @@ class Day:
     viewers: int = _env_int("DAY_VIEWERS", 1000)
     pool: int = _env_int("DAY_POOL", 6)  # logged-in students and parents per academy
     excel_rows: int = _env_int("DAY_EXCEL_ROWS", 500)
-    job_wait: float = float(os.environ.get("DAY_JOB_WAIT_SECONDS") or 240)
+    job_wait: float = float(os.environ.get("DAY_JOB_WAIT_SECONDS") or 90)
 
     def per_minute(self, role: str) -> float:
         share, visits = MIX[role]
@@ -111,6 +111,8 @@ async def test_bench_day(runtime: Any, database: None, provisioned: Any, start_w
             "LOG_LEVEL": "WARNING",
         }
         workers = {tier: start_worker([tier], env=env) for tier in TIERS}
+        for worker in workers.values():  # stopped before their outbox directory goes
+            stack.callback(worker.stop)
         scheduler = _scheduler(env)
         stack.callback(_stop, scheduler)
         owner = types.SimpleNamespace(owner_email=academies[0].owner, password=_password())
@@ -167,6 +169,7 @@ async def _run(
             f.flush()
             groups = await _groups(api_pid, workers, scheduler, runtime)
             before = cpu.sample(groups)
+            serving = _api_processes(api_pid)
             run_started = await _db_now()
             clock = time.monotonic()
             jobs = asyncio.create_task(_send_all(background, clock))
@@ -175,9 +178,13 @@ async def _run(
             summary = await asyncio.to_thread(k6_run, script, env, STATS)
             wall = time.monotonic() - clock
             after = cpu.sample(groups)
+            replaced = len(serving - _api_processes(api_pid))
         await jobs
         await _wait_jobs(background, run_started, day.job_wait)
     _report(day, data, summary, wall, cpu.used(before, after), background)
+    # uvicorn's supervisor kills an API process that leaves its health-check ping
+    # unanswered for 5 s, dropping what it was serving (a starved host can do that).
+    print(f"  API processes killed and replaced by uvicorn's supervisor during the run: {replaced}")
     await _job_latencies(run_started)
     await _notices(run_started)
 
@@ -188,6 +195,10 @@ def _k6_env(day: Day, base: str, data: str) -> dict[str, str]:
                       ("teacher", "TEACHERS"), ("staff", "STAFF")):  # fmt: skip
         env[f"{key}_PER_MIN"] = str(round(day.per_minute(role)))
     return env
+
+
+def _api_processes(api_pid: int) -> set[int]:
+    return {p.pid for p in psutil.Process(api_pid).children()}
 
 
 async def _db_now() -> Any:
