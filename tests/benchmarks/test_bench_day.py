@@ -350,8 +350,7 @@ def _report(
         "and the local SQS/S3 server.\n  k6, the API, Postgres, PgBouncer and the workers all "
         f"share this host's {os.cpu_count()} cores: the figures are the host's, not a fleet's."
         f"\n  the day: {day.users:,} daily users in a {day.window:g}-minute peak window, run for "
-        f"{day.minutes:g} minutes of it (a slice at the peak's rates): k6 ran {ran:.0f} s, "
-        f"{wall:.0f} s with its start-up"
+        f"{day.minutes:g} minutes of it (a slice at the peak's rates): k6 ran {ran:.0f} s"
     )
     for role in MIX:
         done = _count(summary, f"visits_{role}")
@@ -377,9 +376,8 @@ def _report(
     _report_cpu(used, wall, requests)
     print("\n  background (sent during the run over HTTP; created -> finished):")
     for b in background:
-        print(
-            f"    {b.name:38s} submit {b.submit_ms:6.0f} ms; {b.status or '?'} in {b.seconds:.1f} s"
-        )
+        ended = f"in {b.seconds:.1f} s" if b.status in ("DONE", "FAILED") else "when the wait ended"
+        print(f"    {b.name:38s} submit {b.submit_ms:6.0f} ms; {b.status or '?'} {ended}")
 
 
 def _report_cpu(used: dict[str, float], wall: float, requests: int) -> None:
