@@ -13,16 +13,18 @@ from pathlib import Path
 K6 = Path(sys.executable).parent / "k6"
 
 
-def k6_run(script: str, env: dict[str, str]) -> dict:
+def k6_run(
+    script: str, env: dict[str, str], trend_stats: str = "avg,p(50),p(90),p(99),max"
+) -> dict:
     """Run ``script`` with ``env`` added to its environment (``__ENV`` in the script); the
-    summary export, with p50/p90/p99 for every trend."""
+    summary export, with ``trend_stats`` (p50/p90/p99 ...) for every trend."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "script.js"
         summary = Path(tmp) / "summary.json"
         path.write_text(script)
         subprocess.run(
             [str(K6), "run", "--quiet", "--no-usage-report", "--summary-export", str(summary),
-             "--summary-trend-stats", "avg,p(50),p(90),p(99),max", str(path)],
+             "--summary-trend-stats", trend_stats, str(path)],
             env={**os.environ, **env, "K6_NO_USAGE_REPORT": "true"},
             check=True,
             stdout=subprocess.DEVNULL,

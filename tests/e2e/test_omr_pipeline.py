@@ -4,7 +4,6 @@ sheets in storage."""
 
 from __future__ import annotations
 
-import random
 import uuid
 from typing import Any
 
@@ -13,10 +12,9 @@ import pytest
 from models.db import connection
 from ops import storage
 from ops.settings import get_settings
-from pipelines.omr.card import card_pdf, korean_card
 from tests.conftest import wait_for
 from tests.factories.grades import create_exam, create_lecture, enrolled_student
-from tests.factories.omr_sheets import make_sheet, render_pages
+from tests.factories.omr_sheets import scanned_stack
 from tests.sqs_helpers import purge
 
 pytestmark = [pytest.mark.usefixtures("broker"), pytest.mark.slow]
@@ -40,32 +38,6 @@ async def _exam_with_its_card(
     )
     assert r.status_code == 200, r.text
     return students, key, exam
-
-
-def _scanned_stack(
-    key: dict[str, list[str]], students: list[dict[str, Any]]
-) -> tuple[bytes, bytes, dict[str, float]]:
-    """A PDF of the students' filled cards (student i gets i questions wrong), a corrupt
-    scan, and the score each student should get."""
-    template = korean_card(questions=20)
-    rng = random.Random(2026)
-    expected: dict[str, float] = {}
-    sheets = []
-    for i, student in enumerate(students):
-        wrong = i  # student i gets i questions wrong
-        answers = {q: key[q][0] for q in key}
-        for q in list(key)[:wrong]:
-            answers[q] = "1" if key[q][0] != "1" else "2"
-        number = student["phone"].replace("-", "")[-8:]
-        sheets.append(
-            make_sheet(
-                template, rng, distortion="moderate", answers=answers, student=number, difficulty=0
-            )
-        )
-        expected[student["id"]] = 100 - 5 * wrong
-    pdf = card_pdf(template, render_pages(template, sheets))
-    corrupt = b"\xff\xd8\xff\xe0" + bytes(rng.randrange(256) for _ in range(3000))
-    return pdf, corrupt, expected
 
 
 async def _check_pages_in_storage(exam: dict[str, Any], accepted: dict[str, Any]) -> None:
@@ -94,7 +66,7 @@ async def test_pdf_upload_to_scores_and_annotated_sheets(tenant: Any, start_work
     h = await tenant.headers()
     c = tenant.client
     students, key, exam = await _exam_with_its_card(tenant, h)
-    pdf, corrupt, expected = _scanned_stack(key, students)
+    pdf, corrupt, expected = scanned_stack(key, students)
 
     worker = start_worker(["ai-basic"])
     r = await c.post(

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from pipelines.omr.card import card_pdf, korean_card, render_card
 from pipelines.omr.card import print_digits as print_student_digits
-from pipelines.omr.card import render_card
 from pipelines.omr.template import Bubble, Template, all_fields, template_json
 
 Distortion = Literal["clean", "moderate", "heavy"]
@@ -228,3 +228,30 @@ def _distort(
 def render_pages(template: Template, sheets: list[Sheet]) -> list[np.ndarray[Any, Any]]:
     """The sheets decoded back to grey pages (for building a PDF of a scanned stack)."""
     return [cv2.imdecode(np.frombuffer(s.data, np.uint8), cv2.IMREAD_GRAYSCALE) for s in sheets]
+
+
+def scanned_stack(
+    key: dict[str, list[str]], students: list[dict[str, Any]], *, seed: int = 2026
+) -> tuple[bytes, bytes, dict[str, float]]:
+    """A PDF of the students' filled cards of the built-in card with ``len(key)``
+    questions (student i gets i questions wrong, the number printed and bubbled is the last
+    8 digits of their phone), a corrupt scan, and the score (out of 100) each should get."""
+    template = korean_card(questions=len(key))
+    rng = random.Random(seed)
+    expected: dict[str, float] = {}
+    sheets = []
+    for i, student in enumerate(students):
+        wrong = i % len(key)
+        answers = {q: key[q][0] for q in key}
+        for q in list(key)[:wrong]:
+            answers[q] = "1" if key[q][0] != "1" else "2"
+        number = student["phone"].replace("-", "")[-8:]
+        sheets.append(
+            make_sheet(
+                template, rng, distortion="moderate", answers=answers, student=number, difficulty=0
+            )
+        )
+        expected[str(student["id"])] = 100 - 100 / len(key) * wrong
+    pdf = card_pdf(template, render_pages(template, sheets))
+    corrupt = b"\xff\xd8\xff\xe0" + bytes(rng.randrange(256) for _ in range(3000))
+    return pdf, corrupt, expected
