@@ -33,15 +33,13 @@ def unknown_login() -> dict[str, str]:
     return {"email": f"nobody-{secrets.token_hex(4)}@example.com", "password": "wrong-pass"}
 
 
-def image_command(port: int) -> list[str]:
-    """The API image's command (ops/docker/api.Dockerfile), on a local port."""
+def image_command() -> list[str]:
+    """The API image's command (ops/docker/api.Dockerfile), with this interpreter; the
+    image sets HOST and PORT in its environment, the caller sets them here."""
     text = (ROOT / "ops" / "docker" / "api.Dockerfile").read_text().replace("\\\n", " ")
     cmd = json.loads(re.findall(r"^CMD (\[.*\])$", text, re.MULTILINE)[-1])
-    assert cmd[0] == "uvicorn"
-    out = [sys.executable, "-m", *cmd]
-    out[out.index("--host") + 1] = "127.0.0.1"
-    out[out.index("--port") + 1] = str(port)
-    return out
+    assert cmd[0] == "python"
+    return [sys.executable, *cmd[1:]]
 
 
 @pytest.fixture
@@ -49,8 +47,8 @@ def image_api(database: None) -> Iterator[str]:
     """The API started as its image starts it, with a login limit of LIMIT per client."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
-    env["LOGIN_MAX_ATTEMPTS_PER_CLIENT"] = str(LIMIT)
-    proc = subprocess.Popen(image_command(port), cwd=ROOT, env=env)
+    env.update(HOST="127.0.0.1", PORT=str(port), LOGIN_MAX_ATTEMPTS_PER_CLIENT=str(LIMIT))
+    proc = subprocess.Popen(image_command(), cwd=ROOT, env=env)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
