@@ -130,25 +130,42 @@ def _listed(record: asyncpg.Record) -> ListedStudent:
 
 
 def containing(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, its wildcards taken literally."""
-    return "%" + text.replace("%", r"\%").replace("_", r"\_") + "%"
+    """A LIKE pattern matching ``text`` anywhere, its wildcards (and the escape character)
+    taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+    return "%" + escaped + "%"
+
+
+def _search_keys(kind: str, value: str) -> str:
+    # The search keys (migration "student search keys") every match has: GIN-indexed, they
+    # narrow the rows, and the search's own predicate beside them decides, unless the keys
+    # decide alone (``student_search_exact``; folded away when the statement is planned).
+    return f"s.search_keys @> student_search_query($1, '{kind}', {value})"
 
 
 def _conditions(found: StudentFilter, arg: Params) -> list[str]:
     where: list[str] = []
     if found.initials:
-        where.append(f"strpos(s.name_initials, {arg(found.initials)}) > 0")
+        initials = arg(found.initials)
+        where.append(_search_keys("i", initials))
+        where.append(
+            f"(student_search_exact('i', {initials}) OR strpos(s.name_initials, {initials}) > 0)"
+        )
     elif found.phone_tail:
         # A phone tail: the student's number or any of their guardians'.
+        where.append(_search_keys("p", arg(found.phone_tail)))
         tail = arg("%" + found.phone_tail)
         where.append(
             f"(replace(s.phone, '-', '') LIKE {tail} OR EXISTS ("
             "SELECT 1 FROM student_guardian sg JOIN guardian g ON g.id = sg.guardian "
             f"WHERE sg.student = s.id AND replace(g.phone, '-', '') LIKE {tail}))"
         )
-    elif found.text is not None:
-        like = arg(containing(found.text))
-        where.append(f"(s.name ILIKE {like} OR s.school ILIKE {like})")
+    elif found.text:
+        text, like = arg(found.text), arg(containing(found.text))
+        where.append(_search_keys("n", text))
+        where.append(
+            f"(student_search_exact('n', {text}) OR s.name ILIKE {like} OR s.school ILIKE {like})"
+        )
     if found.school:
         where.append(f"s.school = {arg(found.school)}")
     if found.grade:
@@ -180,10 +197,15 @@ async def list_students(
     after = key.after(cursor, arg)
     if after is not None:
         where.append(after)
+    searching = bool(found.initials or found.phone_tail or found.text)
     rows = await scope.fetch(
         f"SELECT {LISTED_COLUMNS} FROM student s WHERE {' AND '.join(where)} "
         f"ORDER BY {key.order_by} LIMIT {arg(limit + 1)}",
         *arg.values,
+        # A search is planned for its own keys: a rare fragment is looked up in the
+        # search index, a common one found walking the names in order (a plan made once
+        # for every fragment would look up the common ones too, at ~40 ms each).
+        custom_plan=searching,
     )
     kept = rows[:limit]
     next_cursor = key.cursor_of(kept[-1]) if len(rows) > limit else None

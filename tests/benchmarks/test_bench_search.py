@@ -1,0 +1,136 @@
+"""`just bench search`: the student search that misses the list's page cache.
+
+Seeds `just bench api`'s academy (10k students, 2 guardians each, 200 lectures) beside two
+other academies of 5k students, starts one uvicorn process, and drives it with k6 at 64
+connections, each request a search drawn from a mix of what an office types: the last 4
+digits of a student's or a guardian's phone, a surname and one syllable, one syllable of a
+given name, 초성, and searches that find no one. Prints req/s, p50/p90/p99, and
+``EXPLAIN (ANALYZE, BUFFERS)`` of one search of each kind; asserts nothing about speed.
+
+Every search goes out with a random number of spaces before and after it: the same search
+to the API, but another key to the page cache (up to 1,024 pages), so practically every
+request is a miss that reaches the database, which is what this measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import uuid
+from typing import Any
+
+import httpx
+
+from models.db import connection
+from models.scope import TenantScope
+from models.students import StudentFilter, list_students
+from tests.benchmarks.k6 import k6_run
+from tests.benchmarks.k6 import report as k6_report
+from tests.benchmarks.server import api_server
+from tests.benchmarks.test_bench_api import seed
+from tests.factories import bulk_students
+
+VUS, DURATION, OTHER_ACADEMIES, OTHER_STUDENTS = 64, "15s", 2, 5_000
+# How many searches of each kind the mix holds (and so its share of the requests).
+MIX = {"phone tail": 300, "surname + syllable": 200, "given-name syllable": 150,
+       "초성": 200, "no match": 150}  # fmt: skip
+MISSES = ["홍길동", "황보", "ㅋㅌ", "ㅎㅎㅎ", "Zed", "5", "학원생", "ㅍ"]
+
+SCRIPT = """
+import http from 'k6/http';
+import { check } from 'k6';
+export const options = { vus: __ENV.VUS * 1, duration: __ENV.DURATION };
+const searches = JSON.parse(open(__ENV.SEARCHES));
+const params = { headers: { Authorization: `Bearer ${__ENV.TOKEN}` } };
+export default function () {
+  const q = searches[Math.floor(Math.random() * searches.length)];
+  // Spaces around the search: the same search, another page-cache key (see the docstring).
+  const padded = ' '.repeat(Math.floor(Math.random() * 32)) + q + ' '.repeat(Math.floor(Math.random() * 32));
+  const r = http.get(`${__ENV.BASE}/api/v1/students?limit=50&q=${encodeURIComponent(padded)}`, params);
+  check(r, { '200': (res) => res.status === 200 });
+}
+"""
+
+
+async def _searches(tenant_id: uuid.UUID) -> dict[str, list[str]]:
+    """The mix, drawn from the academy's own students and guardians."""
+    async with connection() as conn:
+        rows = await conn.fetch(
+            "SELECT name, name_initials, phone, guardians_json->0->>'phone' AS guardian "
+            "FROM student WHERE tenant = $1 ORDER BY random() LIMIT 500",
+            tenant_id,
+        )
+    rng = random.Random(17)
+    tails = [p[-4:] for r in rows for p in (r["phone"], r["guardian"]) if p]
+    return {
+        "phone tail": rng.choices(tails, k=MIX["phone tail"]),
+        "surname + syllable": [r["name"][:2] for r in rng.choices(rows, k=MIX["surname + syllable"])],
+        "given-name syllable": [
+            r["name"][rng.randrange(1, len(r["name"]))]
+            for r in rng.choices(rows, k=MIX["given-name syllable"])
+        ],
+        "초성": [
+            r["name_initials"][: rng.choice((2, 3))] for r in rng.choices(rows, k=MIX["초성"])
+        ],
+        "no match": rng.choices(MISSES, k=MIX["no match"]),
+    }  # fmt: skip
+
+
+class _Statement(TenantScope):
+    """A scope that keeps the statement a query would run instead of running it."""
+
+    sql = ""
+    args: tuple[Any, ...] = ()
+
+    async def fetch(self, sql: str, *args: Any, **_: Any) -> list[Any]:
+        self.sql, self.args = sql, (self.tenant_id, *args)
+        return []
+
+
+async def _explain(tenant_id: uuid.UUID, kind: str, q: str) -> None:
+    from api.students import _search
+
+    statement = _Statement(tenant_id)
+    found: StudentFilter = _search(q)
+    await list_students(statement, found, sort="name", limit=50, cursor=None, deleted=False)
+    async with connection() as conn:
+        plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement.sql, *statement.args)
+    print(f"\nEXPLAIN (ANALYZE, BUFFERS) of a {kind} search, q={q!r}:")
+    print("\n".join("    " + r[0] for r in plan))
+
+
+async def test_bench_search(make_tenant):
+    tenant = await make_tenant()
+    await seed(tenant.id)
+    for _ in range(OTHER_ACADEMIES):
+        await bulk_students((await make_tenant()).id, OTHER_STUDENTS, guardians_per_student=2)
+    async with connection() as conn:
+        # The seeding COPYs the students, then their links and enrolments rewrite every
+        # one (the read model): vacuum and analyse them as autovacuum would have by now.
+        await conn.execute("VACUUM ANALYZE student")
+    searches = await _searches(tenant.id)
+    for kind, queries in searches.items():
+        await _explain(tenant.id, kind, queries[0])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump([q for queries in searches.values() for q in queries], f, ensure_ascii=False)
+    try:
+        async with api_server(tenant) as server:
+            async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
+                r = await client.get(
+                    "/api/v1/students", params={"q": searches["surname + syllable"][0]},
+                    headers=server.headers,
+                )  # fmt: skip
+                assert r.status_code == 200 and r.json()["items"], r.text
+            env = {"BASE": server.base, "TOKEN": server.token, "VUS": str(VUS),
+                   "DURATION": DURATION, "SEARCHES": f.name}  # fmt: skip
+            mix = ", ".join(f"{n} {kind}" for kind, n in MIX.items())
+            k6_report(
+                f"GET /api/v1/students?q=… (page-cache misses; 10,000 students beside "
+                f"{OTHER_ACADEMIES}x{OTHER_STUDENTS:,} in other academies; searches: {mix})",
+                k6_run(SCRIPT, env),
+                VUS,
+            )
+    finally:
+        os.unlink(f.name)

@@ -1,0 +1,158 @@
+"""The student search through its index (``student.search_keys``) finds exactly what the
+search's own predicate finds, follows every change of what it looks up, and is planned
+on the index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from models.db import connection
+from models.scope import TenantScope
+from models.students import StudentFilter, containing, list_students
+from tests.factories import bulk_students, create_student, unique_mobile
+
+BASE = "/api/v1/students"
+
+# The search as it was before the index: every live student of the academy tested in turn.
+_PHONE = (
+    "(replace(s.phone, '-', '') LIKE $2 OR EXISTS ("
+    "SELECT 1 FROM student_guardian sg JOIN guardian g ON g.id = sg.guardian "
+    "WHERE sg.student = s.id AND replace(g.phone, '-', '') LIKE $2))"
+)
+
+
+async def _by_predicate(tenant_id: Any, found: StudentFilter, deleted: bool) -> list[str]:
+    if found.initials:
+        where, arg = "strpos(s.name_initials, $2) > 0", found.initials
+    elif found.phone_tail:
+        where, arg = _PHONE, "%" + found.phone_tail
+    else:
+        where, arg = "(s.name ILIKE $2 OR s.school ILIKE $2)", containing(found.text or "")
+    live = "IS NOT NULL" if deleted else "IS NULL"
+    async with connection() as conn:
+        rows = await conn.fetch(
+            f"SELECT s.id FROM student s WHERE s.tenant = $1 AND s.deleted_at {live} "
+            f"AND {where} ORDER BY s.name, s.id",
+            tenant_id,
+            arg,
+        )
+    return [str(r["id"]) for r in rows]
+
+
+async def _searched(tenant_id: Any, q: str, deleted: bool = False) -> list[str]:
+    from api.students import _search
+
+    page = await list_students(
+        TenantScope(tenant_id), _search(q), sort="name", limit=500, cursor=None, deleted=deleted
+    )
+    return [str(s.id) for s in page.items]
+
+
+STUDENTS = [
+    ("김민수", "한빛중학교", "010-2222-5678", "010-3333-9137"),
+    ("김민지", "대치중", "010-2222-1678", "010-4444-0001"),
+    ("이서연", "Seoul Intl School", "010-5555-6666", "010-4444-0002"),
+    ("Kim Alice", "seoul INTL", "010-7777-0123", "010-4444-0003"),
+    ("ÄRGER Jonas", "Ärztliche Schule", "010-7777-1123", "010-4444-0004"),
+    ("Σοφία", "ΣΧΟΛΕΙΟ", "010-7777-2123", "010-4444-0005"),
+    ("a%b", "100%학원", "010-7777-3123", "010-4444-0006"),
+    ("a_b", "x_y", "010-7777-4123", "010-4444-0007"),
+    ("x\\y", "한빛중학교", "010-7777-5123", "010-4444-0008"),
+    ("민", "", "010-7777-6123", "010-4444-0009"),
+]
+
+QUERIES = [
+    # names and schools: one character, two, longer; any case; wildcards taken literally
+    "김", "민", "김민", "민수", "김민수", "김민수진", "한빛", "한빛중학교", "중",
+    "kim", "KIM", "Kim A", "seoul", "SEOUL intl", "intl school", "s", "Ä", "ä", "ärz",
+    "σ", "Σοφ", "σοφία", "ΣΟΦΊΑ", "%", "_", "a%b", "a_b", "a%", "%b", "\\", "x\\y", "\\y",
+    "100%", "0%학", "5", "12", "zz", "nobody at all",
+    # 초성
+    "ㄱ", "ㄱㅁ", "ㄱㅁㅅ", "ㅁㅈ", "ㅇㅅㅇ", "ㅎ", "ㅂㅁㅅ",
+    # phone tails: the student's, a guardian's, 3 digits, 4, more, and none
+    "5678", "678", "9137", "137", "0001", "001", "23", "123", "0123", "22225678",
+    "010-2222-5678", "01022225678", "33339137", "4444", "9999",
+]  # fmt: skip
+
+
+async def test_search_finds_what_the_predicate_finds(tenant):
+    h = await tenant.headers()
+    ids = []
+    for name, school, phone, guardian in STUDENTS:
+        s = await create_student(
+            tenant, h, name=name, school=school, phone=phone,
+            guardians=[{"phone": guardian, "relation": "mother", "is_primary": True}],
+        )  # fmt: skip
+        ids.append(s["id"])
+    # A deleted student is found only among the deleted, by either way.
+    assert (await tenant.client.delete(f"{BASE}/{ids[1]}", headers=h)).status_code == 204
+    await bulk_students(tenant.id, 200, guardians_per_student=2)
+    from api.students import _search
+
+    for q in QUERIES:
+        for deleted in (False, True):
+            expected = await _by_predicate(tenant.id, _search(q), deleted)
+            assert await _searched(tenant.id, q, deleted) == expected, (q, deleted)
+    # The cases above are not vacuous.
+    assert await _searched(tenant.id, "x\\y") == [ids[8]]
+    assert ids[1] in await _searched(tenant.id, "김민지", deleted=True)
+    assert await _searched(tenant.id, "김민지") == []
+    assert await _searched(tenant.id, "ä") == [ids[4]]
+
+
+async def test_a_guardians_new_phone_is_found_and_the_old_one_not(tenant):
+    h = await tenant.headers()
+    old, new = unique_mobile(), unique_mobile()
+    s = await create_student(tenant, h, guardians=[{"phone": old, "relation": "father"}])
+    assert await _searched(tenant.id, old[-4:]) == [s["id"]]
+    # The guardian changes (as a merge or a correction would), not the student.
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE guardian SET phone = $2 WHERE tenant = $1 AND phone = $3", tenant.id, new, old
+        )
+    assert await _searched(tenant.id, new[-4:]) == [s["id"]]
+    assert await _searched(tenant.id, old[-4:]) == []
+    # A new list of guardians through the API.
+    other = unique_mobile()
+    r = await tenant.client.patch(
+        f"{BASE}/{s['id']}", json={"guardians": [{"phone": other}]}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    assert await _searched(tenant.id, other[-4:]) == [s["id"]]
+    assert await _searched(tenant.id, new[-4:]) == []
+
+
+class _Statement(TenantScope):
+    """Keeps the statement the list would run instead of running it."""
+
+    sql = ""
+    args: tuple[Any, ...] = ()
+
+    async def fetch(self, sql: str, *args: Any, **_: Any) -> list[Any]:
+        self.sql, self.args = sql, (self.tenant_id, *args)
+        return []
+
+
+@pytest.mark.parametrize("kind", ["phone tail", "name", "초성"])
+async def test_search_is_planned_on_the_index(make_tenant, kind):
+    from api.students import _search
+
+    tenant = await make_tenant()
+    await bulk_students(tenant.id, 3000, guardians_per_student=2)
+    for _ in range(2):  # other academies beside it
+        await bulk_students((await make_tenant()).id, 1000)
+    async with connection() as conn:
+        await conn.execute("ANALYZE student")
+        phone = await conn.fetchval(
+            "SELECT phone FROM student WHERE tenant = $1 LIMIT 1", tenant.id
+        )
+    q = {"phone tail": phone[-4:], "name": "김민수", "초성": "ㅎㄱㄷ"}[kind]
+    statement = _Statement(tenant.id)
+    await list_students(statement, _search(q), sort="name", limit=50, cursor=None, deleted=False)
+    async with connection() as conn:
+        plan = "\n".join(
+            r[0] for r in await conn.fetch("EXPLAIN " + statement.sql, *statement.args)
+        )
+    assert "student_search_keys_idx" in plan, plan
