@@ -191,6 +191,7 @@ async def _run(script: str, env: dict[str, str]) -> tuple[dict, str]:
     samples = max(await sampler, 1)
     wal_after, commits_after = await _database_totals()
     requests = max(summary["metrics"]["http_reqs"]["count"], 1)
+    commits_after -= samples + 1  # the sampler's own statements, and one of the two totals
     waits = ", ".join(f"{w} {n / samples:.2f}" for w, n in seen.most_common(12))
     return summary, (
         f"  per request: {(wal_after - wal) / requests / 1024:.1f} KiB of WAL, "

@@ -406,7 +406,7 @@ async def test_bulk_issues_the_same_statements_for_30_and_50_students(tenant, co
 
 
 async def test_concurrent_checks_of_one_student_keep_the_audit_chain(tenant):
-    """Checks of one student serialise on the enrollment lock: each audit row's "before"
+    """Checks of one session serialise on its lock: each audit row's "before"
     is the previous row's "after", and there is exactly one "create"."""
     h = await tenant.headers()
     k = await create_class(tenant)
