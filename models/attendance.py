@@ -118,7 +118,9 @@ class _SheetLine(SheetHead):
 
     @property
     def check(self) -> Check | None:
-        return None if self.status is None else msgspec.convert(self, Check, from_attributes=True)
+        if self.status is None or self.checked_at is None:
+            return None
+        return Check(self.status, self.note or "", self.checked_at, self.checked_by)
 
 
 # --- a check ---------------------------------------------------------------------------
@@ -313,25 +315,20 @@ async def _read_sheet(
     lines = await scope.rows(_SheetLine, SHEET_SQL, session_id)
     if not lines:
         raise NotFoundInTenant(LectureSession, session_id)
-    # The LEFT JOIN's one row of a session without enrollees has no student.
-    enrolled = [line for line in lines if line.student_id is not None]
-    items = [msgspec.convert(line, SheetRow, from_attributes=True) for line in enrolled]
-    stored = {
-        line.student_id: StoredCheck(
-            session_id=session_id,
-            student_id=line.student_id,
-            status=line.status,
-            note=line.note or "",
-            checked_at=line.checked_at,
-            checked_by=line.checked_by,
-            id=line.check_id,
-        )
-        for line in enrolled
-        if line.student_id is not None
-        and line.check_id is not None
-        and line.status is not None
-        and line.checked_at is not None
-    }
+    items: list[SheetRow] = []
+    stored: dict[uuid.UUID, StoredCheck] = {}
+    for line in lines:
+        if line.student_id is None:
+            continue  # the LEFT JOIN's one row of a session without enrollees
+        check = line.check
+        items.append(SheetRow(line.student_id, line.name or "", check))
+        if check is not None and line.check_id is not None:
+            stored[line.student_id] = StoredCheck(
+                session_id=session_id,
+                student_id=line.student_id,
+                id=line.check_id,
+                **msgspec.structs.asdict(check),
+            )
     return _sheet(lines[0], items), stored
 
 
@@ -351,14 +348,14 @@ async def sheet_checks(
     return await _read_sheet(scope, session.id)
 
 
+def _check_of(stored: StoredCheck) -> Check:
+    return Check(stored.status, stored.note, stored.checked_at, stored.checked_by)
+
+
 def with_checks(sheet: Sheet, checks: Mapping[uuid.UUID, StoredCheck]) -> Sheet:
     """The sheet with ``checks`` (by student) in place of its students' own, recounted."""
     items = [
-        SheetRow(
-            student_id=i.student_id,
-            name=i.name,
-            check=msgspec.convert(checks[i.student_id], Check, from_attributes=True),
-        )
+        SheetRow(i.student_id, i.name, _check_of(checks[i.student_id]))
         if i.student_id in checks
         else i
         for i in sheet.items
