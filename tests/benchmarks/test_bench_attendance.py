@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import random
+import resource
 import tempfile
 import uuid
 from pathlib import Path
@@ -32,6 +34,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 from models.db import copy_records, ensure_configured
 from tests.benchmarks.k6 import k6_run, report
@@ -165,35 +168,58 @@ async def _sample_waits(stop: asyncio.Event, seen: collections.Counter[str]) -> 
     return samples
 
 
-async def _database_totals() -> tuple[int, int]:
-    """WAL written so far (bytes) and transactions committed in this database."""
+async def _database_totals() -> tuple[int, int, dict[int, float]]:
+    """WAL written so far (bytes), transactions committed in this database, and the CPU
+    seconds so far of each of its server processes (backends, WAL writer, checkpointer)."""
     conn = await asyncpg.connect(ensure_configured().config["dsn"])
     try:
         row = await conn.fetchrow(
             "SELECT pg_current_wal_lsn() - '0/0' AS wal, xact_commit FROM pg_stat_database "
             "WHERE datname = current_database()"
         )
+        pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
     finally:
         await conn.close()
-    return int(row["wal"]), int(row["xact_commit"])
+    return int(row["wal"]), int(row["xact_commit"]), _cpu({r["pid"] for r in pids})
 
 
-async def _run(script: str, env: dict[str, str]) -> tuple[dict, str]:
-    """k6 with the waits sampled meanwhile; the summary, and what the database did (waits,
-    WAL and transactions per request)."""
+def _cpu(pids: set[int]) -> dict[int, float]:
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            seconds[pid] = t.user + t.system
+    return seconds
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _run(script: str, env: dict[str, str], api_pid: int) -> tuple[dict, str]:
+    """k6 with the waits sampled meanwhile; the summary, and what it cost: CPU per request
+    of the API process, of Postgres and of k6, WAL and transactions per request, waits."""
     stop, seen = asyncio.Event(), collections.Counter[str]()
-    wal, commits = await _database_totals()
+    wal, commits, pg_cpu = await _database_totals()
+    api_cpu, k6_cpu = sum(_cpu({api_pid}).values()), _children_cpu()
     sampler = asyncio.create_task(_sample_waits(stop, seen))
     try:
         summary = await asyncio.to_thread(k6_run, script, env)
     finally:
         stop.set()
+    k6_cpu = _children_cpu() - k6_cpu
+    api_cpu = sum(_cpu({api_pid}).values()) - api_cpu
     samples = max(await sampler, 1)
-    wal_after, commits_after = await _database_totals()
+    wal_after, commits_after, pg_after = await _database_totals()
+    # Processes started during the run count from zero; the sampler's own backend is gone.
+    pg_used = sum(t - pg_cpu.get(pid, 0.0) for pid, t in pg_after.items())
     requests = max(summary["metrics"]["http_reqs"]["count"], 1)
     commits_after -= samples + 1  # the sampler's own statements, and one of the two totals
     waits = ", ".join(f"{w} {n / samples:.2f}" for w, n in seen.most_common(12))
     return summary, (
+        f"  CPU per request: API {api_cpu / requests * 1000:.2f} ms, Postgres "
+        f"{pg_used / requests * 1000:.2f} ms, k6 {k6_cpu / requests * 1000:.2f} ms\n"
         f"  per request: {(wal_after - wal) / requests / 1024:.1f} KiB of WAL, "
         f"{(commits_after - commits) / requests:.2f} commits\n"
         f"  active connections by wait (mean per sample): {waits}"
@@ -222,7 +248,7 @@ async def test_bench_attendance(tenant):
             mine.write_text(json.dumps(classes))
             theirs.write_text(json.dumps(office))
             summary, waits = await _run(
-                TEACHER_SCRIPT, {**env, "VUS": str(TEACHERS), "SESSIONS": str(mine)}
+                TEACHER_SCRIPT, {**env, "VUS": str(TEACHERS), "SESSIONS": str(mine)}, server.pid
             )
             report(
                 f"PUT /api/v1/sessions/{{id}}/attendance ({TEACHERS} teachers, each on their own "
@@ -233,7 +259,7 @@ async def test_bench_attendance(tenant):
             print(waits)
             per_session = sum(len(s["students"]) for s in office) / len(office)
             summary, waits = await _run(
-                OWNER_SCRIPT, {**env, "VUS": str(OWNER_VUS), "SESSIONS": str(theirs)}
+                OWNER_SCRIPT, {**env, "VUS": str(OWNER_VUS), "SESSIONS": str(theirs)}, server.pid
             )
             report(
                 f"PUT /api/v1/sessions/{{id}}/attendance (the owner, {per_session:.0f} students "
