@@ -4,10 +4,10 @@ the session's sheet, and attendance reports.
 Rules every write follows:
 
 * Only students **actively enrolled** (``enrollment.status = 'active'``, not soft-deleted) in
-  the session's lecture can be checked. The enrollment rows are locked (``FOR NO KEY
-  UPDATE``, in ``enrollment.id`` order) for the transaction: concurrent checks of the same
-  student serialise, so the "before" each audit row records is the state the change really
-  replaced, and a check cannot race the student being dropped.
+  the session's lecture can be checked. The session's row is locked (``FOR NO KEY UPDATE``)
+  for the transaction: concurrent checks of one session serialise, so the "before" each
+  audit row records is the state the change really replaced; checks of other sessions do
+  not wait (``models.attendance``: the lock rule).
 * A check that changes nothing (same status, same note, no new ``checked_at``) is a no-op:
   no write, no audit row, no event. An omitted ``note`` keeps the current note.
 * Every real change appends an ``audit_log`` row (entity ``attendance``, before/after, the
@@ -22,9 +22,9 @@ Rules every write follows:
 * ``checked_by`` is whoever changed the row last; ``checked_at`` is the given time, else now
   when the status changes; a note-only edit keeps it (a late arrival's time stays put).
 
-Both the single and the bulk check go through ``_check``: the set-based writes of
-``models.attendance`` and ``models.events``, so the bulk check's statement count does not
-grow with the class size. What a check changes, keeps and announces is decided by
+Both the single and the bulk check go through ``_check``: one set-based statement writes
+the checks, their audit rows and their events (``models.attendance.write_checks``), so the
+bulk check's statement count does not grow with the class size. What a check changes, keeps and announces is decided by
 ``pipelines.attendance``.
 """
 
@@ -52,17 +52,18 @@ from models.attendance import (
     Sheet,
     StoredCheck,
     StudentTally,
-    current_checks,
+    as_written,
+    enrolled_checks,
     lecture_tallies,
-    load_session,
     load_sheet,
-    lock_enrolled,
+    lock_session,
+    sheet_checks,
     student_tallies,
-    upsert_checks,
+    with_checks,
+    write_checks,
 )
 from models.db import transaction
 from models.errors import fail_fields
-from models.events import emit_events, record_audits
 from models.grades import student_exists
 from models.limits import Day
 from models.pages import Page
@@ -171,27 +172,31 @@ def _row_of(error: dict[str, Any]) -> int:
 
 
 async def _check(
-    scope: TenantScope, actor_id: uuid.UUID, session: SessionRef, wanted: Sequence[Wanted]
+    scope: TenantScope,
+    actor_id: uuid.UUID,
+    session: SessionRef,
+    wanted: Sequence[Wanted],
+    current: dict[uuid.UUID, StoredCheck],
 ) -> dict[uuid.UUID, StoredCheck]:
     """Write what ``wanted`` changes, with an audit row per change and the outbox events
     the changes call for; returns every wanted student's check as it now is.
 
-    The caller holds the enrollment locks of ``wanted`` (``lock_enrolled``), so the
-    current checks read here cannot change before the upsert. Four statements at most,
-    whatever the number of checks.
+    ``current`` are the stored checks of ``wanted``, read under the session lock
+    (``enrolled_checks``), so they cannot change before the upsert. One statement, whatever
+    the number of checks; none when nothing changes.
     """
-    current = await current_checks(scope, session.id, [w.student_id for w in wanted])
     writes = plan_writes(wanted, current)
-    written = await upsert_checks(scope, session.id, actor_id, writes)
+    written = as_written(session, actor_id, writes, current)
     changes = changes_of(session.id, writes, current, written)
-    await record_audits(
-        tenant_id=scope.tenant_id,
-        actor_id=actor_id,
-        entity="attendance",
-        entries=[(c.attendance_id, c.action, c.before, c.after) for c in changes],
-    )
     events = [e for e in (event_of(session, c) for c in changes) if e is not None]
-    await emit_events(tenant_id=scope.tenant_id, events=events)
+    await write_checks(
+        scope,
+        session.id,
+        actor_id,
+        list(written.values()),
+        [(c.attendance_id, c.action, c.before, c.after) for c in changes],
+        events,
+    )
     return {**current, **written}
 
 
@@ -279,10 +284,9 @@ class SessionAttendanceController(Controller):
         number of statements, whatever the number of rows."""
         good, errors = _parse_bulk(data)
         async with transaction():
-            session = await load_session(tenant_scope, session_id)
-            enrolled = await lock_enrolled(
-                tenant_scope, session.lecture_id, [w.student_id for _, w in good]
-            )
+            session = await lock_session(tenant_scope, session_id)
+            sheet, current = await sheet_checks(tenant_scope, session)
+            enrolled = {i.student_id for i in sheet.items}
             errors += [
                 {"field": f"items[{i}].student_id", "message": NOT_ENROLLED}
                 for i, w in good
@@ -290,8 +294,10 @@ class SessionAttendanceController(Controller):
             ]
             errors.sort(key=_row_of)
             fail_fields(errors)
-            await _check(tenant_scope, principal.user_id, session, [w for _, w in good])
-        return await load_sheet(tenant_scope, session.id)
+            checks = await _check(
+                tenant_scope, principal.user_id, session, [w for _, w in good], current
+            )
+        return with_checks(sheet, checks)
 
     @put("/{student_id:str}", summary="Check one student (an upsert; a re-submit is a no-op)")
     async def check_one(
@@ -309,14 +315,15 @@ class SessionAttendanceController(Controller):
         if data.checked_at is not None and data.checked_at > dt.datetime.now(dt.UTC) + FUTURE_SLACK:
             errors.append({"field": "checked_at", "message": "is in the future"})
         async with transaction():
-            session = await load_session(tenant_scope, session_id)
+            session = await lock_session(tenant_scope, session_id)
             student_key = parse_id(Student, student_id)
-            if not await lock_enrolled(tenant_scope, session.lecture_id, [student_key]):
+            enrolled, current = await enrolled_checks(tenant_scope, session, [student_key])
+            if not enrolled:
                 await student_exists(tenant_scope, student_id)
                 errors.append({"field": "student_id", "message": NOT_ENROLLED})
             fail_fields(errors)
             wanted = Wanted(student_key, data.status.value, note, data.checked_at)
-            checks = await _check(tenant_scope, principal.user_id, session, [wanted])
+            checks = await _check(tenant_scope, principal.user_id, session, [wanted], current)
         # The stored check without its row id.
         return msgspec.convert(checks[student_key], Attendance, from_attributes=True)
 

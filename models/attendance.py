@@ -1,12 +1,20 @@
-"""Attendance: the query layer (a session's sheet, the checks of a session, the enrollment
-locks a check takes, and the counts the reports are made of).
+"""Attendance: the query layer (a session's sheet, the checks of a session, the lock a check
+takes, and the counts the reports are made of).
 
-**The lock rule**: a check first locks the enrollment rows of the students it checks
-(``lock_enrolled``: ``FOR NO KEY UPDATE``, in ``enrollment.id`` order) for the rest of the
-transaction, so concurrent checks of one student serialise, the current check read after
-the lock (``current_checks``) is the state the upsert really replaces, and a check cannot
-race the student being dropped. Reading the current checks is a separate statement on
-purpose: a row read in the statement that waits for a lock would be the pre-wait version.
+**The lock rule**: a check first locks its session's row (``lock_session``: ``FOR NO KEY
+UPDATE``) for the rest of the transaction, so checks of one session serialise and the
+current checks read after the lock (``enrolled_checks``) are the state the upsert really
+replaces. One row lock per check, whatever the class size, and on a row no other
+session's check needs: teachers checking their own sessions never wait on each other. The
+lock does not block what only references the session (``FOR KEY SHARE``, foreign keys),
+and a session cannot be deleted under a check. Reading the checks is a separate statement
+on purpose: a row read in the statement that waits for a lock would be the pre-wait
+version.
+
+Enrollment rows are read, not locked: a check of a student whose drop commits meanwhile is
+the same outcome as the check made just before the drop (a drop does not read attendance,
+and the sheet and reports count active enrollees only), so locking them bought nothing and
+cost a row lock, a dirtied page and a WAL record per student per check.
 """
 
 from __future__ import annotations
@@ -14,23 +22,26 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from models.enrollments import ACTIVE, active_count
+from models.events import AuditEntry, Event
 from models.pages import Keyset, Page, Params, as_text, as_uuid, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture, LectureSession
 
 
 class SessionRef(msgspec.Struct, frozen=True):
-    """What a check needs to know of its session."""
+    """What a check needs to know of its session, and the transaction's time (``now()``:
+    what an upsert writes as ``checked_at`` when none is given)."""
 
     id: uuid.UUID
     lecture_id: uuid.UUID
     date: dt.date
+    now: dt.datetime
 
 
 # A student's check in a session, as the API shows it (no docstring: it would become the
@@ -99,6 +110,7 @@ class _SheetLine(SheetHead):
 
     student_id: uuid.UUID | None
     name: str | None
+    check_id: uuid.UUID | None
     status: str | None
     note: str | None
     checked_at: dt.datetime | None
@@ -106,95 +118,166 @@ class _SheetLine(SheetHead):
 
     @property
     def check(self) -> Check | None:
-        return None if self.status is None else msgspec.convert(self, Check, from_attributes=True)
+        if self.status is None or self.checked_at is None:
+            return None
+        return Check(self.status, self.note or "", self.checked_at, self.checked_by)
 
 
 # --- a check ---------------------------------------------------------------------------
 
 
-async def load_session(scope: TenantScope, session_id: Any) -> SessionRef:
-    """The session, or a 404 when it is not one of this academy's."""
+async def lock_session(scope: TenantScope, session_id: Any) -> SessionRef:
+    """The session, locked for the rest of the transaction (the lock rule), or a 404 when
+    it is not one of this academy's."""
     return await scope.one(
         SessionRef,
         LectureSession,
-        "SELECT ls.id, ls.lecture AS lecture_id, ls.date FROM lecture_session ls "
-        "WHERE ls.tenant = $1 AND ls.id = $2",
+        "SELECT ls.id, ls.lecture AS lecture_id, ls.date, now() AS now FROM lecture_session ls "
+        "WHERE ls.tenant = $1 AND ls.id = $2 FOR NO KEY UPDATE",
         session_id,
     )
 
 
-async def lock_enrolled(
-    scope: TenantScope, lecture_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Which of ``student_ids`` are actively enrolled in the lecture; their enrollment rows
-    stay locked until the transaction ends (one statement)."""
-    if not student_ids:
-        return set()
-    locked = await scope.values(
-        f"""
-        SELECT e.student FROM enrollment e
-        JOIN student s ON s.id = e.student AND s.tenant = $1
-        WHERE e.tenant = $1 AND e.lecture = $2 AND {ACTIVE}
-          AND e.student = ANY($3::uuid[])
-        ORDER BY e.id
-        FOR NO KEY UPDATE OF e
-        """,
-        lecture_id,
-        list(student_ids),
-    )
-    return set(locked)
+class _Enrolled(msgspec.Struct):
+    """A row of ``enrolled_checks``: an actively enrolled student, and their check (the
+    check's fields None when unchecked)."""
+
+    student: uuid.UUID
+    id: uuid.UUID | None
+    status: str | None
+    note: str | None
+    checked_at: dt.datetime | None
+    checked_by: uuid.UUID | None
 
 
-async def current_checks(
-    scope: TenantScope, session_id: uuid.UUID, student_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, StoredCheck]:
-    """The stored checks of these students in the session, by student. Read under their
-    enrollment locks (``lock_enrolled``), they cannot change before the caller's upsert."""
+async def enrolled_checks(
+    scope: TenantScope, session: SessionRef, student_ids: Sequence[uuid.UUID]
+) -> tuple[set[uuid.UUID], dict[uuid.UUID, StoredCheck]]:
+    """Which of ``student_ids`` are actively enrolled in the session's lecture (``ACTIVE``,
+    the one rule of who may be checked), and the stored checks of those, by student. Read
+    under the session lock (``lock_session``), the checks cannot change before the caller's
+    upsert. One statement."""
     if not student_ids:
-        return {}
+        return set(), {}
     rows = await scope.rows(
-        StoredCheck,
-        f"SELECT {CHECK_COLUMNS} FROM attendance a "
-        "WHERE a.tenant = $1 AND a.session = $2 AND a.student = ANY($3::uuid[])",
-        session_id,
+        _Enrolled,
+        f"""
+        SELECT e.student, a.id, a.status, a.note, a.checked_at, a.checked_by
+        FROM enrollment e
+        JOIN student s ON s.id = e.student AND s.tenant = $1
+        LEFT JOIN attendance a ON a.tenant = $1 AND a.session = $3 AND a.student = e.student
+        WHERE e.tenant = $1 AND e.lecture = $2 AND {ACTIVE}
+          AND e.student = ANY($4::uuid[])
+        """,
+        session.lecture_id,
+        session.id,
         list(student_ids),
     )
-    return {r.student_id: r for r in rows}
+    checks = {
+        r.student: StoredCheck(
+            session_id=session.id,
+            student_id=r.student,
+            status=r.status,
+            note=r.note or "",
+            checked_at=r.checked_at,
+            checked_by=r.checked_by,
+            id=r.id,
+        )
+        for r in rows
+        if r.id is not None and r.status is not None and r.checked_at is not None
+    }
+    return {r.student for r in rows}, checks
 
 
-async def upsert_checks(
-    scope: TenantScope,
-    session_id: uuid.UUID,
+def as_written(
+    session: SessionRef,
     actor_id: uuid.UUID,
     writes: Sequence[tuple[uuid.UUID, str, str, dt.datetime | None]],
+    current: Mapping[uuid.UUID, StoredCheck],
 ) -> dict[uuid.UUID, StoredCheck]:
-    """Write ``(student, status, note, checked_at)`` checks (``checked_at`` None: now),
-    ``actor_id`` as who checked; the rows as written, by student. One statement."""
-    if not writes:
-        return {}
-    rows = await scope.rows(
-        StoredCheck,
-        f"""
+    """The rows ``write_checks`` will leave for ``(student, status, note, checked_at)``
+    writes (``checked_at`` None: the transaction's time), by student: a stored check keeps
+    its id, a new one gets a fresh id. Known before the statement runs, so the audit rows
+    and events go out in that same statement."""
+    return {
+        student: StoredCheck(
+            session_id=session.id,
+            student_id=student,
+            status=status,
+            note=note,
+            checked_at=(checked_at or session.now).astimezone(dt.UTC),
+            checked_by=actor_id,
+            id=current[student].id if student in current else uuid.uuid4(),
+        )
+        for student, status, note, checked_at in writes
+    }
+
+
+# The checks, their audit rows and their outbox events in one statement (the rows and the
+# shapes ``models.events.record_audits`` / ``emit_events`` write). Everything is decided
+# before: the session lock keeps other writers of these checks out, so the upsert writes
+# exactly the rows ``as_written`` predicted, and the count returned says so.
+WRITE_CHECKS = """
+    WITH checks AS (
         INSERT INTO attendance AS a
             (id, tenant, session, student, status, note, checked_at, checked_by)
-        SELECT gen_random_uuid(), $1, $2, u.student, u.status, u.note,
-               COALESCE(u.checked_at, now()), $3
-        FROM unnest($4::uuid[], $5::text[], $6::text[], $7::timestamptz[])
-             AS u(student, status, note, checked_at)
+        SELECT u.id, $1, $2, u.student, u.status, u.note, u.checked_at, $3
+        FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[])
+             AS u(id, student, status, note, checked_at)
         ON CONFLICT (session, student) DO UPDATE
         SET status = EXCLUDED.status, note = EXCLUDED.note,
             checked_at = EXCLUDED.checked_at, checked_by = EXCLUDED.checked_by
-        WHERE a.tenant = $1
-        RETURNING {CHECK_COLUMNS}
-        """,
+        WHERE a.tenant = $1 AND a.id = EXCLUDED.id
+        RETURNING 1
+    ), audit AS (
+        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
+        SELECT $1, $3, 'attendance', u.entity_id, u.action, u.before, u.after, now()
+        FROM unnest($9::uuid[], $10::text[], $11::jsonb[], $12::jsonb[]) WITH ORDINALITY
+             AS u(entity_id, action, before, after, n)
+        ORDER BY u.n
+    ), events AS (
+        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
+        SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload, now(), 0
+        FROM unnest($13::text[], $14::text[], $15::jsonb[]) AS u(kind, dedupe_key, payload)
+        ON CONFLICT (dedupe_key) DO NOTHING
+    )
+    SELECT count(*) FROM checks
+"""
+
+
+async def write_checks(
+    scope: TenantScope,
+    session_id: uuid.UUID,
+    actor_id: uuid.UUID,
+    written: Sequence[StoredCheck],
+    audits: Sequence[AuditEntry],
+    events: Sequence[Event],
+) -> None:
+    """Upsert the checks ``as_written`` gave, append their ``audits`` (in order, the actor
+    as who) and record the outbox ``events`` (one per ``dedupe_key`` ever), in the caller's
+    transaction, which holds the session lock. One statement; none when nothing changes."""
+    if not written:
+        return
+    count = await scope.value(
+        WRITE_CHECKS,
         session_id,
         actor_id,
-        [w[0] for w in writes],
-        [w[1] for w in writes],
-        [w[2] for w in writes],
-        [w[3] for w in writes],
+        [w.id for w in written],
+        [w.student_id for w in written],
+        [w.status for w in written],
+        [w.note for w in written],
+        [w.checked_at for w in written],
+        [a[0] for a in audits],
+        [a[1] for a in audits],
+        [a[2] for a in audits],
+        [a[3] for a in audits],
+        [e[0] for e in events],
+        [e[1] for e in events],
+        [e[2] for e in events],
     )
-    return {r.student_id: r for r in rows}
+    if count != len(written):
+        # Another writer got past the session lock: refuse rather than audit a guess.
+        raise RuntimeError(f"attendance: {count} of {len(written)} checks written")
 
 
 # --- the sheet -------------------------------------------------------------------------
@@ -202,7 +285,7 @@ async def upsert_checks(
 SHEET_SQL = f"""
     SELECT ls.id AS session_id, ls.lecture AS lecture_id, l.title AS lecture_title, ls.seq,
            ls.date, ls.topic, en.student AS student_id, en.name,
-           a.status, a.note, a.checked_at, a.checked_by
+           a.id AS check_id, a.status, a.note, a.checked_at, a.checked_by
     FROM lecture_session ls
     JOIN lecture l ON l.id = ls.lecture AND l.tenant = $1
     LEFT JOIN (
@@ -217,24 +300,67 @@ SHEET_SQL = f"""
 """
 
 
-async def load_sheet(scope: TenantScope, session_id: Any) -> Sheet:
-    """The session's sheet in one query: every actively enrolled student, by name, with
-    their check or None. A session with nobody enrolled is an empty sheet, not a 404."""
-    lines = await scope.rows(_SheetLine, SHEET_SQL, parse_id(LectureSession, session_id))
-    if not lines:
-        raise NotFoundInTenant(LectureSession, session_id)
-    items = [
-        msgspec.convert(line, SheetRow, from_attributes=True)
-        for line in lines
-        if line.student_id is not None  # the LEFT JOIN's row for a session without enrollees
-    ]
+def _sheet(head: SheetHead, items: list[SheetRow]) -> Sheet:
     tally = collections.Counter(i.check.status if i.check else "unchecked" for i in items)
-    head = lines[0]
     return Sheet(
         **{field: getattr(head, field) for field in SheetHead.__struct_fields__},
         counts=Counts(**{f: tally[f] for f in Counts.__struct_fields__}),
         items=items,
     )
+
+
+async def _read_sheet(
+    scope: TenantScope, session_id: uuid.UUID
+) -> tuple[Sheet, dict[uuid.UUID, StoredCheck]]:
+    lines = await scope.rows(_SheetLine, SHEET_SQL, session_id)
+    if not lines:
+        raise NotFoundInTenant(LectureSession, session_id)
+    items: list[SheetRow] = []
+    stored: dict[uuid.UUID, StoredCheck] = {}
+    for line in lines:
+        if line.student_id is None:
+            continue  # the LEFT JOIN's one row of a session without enrollees
+        check = line.check
+        items.append(SheetRow(line.student_id, line.name or "", check))
+        if check is not None and line.check_id is not None:
+            stored[line.student_id] = StoredCheck(
+                session_id=session_id,
+                student_id=line.student_id,
+                id=line.check_id,
+                **msgspec.structs.asdict(check),
+            )
+    return _sheet(lines[0], items), stored
+
+
+async def load_sheet(scope: TenantScope, session_id: Any) -> Sheet:
+    """The session's sheet in one query: every actively enrolled student, by name, with
+    their check or None. A session with nobody enrolled is an empty sheet, not a 404."""
+    sheet, _ = await _read_sheet(scope, parse_id(LectureSession, session_id))
+    return sheet
+
+
+async def sheet_checks(
+    scope: TenantScope, session: SessionRef
+) -> tuple[Sheet, dict[uuid.UUID, StoredCheck]]:
+    """The sheet of a locked session (``lock_session``) and its stored checks by student,
+    in one statement: its students are the ones who may be checked (``ACTIVE``), and read
+    under the lock the checks are what the caller's upsert replaces."""
+    return await _read_sheet(scope, session.id)
+
+
+def _check_of(stored: StoredCheck) -> Check:
+    return Check(stored.status, stored.note, stored.checked_at, stored.checked_by)
+
+
+def with_checks(sheet: Sheet, checks: Mapping[uuid.UUID, StoredCheck]) -> Sheet:
+    """The sheet with ``checks`` (by student) in place of its students' own, recounted."""
+    items = [
+        SheetRow(i.student_id, i.name, _check_of(checks[i.student_id]))
+        if i.student_id in checks
+        else i
+        for i in sheet.items
+    ]
+    return _sheet(sheet, items)
 
 
 # --- reports ---------------------------------------------------------------------------

@@ -7,11 +7,7 @@ at 64 concurrent connections. Prints req/s and p50/p99; asserts nothing about sp
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
 import random
-import tempfile
 import uuid
 
 import httpx
@@ -90,42 +86,8 @@ export function write() {
 """
 
 
-BULK_SCRIPT = """
-import http from 'k6/http';
-import { check } from 'k6';
-export const options = { vus: __ENV.VUS * 1, duration: __ENV.DURATION };
-const sessions = JSON.parse(open(__ENV.SESSIONS));
-const statuses = ['present', 'present', 'present', 'late', 'absent'];
-const params = { headers: { Authorization: `Bearer ${__ENV.TOKEN}`, 'Content-Type': 'application/json' } };
-export default function () {
-  const s = sessions[Math.floor(Math.random() * sessions.length)];
-  const items = s.students.map((id) => ({ student_id: id, status: statuses[Math.floor(Math.random() * 5)] }));
-  const r = http.put(`${__ENV.BASE}/api/v1/sessions/${s.id}/attendance`, JSON.stringify({ items }), params);
-  check(r, { '200': (res) => res.status === 200 });
-}
-"""
-
-
-async def _sessions(tenant_id: uuid.UUID, lectures: list[uuid.UUID]) -> list[dict[str, object]]:
-    """One session per lecture, with its enrolled students."""
-    from models.db import connection
-
-    rows = [(uuid.uuid4(), tenant_id, lid, 1, dt.date.today(), "1강") for lid in lectures]
-    await copy_records("lecture_session", ["id", "tenant", "lecture", "seq", "date", "topic"], rows)
-    async with connection() as conn:
-        enrolled = await conn.fetch(
-            "SELECT lecture, array_agg(student::text) AS students FROM enrollment "
-            "WHERE tenant = $1 AND status = 'active' GROUP BY lecture",
-            tenant_id,
-        )
-    by_lecture = {r["lecture"]: r["students"] for r in enrolled}
-    return [{"id": str(r[0]), "students": by_lecture.get(r[2], [])} for r in rows]
-
-
 async def test_bench_api(tenant):
-    _, lectures = await seed(tenant.id)
-    sessions = await _sessions(tenant.id, lectures)
-    per_session = sum(len(s["students"]) for s in sessions) / len(sessions)  # type: ignore[arg-type]
+    await seed(tenant.id)
     async with api_server(tenant) as server:
         async with httpx.AsyncClient(base_url=server.base, timeout=10) as client:
             page = (await client.get("/api/v1/students?limit=50", headers=server.headers)).json()
@@ -141,11 +103,3 @@ async def test_bench_api(tenant):
             "(each edit invalidates the tenant's cached pages)",
             k6_run(MIXED_SCRIPT, {**env, "STUDENT": page["items"][0]["id"]}),
         )
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump(sessions, f)
-        report(
-            f"PUT /api/v1/sessions/{{id}}/attendance (bulk check, {per_session:.0f} students per "
-            "session, random statuses: audit rows and absence events written)",
-            k6_run(BULK_SCRIPT, {**env, "SESSIONS": f.name}),
-        )
-        os.unlink(f.name)
