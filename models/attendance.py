@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from models.enrollments import ACTIVE, active_count
-from models.events import AuditEntry, Event
+from models.events import AuditEntry, Event, insert_audits, insert_events
 from models.pages import Keyset, Page, Params, as_text, as_uuid, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture, LectureSession
@@ -213,11 +213,11 @@ def as_written(
     }
 
 
-# The checks, their audit rows and their outbox events in one statement (the rows and the
-# shapes ``models.events.record_audits`` / ``emit_events`` write). Everything is decided
+# The checks, their audit rows and their outbox events in one statement (the latter two as
+# ``models.events`` writes them everywhere). Everything is decided
 # before: the session lock keeps other writers of these checks out, so the upsert writes
 # exactly the rows ``as_written`` predicted, and the count returned says so.
-WRITE_CHECKS = """
+WRITE_CHECKS = f"""
     WITH checks AS (
         INSERT INTO attendance AS a
             (id, tenant, session, student, status, note, checked_at, checked_by)
@@ -229,17 +229,8 @@ WRITE_CHECKS = """
             checked_at = EXCLUDED.checked_at, checked_by = EXCLUDED.checked_by
         WHERE a.tenant = $1 AND a.id = EXCLUDED.id
         RETURNING 1
-    ), audit AS (
-        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-        SELECT $1, $3, 'attendance', u.entity_id, u.action, u.before, u.after, now()
-        FROM unnest($9::uuid[], $10::text[], $11::jsonb[], $12::jsonb[]) WITH ORDINALITY
-             AS u(entity_id, action, before, after, n)
-        ORDER BY u.n
-    ), events AS (
-        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-        SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload, now(), 0
-        FROM unnest($13::text[], $14::text[], $15::jsonb[]) AS u(kind, dedupe_key, payload)
-        ON CONFLICT (dedupe_key) DO NOTHING
+    ), audit AS ({insert_audits("$1", "$3", "'attendance'", first=9)}
+    ), events AS ({insert_events("$1", first=13)}
     )
     SELECT count(*) FROM checks
 """

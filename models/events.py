@@ -16,6 +16,30 @@ Event = tuple[str, str, dict[str, Any]]
 """(kind, dedupe_key, payload)"""
 
 
+def insert_audits(tenant: str, actor: str, entity: str, *, first: int) -> str:
+    """The statement appending audit rows (order kept) from four array parameters from
+    ``$first`` on: entity ids, actions, befores, afters (``AuditEntry``'s columns). Alone
+    (``record_audits``) or as a step of a caller's statement; ``tenant``, ``actor`` and
+    ``entity`` are its SQL for those values."""
+    return f"""
+        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
+        SELECT {tenant}, {actor}, {entity}, u.entity_id, u.action, u.before, u.after, now()
+        FROM unnest(${first}::uuid[], ${first + 1}::text[], ${first + 2}::jsonb[],
+                    ${first + 3}::jsonb[]) WITH ORDINALITY AS u(entity_id, action, before, after, n)
+        ORDER BY u.n"""
+
+
+def insert_events(tenant: str, *, first: int) -> str:
+    """The statement recording outbox events (one per ``dedupe_key`` ever) from three array
+    parameters from ``$first`` on: kinds, dedupe keys, payloads (``Event``'s columns)."""
+    return f"""
+        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
+        SELECT gen_random_uuid(), {tenant}, u.kind, u.dedupe_key, u.payload, now(), 0
+        FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::jsonb[])
+             AS u(kind, dedupe_key, payload)
+        ON CONFLICT (dedupe_key) DO NOTHING"""
+
+
 async def record_audits(
     *, tenant_id: Any, actor_id: Any, entity: str, entries: Sequence[AuditEntry]
 ) -> None:
@@ -25,13 +49,7 @@ async def record_audits(
         return
     async with connection() as conn:
         await conn.execute(
-            """
-            INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-            SELECT $1, $2, $3, u.entity_id, u.action, u.before, u.after, now()
-            FROM unnest($4::uuid[], $5::text[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY
-                 AS u(entity_id, action, before, after, n)
-            ORDER BY u.n
-            """,
+            insert_audits("$1", "$2", "$3", first=4),
             tenant_id,
             actor_id,
             entity,
@@ -67,13 +85,7 @@ async def emit_events(*, tenant_id: Any, events: Sequence[Event]) -> int:
         return 0
     async with connection() as conn:
         rows = await conn.fetch(
-            """
-            INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-            SELECT gen_random_uuid(), $1, u.kind, u.dedupe_key, u.payload, now(), 0
-            FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(kind, dedupe_key, payload)
-            ON CONFLICT (dedupe_key) DO NOTHING
-            RETURNING 1
-            """,
+            insert_events("$1", first=2) + " RETURNING 1",
             tenant_id,
             [e[0] for e in events],
             [e[1] for e in events],
