@@ -311,8 +311,7 @@ async def _heartbeat_target(
 
 
 def _preview(video: HeartbeatTarget, data: Heartbeat, duration: float) -> WatchProgress:
-    """Staff previewing with the same player: answered as a first heartbeat without the
-    proctored rules, never recorded."""
+    """Staff previewing with the player: an open video's first heartbeat, never recorded."""
     open_video = msgspec.structs.replace(video, proctored=False)
     preview = _advance(open_video, data, duration, WatchLock(video.id, [], None, None))
     return WatchProgress(
@@ -352,6 +351,7 @@ def _advance(
         frontier=state.frontier,
         completed=state.completed,
         seq=data.seq,
+        fresh=state.fresh,
     )
 
 

@@ -25,6 +25,7 @@ from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Video as VideoTable
 from models.videos import Rendition, find_video
 from ops.settings import get_settings
+from pipelines.video.watch import REALTIME_CARRY_SECONDS as CARRY
 
 # --- records ---------------------------------------------------------------------------
 
@@ -76,6 +77,7 @@ class WatchUpdate(msgspec.Struct):
     frontier: float
     completed: bool
     seq: int | None
+    fresh: float = 0.0  # newly played seconds: the real-time clock advances by them
 
 
 class Watch(msgspec.Struct):
@@ -191,7 +193,9 @@ async def open_watch(scope: TenantScope, video_id: uuid.UUID, student_id: uuid.U
 
 
 # A decided heartbeat: the refusal counted, or the new state stored. ``{guard}``: the
-# optimistic path's condition that the row is still the version decided on.
+# optimistic path's condition that the row is still the version decided on. The real-time
+# clock (``last_heartbeat_at``) advances by the playback credited, within ``{carry}``
+# seconds of now (``pipelines.video.watch``: the proctored rules).
 _REFUSED = """UPDATE video_watch SET rejected_heartbeats = rejected_heartbeats + 1
               WHERE tenant = $1 AND id = $2 {guard} RETURNING id"""
 _STORED = """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
@@ -199,7 +203,10 @@ _STORED = """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
                  completed = completed OR $8,
                  completed_at = CASE WHEN $8 AND completed_at IS NULL THEN now()
                                      ELSE completed_at END,
-                 last_seq = COALESCE($9, last_seq), last_heartbeat_at = now(),
+                 last_seq = COALESCE($9, last_seq),
+                 last_heartbeat_at = GREATEST(now() - make_interval(secs => {carry}),
+                     LEAST(now(), COALESCE(last_heartbeat_at, now())
+                                  + make_interval(secs => $10))),
                  heartbeats = heartbeats + 1, updated_at = now()
              WHERE tenant = $1 AND id = $2 {guard}
              RETURNING position, intervals, watched_seconds, coverage, completed, completed_at"""
@@ -240,7 +247,7 @@ async def _record_seen(
             return None
         raise
     return await scope.row(
-        Watch, _STORED.format(guard="AND xmin::text = $10"), seen.id, *_values(update),
+        Watch, _STORED.format(guard="AND xmin::text = $11", carry=CARRY), seen.id, *_values(update),
         seen.version,
     )  # fmt: skip
 
@@ -277,7 +284,9 @@ async def _record_locked(
             refused = exc
             await scope.execute(_REFUSED.format(guard=""), watch.id)
         else:
-            saved = await scope.row(Watch, _STORED.format(guard=""), watch.id, *_values(update))
+            saved = await scope.row(
+                Watch, _STORED.format(guard="", carry=CARRY), watch.id, *_values(update)
+            )
     if refused is not None:
         raise refused
     assert saved is not None
@@ -285,7 +294,7 @@ async def _record_locked(
 
 
 def _values(update: WatchUpdate) -> tuple[Any, ...]:
-    """``_STORED``'s arguments $3 to $9."""
+    """``_STORED``'s arguments $3 to $10."""
     return (
         update.intervals,
         update.watched_seconds,
@@ -294,6 +303,7 @@ def _values(update: WatchUpdate) -> tuple[Any, ...]:
         update.frontier,
         update.completed,
         update.seq,
+        update.fresh,
     )
 
 

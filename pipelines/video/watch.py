@@ -12,8 +12,12 @@ In a proctored lecture:
   player's own jitter) extend it; a later interval is dropped;
 * a heartbeat whose sequence number is not above the last accepted one is rejected (out
   of order or replayed);
-* a heartbeat claiming more newly played time than the wall-clock time since the previous
-  one (times a small tolerance) is rejected: faster than real time.
+* a heartbeat claiming more newly played time than the watch's real-time clock allows
+  (times a small tolerance) is rejected: faster than real time. The clock advances by the
+  playback each accepted heartbeat is credited with, but never lags the heartbeat's time
+  by more than ``REALTIME_CARRY_SECONDS``: a heartbeat the server handled late (queued
+  behind others on a busy host) does not make the player's next one, sent on time, look
+  too fast, and time not played is banked for at most that long.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ SEEK_SLACK_SECONDS = 1.5
 # Real time allows for timer skew and network delay between heartbeats.
 REALTIME_TOLERANCE = 1.10
 REALTIME_GRACE_SECONDS = 2.0
+REALTIME_CARRY_SECONDS = 10.0
 
 
 class HeartbeatRejected(Exception):
@@ -97,6 +102,7 @@ class WatchState:
     coverage: float  # 0..1
     frontier: float
     completed: bool
+    fresh: float  # newly played seconds, what the real-time clock advances by
 
 
 def apply_heartbeat(
@@ -112,6 +118,7 @@ def apply_heartbeat(
 ) -> WatchState:
     """The new state after one heartbeat; raises ``HeartbeatRejected`` in proctored mode."""
     played = clean(played, duration)
+    fresh = new_time(existing, played)
     if proctored:
         if seq is None:
             raise HeartbeatRejected("out-of-order", "a proctored heartbeat needs a sequence number")
@@ -119,7 +126,6 @@ def apply_heartbeat(
             raise HeartbeatRejected(
                 "out-of-order", f"heartbeat {seq} arrived after heartbeat {last_seq}"
             )
-        fresh = new_time(existing, played)
         allowed = (elapsed_seconds or 0.0) * REALTIME_TOLERANCE + REALTIME_GRACE_SECONDS
         if fresh > allowed:
             raise HeartbeatRejected(
@@ -137,4 +143,5 @@ def apply_heartbeat(
         coverage=coverage,
         frontier=frontier(merged),
         completed=coverage + 1e-9 >= completion_ratio,
+        fresh=fresh,
     )

@@ -94,3 +94,47 @@ async def test_concurrent_proctored_heartbeats_are_decided_one_after_another(ten
     beat = {"position": 1, "played": [[0, 1]], "seq": 1}
     answers = await asyncio.gather(*(tenant.client.post(url, json=beat, headers=sh) for _ in "ab"))
     assert sorted(a.status_code for a in answers) == [200, 409]
+
+
+async def _clock(tenant, url: str, *, back: float = 0.0) -> float:  # type: ignore[no-untyped-def]
+    """Seconds the watch's real-time clock lags now, after moving it ``back`` seconds (as
+    if that much more time had passed)."""
+    video = uuid.UUID(url.split("/")[-2])
+    lag = await TenantScope(tenant.id).value(
+        """UPDATE video_watch SET last_heartbeat_at = last_heartbeat_at - make_interval(secs => $3)
+           WHERE tenant = $1 AND video = $2
+           RETURNING EXTRACT(EPOCH FROM now() - last_heartbeat_at)::float8""",
+        video,
+        back,
+    )
+    return float(lag)
+
+
+async def test_a_heartbeat_handled_late_does_not_make_the_next_one_too_fast(tenant):
+    url, sh = await _watching(tenant, proctored=True)
+    # Beat 1 sent 10 s after playback opened, but handled 3 s late (queued on a busy host).
+    await _clock(tenant, url, back=13)
+    r = await tenant.client.post(
+        url, json={"position": 10, "played": [[0, 10]], "seq": 1}, headers=sh
+    )
+    assert r.status_code == 200, r.text
+    # The clock moved by the 10 s credited, not to the moment the beat was handled ...
+    assert 2 < await _clock(tenant, url) < 5
+    # ... so beat 2, sent on time 10 s after beat 1 (7 s after it was handled), is accepted.
+    await _clock(tenant, url, back=7)
+    r = await tenant.client.post(
+        url, json={"position": 20, "played": [[10, 20]], "seq": 2}, headers=sh
+    )
+    assert r.status_code == 200, r.text
+    # Time not played is banked for 10 s at most: after an hour's pause the clock is
+    # 10 s behind, and a beat claiming a minute of playback is refused.
+    await _clock(tenant, url, back=3600)
+    r = await tenant.client.post(
+        url, json={"position": 25, "played": [[20, 25]], "seq": 3}, headers=sh
+    )
+    assert r.status_code == 200, r.text
+    assert 9 < await _clock(tenant, url) < 12
+    r = await tenant.client.post(
+        url, json={"position": 85, "played": [[25, 85]], "seq": 4}, headers=sh
+    )
+    assert r.status_code == 409, r.text
