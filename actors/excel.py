@@ -408,7 +408,8 @@ async def apply_chunk(
     of the enrolments its row asks for. Then, once ``turn`` is done (the previous chunk
     committed: seats go in file order, and the next chunk's students are written
     meanwhile), enrolments are decided with the lectures locked (``models.enrollments``'
-    rule) and written; a new student whose seats were refused has its count corrected.
+    rule) and written; the counts the trigger would recount are recounted here only where
+    they changed: a new student whose seats were refused, a known one newly enrolled.
     Returns False when the chunk had been applied before (a redelivery, or an apply that
     took over): ``record_chunk`` advances ``applied_chunks`` only from ``index``, under
     the import's row lock, or refuses and the transaction is rolled back.
@@ -432,9 +433,15 @@ async def apply_chunk(
             outcomes = await plan_enrolments(
                 scope, [(s, lecture) for _, s, lecture in pairs], new_students=created
             )
-            await write_enrolments(scope, outcomes, source="import", keep_rows=False)
+            await write_enrolments(
+                scope, outcomes, source="import", keep_rows=False, counts_kept=True
+            )
+            # Recounted here, not by the trigger: new students refused a seat they were
+            # written with, and students known before who were enrolled.
             got = Counter(o.student_id for o in outcomes if o.result in ENROLLED)
-            await imports.refresh_enrolment_counts([s for s in created if got[s] != asked[s]])
+            await imports.refresh_enrolment_counts(
+                [s for s in created if got[s] != asked[s]] + [s for s in got if s not in created]
+            )
             kept = [(row, o) for (row, *_), o in zip(pairs, outcomes, strict=True)]
             await imports.record_chunk(
                 scope,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from models import db
 from models.pages import Keyset, Page, Params, as_text, as_uuid, page_from
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import Lecture as LectureTable
@@ -61,17 +62,22 @@ class _Standing(msgspec.Struct):
 
 
 class Seats(msgspec.Struct):
-    """A locked lecture: what enrolment needs to know about it."""
+    """A locked lecture: what enrolment needs to know about it. ``active`` is counted only
+    for a lecture with a ``capacity`` (None without one: nothing depends on it)."""
 
     id: uuid.UUID
     title: str
     status: str
     capacity: int | None
-    active: int
+    active: int | None
+
+    @property
+    def full(self) -> bool:
+        return self.capacity is not None and self.capacity <= (self.active or 0)
 
     @property
     def free(self) -> int | None:
-        return None if self.capacity is None else max(0, self.capacity - self.active)
+        return None if self.capacity is None else max(0, self.capacity - (self.active or 0))
 
 
 Result = Literal["created", "reactivated", "already", "no_lecture", "no_student", "closed", "full"]
@@ -93,7 +99,9 @@ async def lock_lectures(
     scope: TenantScope, lecture_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, Seats]:
     """Lock the lectures (in id order, so two writers cannot deadlock) for the rest of the
-    caller's transaction, and count their active enrollments under the lock."""
+    caller's transaction, and count the active enrollments of those with a capacity under
+    the lock (a lecture without one is not counted: an import into it re-counted every
+    enrolment it had written so far, once a chunk)."""
     ids = sorted(set(lecture_ids))
     await scope.fetch(
         "SELECT id FROM lecture WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE",
@@ -101,7 +109,8 @@ async def lock_lectures(
     )
     seats = await scope.rows(
         Seats,
-        f"SELECT l.id, l.title, l.status, l.capacity, {active_count()} AS active "
+        f"SELECT l.id, l.title, l.status, l.capacity, CASE WHEN l.capacity IS NOT NULL "
+        f"THEN {active_count()} END AS active "
         "FROM lecture l WHERE l.tenant = $1 AND l.id = ANY($2::uuid[])",
         ids,
     )
@@ -165,15 +174,39 @@ async def plan_enrolments(
 
 
 async def write_enrolments(
-    scope: TenantScope, outcomes: list[Outcome], *, source: str, keep_rows: bool = True
+    scope: TenantScope,
+    outcomes: list[Outcome],
+    *,
+    source: str,
+    keep_rows: bool = True,
+    counts_kept: bool = False,
 ) -> list[Outcome]:
     """Write the ``created`` outcomes of ``plan_enrolments`` (one statement), in the same
     transaction; a dropped enrollment among them comes back ``reactivated``. With
     ``keep_rows`` False the outcomes do not get the rows written (a bulk import counts
-    outcomes and never shows the rows: decoding them cost a tenth of its apply)."""
+    outcomes and never shows the rows: decoding them cost a tenth of its apply). With
+    ``counts_kept`` the caller keeps the students' ``enrollment_count`` right itself
+    (``student_refresh_enrollments`` for those whose count it did not write), and the
+    enrollment triggers do not recount them (migration 11:40)."""
     todo = {(o.student_id, o.lecture_id): o for o in outcomes if o.result == "created"}
     if not todo:
         return outcomes
+    if not counts_kept:
+        return await _insert_enrolments(scope, outcomes, todo, source, keep_rows)
+    # The transaction's setting, cleared again as soon as the one statement is done.
+    await db.execute("SELECT set_config('academy.enrollment_count_written', 'on', true)")
+    written = await _insert_enrolments(scope, outcomes, todo, source, keep_rows)
+    await db.execute("SELECT set_config('academy.enrollment_count_written', '', true)")
+    return written
+
+
+async def _insert_enrolments(
+    scope: TenantScope,
+    outcomes: list[Outcome],
+    todo: dict[tuple[uuid.UUID, uuid.UUID], Outcome],
+    source: str,
+    keep_rows: bool,
+) -> list[Outcome]:
     sql = f"""
         INSERT INTO enrollment AS e (id, tenant, student, lecture, status, source, enrolled_at)
         SELECT gen_random_uuid(), $1, t.s, t.l, 'active', $4, now()

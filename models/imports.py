@@ -502,8 +502,10 @@ async def record_chunk(
 
 
 async def refresh_enrolment_counts(students: Sequence[uuid.UUID]) -> None:
-    """Recount the enrolments of ``students`` (new students written with the count their
-    rows asked for, where a seat was then refused)."""
+    """Recount the enrolments of ``students`` whose count the chunk's enrolment insert
+    left to its writer (``write_enrolments``' ``counts_kept``): new students written with
+    the count their rows asked for where a seat was then refused, and students known
+    before who were enrolled."""
     if students:
         await db.execute("SELECT student_refresh_enrollments($1::uuid[])", list(students))
 

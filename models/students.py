@@ -296,7 +296,7 @@ async def restore_student(scope: TenantScope, student_id: Any) -> Student:
         )
         seats = await lock_lectures(scope, lectures)
         full = sorted(
-            (s for s in seats.values() if s.capacity is not None and s.capacity <= s.active),
+            (s for s in seats.values() if s.full),
             key=lambda s: (s.title, s.id),
         )
         if full:

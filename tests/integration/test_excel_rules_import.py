@@ -209,3 +209,41 @@ async def test_chunks_in_flight_take_seats_in_file_order(tenant: Any, monkeypatc
     assert [(r["name"], r["enrollment_count"]) for r in counts] == [
         (f"학생{i:02d}", 1 if i < 5 else 0) for i in range(11)
     ]
+
+
+async def test_students_known_before_keep_a_true_enrolment_count(tenant: Any) -> None:
+    # The import counts the enrolments of the students it writes itself; the ones it finds
+    # already there are recounted where their count changes.
+    for code in ("KA", "KB"):
+        await create_lecture(tenant, code=code)
+    roster = [["이름", "보호자 연락처", "반"]] + [
+        [f"학생{i}", f"010-3500-{i:04d}", "KA"] for i in range(3)
+    ]  # fmt: skip
+    await run_chain(await accepted(tenant, grid_xlsx(roster)))
+    async with connection() as conn:
+        await conn.execute(
+            "UPDATE enrollment e SET status = 'dropped', dropped_at = now() FROM student s "
+            "WHERE s.id = e.student AND s.tenant = $1 AND s.name = '학생1'",
+            tenant.id,
+        )
+    roster = [["이름", "보호자 연락처", "반"],
+              ["학생0", "010-3500-0000", "KB"],  # a second lecture
+              ["학생1", "010-3500-0001", "KA"],  # the dropped one taken back
+              ["학생2", "010-3500-0002", "KA"],  # already there
+              ["학생3", "010-3500-0003", "KB"]]  # fmt: skip
+    job_id = await accepted(tenant, grid_xlsx(roster))
+    await run_chain(job_id)
+    result = (await job_of(job_id))["result"]
+    assert (result["created"], result["unchanged"], result["enrolled"]) == (1, 3, 3)
+    async with connection() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT s.name, s.enrollment_count, (SELECT count(*) FROM enrollment e
+                WHERE e.student = s.id AND e.status = 'active') AS active
+            FROM student s WHERE s.tenant = $1 ORDER BY s.name
+            """,
+            tenant.id,
+        )
+    assert [tuple(r.values()) for r in rows] == [
+        ("학생0", 2, 2), ("학생1", 1, 1), ("학생2", 1, 1), ("학생3", 1, 1),
+    ]  # fmt: skip

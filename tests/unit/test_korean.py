@@ -40,6 +40,24 @@ def test_initials():
     assert not is_initials_query("김ㅁㅅ") and not is_initials_query("")
 
 
+def _initials_char_by_char(text: str) -> str:
+    """The rule as first written: one character at a time."""
+    out = []
+    for ch in text:
+        if 0xAC00 <= ord(ch) <= 0xD7A3:
+            out.append("ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"[(ord(ch) - 0xAC00) // 588])
+        elif not ch.isspace():
+            out.append(ch.lower())
+    return "".join(out)
+
+
+def test_initials_agrees_with_the_rule_char_by_char_on_every_character():
+    every = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    assert [initials(ch) for ch in every] == [_initials_char_by_char(ch) for ch in every]
+    for text in ("ΣΑΣ 김Σ", "İstanbul 이Σ\u3000수", "a\u2028b\x1fc", "ΌΣΟΣ", "Σ"):
+        assert initials(text) == _initials_char_by_char(text), text
+
+
 def test_clean_text():
     assert clean_text("  김　민수 ") == "김 민수"  # ideographic space
     assert clean_text("ＡＢＣ１２") == "ABC12"
