@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ops.processes import stop_server
 from ops.runtime import free_port
 from tests.conftest import ROOT
 
@@ -120,9 +121,4 @@ def prometheus(target: str, token: str, workdir: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_server(proc, 30)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ops.commands.api import command as api_command
+from ops.processes import stop_server
 from ops.runtime import free_port
 from tests.conftest import ROOT, wait_for
 
@@ -61,9 +62,4 @@ async def api_server(
             )
             yield Server(base, login.json()["access_token"], proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_server(proc, 10)

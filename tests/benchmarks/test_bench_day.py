@@ -38,6 +38,7 @@ import httpx
 import psutil
 
 from models.db import connection
+from ops.processes import stop_server
 from ops.runtime import pgbouncer
 from tests.benchmarks import cpu
 from tests.benchmarks.day_seed import Academy, k6_data, login_all, pool_emails, seed_day
@@ -114,7 +115,7 @@ async def test_bench_day(runtime: Any, database: None, provisioned: Any, start_w
         for worker in workers.values():  # stopped before their outbox directory goes
             stack.callback(worker.stop)
         scheduler = _scheduler(env)
-        stack.callback(_stop, scheduler)
+        stack.callback(stop_server, scheduler, 15)
         owner = types.SimpleNamespace(owner_email=academies[0].owner, password=_password())
         # A busy shared host can take a while to start every process.
         async with api_server(owner, env=env, processes=2, start_timeout=180) as server:
@@ -135,15 +136,6 @@ def _scheduler(env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 async def _run(

@@ -19,18 +19,17 @@ import os
 import random
 import tempfile
 import uuid
-from typing import Any
 
 import httpx
 
 from models.db import connection
-from models.scope import TenantScope
 from models.students import StudentFilter, list_students
 from tests.benchmarks.k6 import k6_run
 from tests.benchmarks.k6 import report as k6_report
 from tests.benchmarks.server import api_server
 from tests.benchmarks.test_bench_api import seed
 from tests.factories import bulk_students
+from tests.factories.scopes import StatementKept
 
 VUS, DURATION, OTHER_ACADEMIES, OTHER_STUDENTS = 64, "15s", 2, 5_000
 # How many searches of each kind the mix holds (and so its share of the requests).
@@ -78,21 +77,10 @@ async def _searches(tenant_id: uuid.UUID) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-class _Statement(TenantScope):
-    """A scope that keeps the statement a query would run instead of running it."""
-
-    sql = ""
-    args: tuple[Any, ...] = ()
-
-    async def fetch(self, sql: str, *args: Any, **_: Any) -> list[Any]:
-        self.sql, self.args = sql, (self.tenant_id, *args)
-        return []
-
-
 async def _explain(tenant_id: uuid.UUID, kind: str, q: str) -> None:
     from api.students import _search
 
-    statement = _Statement(tenant_id)
+    statement = StatementKept(tenant_id)
     found: StudentFilter = _search(q)
     await list_students(statement, found, sort="name", limit=50, cursor=None, deleted=False)
     async with connection() as conn:

@@ -12,6 +12,7 @@ from models.db import connection
 from models.scope import TenantScope
 from models.students import StudentFilter, containing, list_students
 from tests.factories import bulk_students, create_student, unique_mobile
+from tests.factories.scopes import StatementKept
 
 BASE = "/api/v1/students"
 
@@ -124,17 +125,6 @@ async def test_a_guardians_new_phone_is_found_and_the_old_one_not(tenant):
     assert await _searched(tenant.id, new[-4:]) == []
 
 
-class _Statement(TenantScope):
-    """Keeps the statement the list would run instead of running it."""
-
-    sql = ""
-    args: tuple[Any, ...] = ()
-
-    async def fetch(self, sql: str, *args: Any, **_: Any) -> list[Any]:
-        self.sql, self.args = sql, (self.tenant_id, *args)
-        return []
-
-
 @pytest.mark.parametrize("kind", ["phone tail", "name", "초성"])
 async def test_search_is_planned_on_the_index(make_tenant, kind):
     from api.students import _search
@@ -149,7 +139,7 @@ async def test_search_is_planned_on_the_index(make_tenant, kind):
             "SELECT phone FROM student WHERE tenant = $1 LIMIT 1", tenant.id
         )
     q = {"phone tail": phone[-4:], "name": "김민수", "초성": "ㅎㄱㄷ"}[kind]
-    statement = _Statement(tenant.id)
+    statement = StatementKept(tenant.id)
     await list_students(statement, _search(q), sort="name", limit=50, cursor=None, deleted=False)
     async with connection() as conn:
         plan = "\n".join(
