@@ -62,8 +62,8 @@ class _Standing(msgspec.Struct):
 
 
 class Seats(msgspec.Struct):
-    """A locked lecture: what enrolment needs to know about it. ``active`` is counted only
-    for a lecture with a ``capacity`` (None without one: nothing depends on it)."""
+    """A locked lecture: what enrolment needs to know about it. ``active`` is None only
+    when it was not counted (``lock_lectures(seats_only=True)``, no capacity)."""
 
     id: uuid.UUID
     title: str
@@ -96,12 +96,13 @@ class Outcome(msgspec.Struct):
 
 
 async def lock_lectures(
-    scope: TenantScope, lecture_ids: Sequence[uuid.UUID]
+    scope: TenantScope, lecture_ids: Sequence[uuid.UUID], *, seats_only: bool = False
 ) -> dict[uuid.UUID, Seats]:
     """Lock the lectures (in id order, so two writers cannot deadlock) for the rest of the
-    caller's transaction, and count the active enrollments of those with a capacity under
-    the lock (a lecture without one is not counted: an import into it re-counted every
-    enrolment it had written so far, once a chunk)."""
+    caller's transaction, and count their active enrollments under the lock. ``seats_only``:
+    the caller asks only whether seats are left, so a lecture without a capacity is not
+    counted (an import into it re-counted every enrolment it had written so far, once a
+    chunk)."""
     ids = sorted(set(lecture_ids))
     await scope.fetch(
         "SELECT id FROM lecture WHERE tenant = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE",
@@ -110,9 +111,10 @@ async def lock_lectures(
     seats = await scope.rows(
         Seats,
         f"SELECT l.id, l.title, l.status, l.capacity, CASE WHEN l.capacity IS NOT NULL "
-        f"THEN {active_count()} END AS active "
+        f"OR NOT $3::boolean THEN {active_count()} END AS active "
         "FROM lecture l WHERE l.tenant = $1 AND l.id = ANY($2::uuid[])",
         ids,
+        seats_only,
     )
     return {s.id: s for s in seats}
 
@@ -149,7 +151,7 @@ async def plan_enrolments(
     import decides first, so each new student is written once with its count)."""
     if not pairs:
         return []
-    lectures = await lock_lectures(scope, [lecture for _, lecture in pairs])
+    lectures = await lock_lectures(scope, [lecture for _, lecture in pairs], seats_only=True)
     fresh = set(new_students)
     students = sorted({student for student, _ in pairs} - fresh)
     # One statement: which students are live, and their enrollments in these lectures.

@@ -294,7 +294,7 @@ async def restore_student(scope: TenantScope, student_id: Any) -> Student:
             "AND status = 'active'",
             current.id,
         )
-        seats = await lock_lectures(scope, lectures)
+        seats = await lock_lectures(scope, lectures, seats_only=True)
         full = sorted(
             (s for s in seats.values() if s.full),
             key=lambda s: (s.title, s.id),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ops.settings import get_settings
+
 # Longer than a load balancer's idle timeout (an ALB's is 60 s) and than the players'
 # 10 s heartbeat: a server closing an idle connection just as a client reuses it answers
 # that request with a reset (a 502 behind the balancer). uvicorn's default is 5 s.
@@ -45,8 +47,6 @@ def command(
 
 def main() -> None:
     """Replace this process with the server (signals reach uvicorn directly)."""
-    from ops.settings import get_settings
-
     argv = command(
         int(os.environ.get("PORT", "8000")),
         get_settings().api_processes,
