@@ -247,24 +247,17 @@ async def test_bench_attendance(tenant):
             mine, theirs = Path(tmp) / "classes.json", Path(tmp) / "office.json"
             mine.write_text(json.dumps(classes))
             theirs.write_text(json.dumps(office))
-            summary, waits = await _run(
-                TEACHER_SCRIPT, {**env, "VUS": str(TEACHERS), "SESSIONS": str(mine)}, server.pid
-            )
-            report(
-                f"PUT /api/v1/sessions/{{id}}/attendance ({TEACHERS} teachers, each on their own "
-                f"{CLASS_SIZE}-student session with their own token, random statuses)",
-                summary,
-                TEACHERS,
-            )
-            print(waits)
             per_session = sum(len(s["students"]) for s in office) / len(office)
-            summary, waits = await _run(
-                OWNER_SCRIPT, {**env, "VUS": str(OWNER_VUS), "SESSIONS": str(theirs)}, server.pid
-            )
-            report(
-                f"PUT /api/v1/sessions/{{id}}/attendance (the owner, {per_session:.0f} students "
-                f"per session, any of {LECTURES} sessions, random statuses)",
-                summary,
-                OWNER_VUS,
-            )
-            print(waits)
+            runs = (
+                (TEACHER_SCRIPT, TEACHERS, mine,
+                 f"{TEACHERS} teachers, each on their own {CLASS_SIZE}-student session with "
+                 "their own token, random statuses"),
+                (OWNER_SCRIPT, OWNER_VUS, theirs,
+                 f"the owner, {per_session:.0f} students per session, any of {LECTURES} "
+                 "sessions, random statuses"),
+            )  # fmt: skip
+            for script, vus, sessions, what in runs:
+                env_run = {**env, "VUS": str(vus), "SESSIONS": str(sessions)}
+                summary, waits = await _run(script, env_run, server.pid)
+                report(f"PUT /api/v1/sessions/{{id}}/attendance ({what})", summary, vus)
+                print(waits)
