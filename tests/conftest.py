@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import secrets
 import signal
@@ -279,10 +280,19 @@ class QueryCounter:
         self.statements: list[str] = []
 
 
+# Set while a test counts: only statements sent from its own context (the test, the requests
+# it makes through the in-process client and the tasks they start) are counted. The session's
+# listener and any task a previous test left running send statements of their own at any
+# moment, and a count that took those in failed now and then on a busy machine.
+_COUNTING: contextvars.ContextVar[QueryCounter | None] = contextvars.ContextVar(
+    "counting", default=None
+)
+
+
 @pytest.fixture
-def count_queries(monkeypatch: pytest.MonkeyPatch) -> QueryCounter:
-    """Counts SQL statements sent to Postgres (through the ORM or raw asyncpg), so a test
-    can show a list endpoint does not issue one query per row."""
+def count_queries(monkeypatch: pytest.MonkeyPatch) -> Iterator[QueryCounter]:
+    """Counts SQL statements sent to Postgres (through the ORM or raw asyncpg) by the test and
+    what it calls, so a test can show a list endpoint does not issue one query per row."""
     import asyncpg.connection
 
     counter = QueryCounter()
@@ -292,9 +302,12 @@ def count_queries(monkeypatch: pytest.MonkeyPatch) -> QueryCounter:
         def wrapper(
             self: Any, query: str, *args: Any, _original: Any = original, **kwargs: Any
         ) -> Any:
-            counter.count += 1
-            counter.statements.append(query)
+            if _COUNTING.get() is counter:
+                counter.count += 1
+                counter.statements.append(query)
             return _original(self, query, *args, **kwargs)
 
         monkeypatch.setattr(asyncpg.connection.Connection, name, wrapper)
-    return counter
+    token = _COUNTING.set(counter)
+    yield counter
+    _COUNTING.reset(token)
