@@ -40,6 +40,7 @@ from litestar import Controller, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from api import rules
 from api.auth import Principal, require_own_lecture, require_staff
 from api.errors import field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
@@ -269,7 +270,11 @@ class SessionAttendanceController(Controller):
     ) -> Sheet:
         return await load_sheet(tenant_scope, session_id)
 
-    @put("/", summary="Check many students of the session at once (all or nothing)")
+    @put(
+        "/",
+        opt=rules.CHECK_MANY,
+        summary="Check many students of the session at once (all or nothing)",
+    )
     async def check_many(
         self,
         session_id: FromPath[str],
@@ -299,7 +304,11 @@ class SessionAttendanceController(Controller):
             )
         return with_checks(sheet, checks)
 
-    @put("/{student_id:str}", summary="Check one student (an upsert; a re-submit is a no-op)")
+    @put(
+        "/{student_id:str}",
+        opt=rules.CHECK_ONE,
+        summary="Check one student (an upsert; a re-submit is a no-op)",
+    )
     async def check_one(
         self,
         session_id: FromPath[str],
@@ -335,7 +344,11 @@ class AttendanceReportController(Controller):
     tags = ["attendance"]
     guards = [require_staff, require_own_lecture]
 
-    @get("/attendance/report", summary="Per-student attendance over a date range, cursor pages")
+    @get(
+        "/attendance/report",
+        opt=rules.REPORT,
+        summary="Per-student attendance over a date range, cursor pages",
+    )
     async def students(
         self,
         tenant_scope: NamedDependency[TenantScope],
@@ -363,7 +376,7 @@ class AttendanceReportController(Controller):
         ]
         return Page(items=items, limit=page.limit, next_cursor=page.next_cursor)
 
-    @get("/lectures/{lecture_id:str}/attendance/report",
+    @get("/lectures/{lecture_id:str}/attendance/report", opt=rules.REPORT,
          summary="A lecture's attendance: summary and per-session counts")  # fmt: skip
     async def lecture(
         self,

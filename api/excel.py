@@ -30,6 +30,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from actors.excel import parse_upload
 from actors.excel_export import export
 from actors.jobs import submit
+from api import rules
 from api.auth import Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.uploads import cap_body, multipart_form, refuse_read_size
@@ -185,6 +186,7 @@ class ExcelImportController(Controller):
 
     @post(
         "/excel",
+        opt=rules.ROSTER_UPLOAD,
         status_code=HTTP_202_ACCEPTED,
         guards=[require_office],
         request_max_body_size=HARD_CAP,
@@ -307,6 +309,7 @@ class ExportController(Controller):
 
     @post(
         "/attendance",
+        opt=rules.ATTENDANCE_EXPORT,
         status_code=HTTP_202_ACCEPTED,
         summary="Export attendance over a date range (xlsx job)",
     )

@@ -27,6 +27,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 
+from api import rules
 from api.auth import Principal, require_own_lecture, require_roles, require_staff
 from api.errors import field_error, handle_http, problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
@@ -380,7 +381,13 @@ class LectureExamController(Controller):
             cursor=cursor,
         )
 
-    @post("/", status_code=HTTP_201_CREATED, guards=[require_grader], summary="Create an exam")
+    @post(
+        "/",
+        opt=rules.EXAM_WRITE,
+        status_code=HTTP_201_CREATED,
+        guards=[require_grader],
+        summary="Create an exam",
+    )
     async def create(
         self,
         lecture_id: FromPath[str],
@@ -402,7 +409,12 @@ class ExamController(Controller):
     ) -> Exam:
         return await load_exam(tenant_scope, exam_id)
 
-    @patch("/{exam_id:str}", guards=[require_grader], summary="Change some fields")
+    @patch(
+        "/{exam_id:str}",
+        opt=rules.EXAM_WRITE,
+        guards=[require_grader],
+        summary="Change some fields",
+    )
     async def update(
         self,
         exam_id: FromPath[str],
@@ -440,7 +452,7 @@ class ExamController(Controller):
             exam_id=head.exam_id, max_score=head.max_score, count=len(items), items=items
         )
 
-    @put("/{exam_id:str}/scores/{student_id:str}", guards=[require_grader],
+    @put("/{exam_id:str}/scores/{student_id:str}", opt=rules.SCORE_ONE, guards=[require_grader],
          summary="Record one student's score")  # fmt: skip
     async def put_score(
         self,
@@ -481,7 +493,7 @@ class ExamController(Controller):
             changed=changed[student],
         )
 
-    @put("/{exam_id:str}/scores", guards=[require_grader],
+    @put("/{exam_id:str}/scores", opt=rules.SCORE_MANY, guards=[require_grader],
          exception_handlers={ValidationException: _bulk_body_problem},
          summary="Record many scores: all or nothing")  # fmt: skip
     async def put_scores(

@@ -10,6 +10,7 @@ from litestar import Controller, get, patch
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from api import rules
 from api.auth import require_staff
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from api.students import StudentPage, require_office
@@ -78,7 +79,7 @@ class GuardianController(Controller):
     ) -> GuardianDetail:
         return await guardians.get_guardian(tenant_scope, guardian_id)
 
-    @patch("/{guardian_id:str}", guards=[require_office],
+    @patch("/{guardian_id:str}", opt=rules.GUARDIAN_WRITE, guards=[require_office],
            summary="Change a guardian's name or phone (for every sibling)")  # fmt: skip
     async def update(
         self,

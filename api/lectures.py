@@ -28,6 +28,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from api import rules
 from api.auth import require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
@@ -285,7 +286,13 @@ class LectureController(Controller):
             cursor=cursor,
         )
 
-    @post("/", status_code=HTTP_201_CREATED, guards=[require_office], summary="Create a lecture")
+    @post(
+        "/",
+        opt=rules.LECTURE_WRITE,
+        status_code=HTTP_201_CREATED,
+        guards=[require_office],
+        summary="Create a lecture",
+    )
     async def create(
         self, data: JSONBody[LectureCreate], tenant_scope: NamedDependency[TenantScope]
     ) -> Lecture:
@@ -299,7 +306,12 @@ class LectureController(Controller):
     ) -> Lecture:
         return await lectures.get_lecture(tenant_scope, lecture_id)
 
-    @patch("/{lecture_id:str}", guards=[require_office], summary="Change some fields")
+    @patch(
+        "/{lecture_id:str}",
+        opt=rules.LECTURE_WRITE,
+        guards=[require_office],
+        summary="Change some fields",
+    )
     async def update(
         self,
         lecture_id: FromPath[str],
@@ -372,7 +384,7 @@ class SessionController(Controller):
             tenant_scope, lecture_id, limit=check_limit(limit), cursor=cursor
         )
 
-    @post("/lectures/{lecture_id:str}/sessions", status_code=HTTP_201_CREATED,
+    @post("/lectures/{lecture_id:str}/sessions", opt=rules.SESSION_WRITE, status_code=HTTP_201_CREATED,
           guards=[require_office], summary="Add one session by hand (the next number)")  # fmt: skip
     async def add_session(
         self,
@@ -395,7 +407,7 @@ class SessionController(Controller):
     ) -> Session:
         return await sessions.get_session(tenant_scope, session_id)
 
-    @patch("/sessions/{session_id:str}",
+    @patch("/sessions/{session_id:str}", opt=rules.SESSION_WRITE,
            summary="Edit a session (date, times, topic, video); teachers too")  # fmt: skip
     async def update_session(
         self,
@@ -431,7 +443,7 @@ class EnrollmentController(Controller):
     tags = ["lectures"]
     guards = [require_staff]
 
-    @post("/lectures/{lecture_id:str}/enrollments", guards=[require_office],
+    @post("/lectures/{lecture_id:str}/enrollments", opt=rules.ENROL, guards=[require_office],
           status_code=HTTP_201_CREATED,
           responses={HTTP_200_OK: ResponseSpec(Enrollment, description="Already enrolled: "
                                                "the enrollment as it was, nothing changed")},

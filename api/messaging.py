@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
@@ -23,6 +23,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 
 from actors.jobs import submit
 from actors.messaging import expand, send_batch
+from api import rules
 from api.auth import Principal, require_admin, require_staff
 from api.errors import Problem, field_error
 from api.messaging_send import SendAccepted, SendRequest, prepare_send, problem, refuse_text_errors
@@ -30,7 +31,15 @@ from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import messaging as message_store
 from models import messaging_config
 from models.errors import fail_fields
-from models.limits import TEMPLATE_CODE, Code, Day, Key, Name, Phone, RequiredText, Secret
+from models.limits import (
+    TEMPLATE_CODE,
+    Day,
+    Key,
+    Name,
+    Phone,
+    RequiredSecret,
+    RequiredText,
+)
 from models.messaging import Message
 from models.messaging_config import Sender, StoredSettings, Template, TemplateValues
 from models.pages import Page
@@ -62,15 +71,20 @@ REPORT_PARSERS = {"solapi": solapi.parse_reports, "console": console.parse_repor
 
 
 class ProviderCredentials(msgspec.Struct, forbid_unknown_fields=True):
-    api_key: Secret
-    api_secret: Secret
+    api_key: RequiredSecret
+    api_secret: RequiredSecret
+
+
+# The providers an academy may choose, or "" for the server's default.
+ProviderChoice = Literal["", "console", "solapi"]
+assert set(get_args(ProviderChoice)) == {"", *PROVIDERS}, "a provider to list in ProviderChoice"
 
 
 class SettingsUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change. ``provider: ""`` returns to the server default;
     ``credentials`` replace the stored ones (they are never shown again)."""
 
-    provider: Code | msgspec.UnsetType = msgspec.UNSET
+    provider: ProviderChoice | msgspec.UnsetType = msgspec.UNSET
     credentials: ProviderCredentials | msgspec.UnsetType | None = msgspec.UNSET
     pf_id: Key | msgspec.UnsetType = msgspec.UNSET
     opt_out_number: Phone | msgspec.UnsetType = msgspec.UNSET
@@ -147,15 +161,11 @@ def _settings_values(data: SettingsUpdate, stored: StoredSettings) -> dict[str, 
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     if data.provider is not msgspec.UNSET:
-        if data.provider and data.provider not in PROVIDERS:
-            errors.append({"field": "provider", "message": f'one of {sorted(PROVIDERS)} or ""'})
         values["provider"] = data.provider
     if data.credentials is not msgspec.UNSET:
         creds = data.credentials
         if creds is None:
             values["credentials"] = None
-        elif not creds.api_key.strip() or not creds.api_secret.strip():
-            errors.append({"field": "credentials", "message": "api_key and api_secret"})
         else:
             values["credentials"] = encrypt(
                 Credentials(
@@ -237,7 +247,12 @@ class MessagingController(Controller):
         provider for delivery reports."""
         return _settings_out(await messaging_config.stored_settings(tenant_scope))
 
-    @put("/settings", guards=[require_admin], summary="Change the messaging settings")
+    @put(
+        "/settings",
+        opt=rules.MESSAGING_SETTINGS,
+        guards=[require_admin],
+        summary="Change the messaging settings",
+    )
     async def put_settings(
         self, data: JSONBody[SettingsUpdate], tenant_scope: NamedDependency[TenantScope]
     ) -> MessagingSettings:
@@ -263,7 +278,7 @@ class MessagingController(Controller):
             tenant_scope, cursor=cursor, limit=check_limit(limit)
         )
 
-    @post("/senders", status_code=HTTP_201_CREATED, guards=[require_admin],
+    @post("/senders", opt=rules.SENDER, status_code=HTTP_201_CREATED, guards=[require_admin],
           summary="Register a sender number (as registered with the provider)")  # fmt: skip
     async def add_sender(
         self, data: JSONBody[SenderCreate], tenant_scope: NamedDependency[TenantScope]
@@ -296,7 +311,7 @@ class MessagingController(Controller):
             tenant_scope, cursor=cursor, limit=check_limit(limit)
         )
 
-    @post("/templates", status_code=HTTP_201_CREATED, guards=[require_admin],
+    @post("/templates", opt=rules.TEMPLATE_WRITE, status_code=HTTP_201_CREATED, guards=[require_admin],
           summary="Create a template")  # fmt: skip
     async def create_template(
         self, data: JSONBody[TemplateIn], tenant_scope: NamedDependency[TenantScope]
@@ -311,7 +326,12 @@ class MessagingController(Controller):
     ) -> Template:
         return await messaging_config.get_template(tenant_scope, template_id)
 
-    @put("/templates/{template_id:str}", guards=[require_admin], summary="Replace a template")
+    @put(
+        "/templates/{template_id:str}",
+        opt=rules.TEMPLATE_WRITE,
+        guards=[require_admin],
+        summary="Replace a template",
+    )
     async def put_template(
         self,
         template_id: FromPath[str],
@@ -333,7 +353,9 @@ class MessagingController(Controller):
 
     # --- sending ---
 
-    @post("/send", status_code=HTTP_202_ACCEPTED, summary="Send, or preview (dry_run)")
+    @post(
+        "/send", opt=rules.SEND, status_code=HTTP_202_ACCEPTED, summary="Send, or preview (dry_run)"
+    )
     async def send(
         self,
         data: JSONBody[SendRequest],

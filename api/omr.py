@@ -30,6 +30,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from actors.jobs import submit
 from actors.omr import SPLIT_BATCH
+from api import rules
 from api.auth import Principal, require_own_lecture, require_staff
 from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
@@ -39,7 +40,16 @@ from models import omr as omr_models
 from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
-from models.limits import KEY_ID, TITLE_MAX, Name, Text, Title, control_character_errors
+from models.limits import (
+    BASE64,
+    KEY_ID,
+    TITLE_MAX,
+    Base64Text,
+    Name,
+    Text,
+    Title,
+    control_character_errors,
+)
 from models.omr import BatchOut, ExamOmr, ScanInput
 from models.omr_pages import PageOut
 from models.pages import Page
@@ -111,7 +121,7 @@ class ReviewIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class Base64File(msgspec.Struct, forbid_unknown_fields=True):
     filename: Title
-    content_base64: str
+    content_base64: Base64Text
 
 
 class Base64Files(msgspec.Struct, forbid_unknown_fields=True):
@@ -119,7 +129,6 @@ class Base64Files(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # Standard base64 with its padding, as ``base64.b64decode(validate=True)`` takes it.
-BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 # The two bodies ``upload_scans`` reads itself, for the OpenAPI document.
 SCAN_FORM = multipart_form(
     {
@@ -255,7 +264,12 @@ class ExamOmrController(Controller):
     ) -> ExamOmr:
         return await omr_models.get_exam_omr(tenant_scope, exam_id)
 
-    @put("/omr", guards=[require_grader], summary="Set the exam's template and marking")
+    @put(
+        "/omr",
+        opt=rules.EXAM_OMR,
+        guards=[require_grader],
+        summary="Set the exam's template and marking",
+    )
     async def put_settings(
         self,
         exam_id: FromPath[str],
@@ -290,6 +304,7 @@ class ExamOmrController(Controller):
 
     @post(
         "/omr/omrchecker-evaluation",
+        opt=rules.EVALUATION_IMPORT,
         status_code=HTTP_200_OK,
         guards=[require_grader],
         summary="Set the answer key and marking from an OMRChecker evaluation.json",
@@ -493,6 +508,7 @@ class BatchController(Controller):
 
     @post(
         "/pages/{page_id:str}/review",
+        opt=rules.PAGE_REVIEW,
         status_code=HTTP_200_OK,
         guards=[require_grader],
         summary="Confirm or correct a page; re-scores the student",

@@ -19,11 +19,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from api import rules
 from api.auth import require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from models import omr as omr_models
-from models.limits import Name, RequiredTitle
+from models.limits import Base64Text, Name, RequiredTitle
 from models.omr import TemplateOut
 from models.pages import Page
 from models.scope import TenantScope
@@ -69,7 +70,7 @@ class OmrCheckerImport(msgspec.Struct, forbid_unknown_fields=True):
     name: RequiredTitle
     template: dict[Name, Any]
     config: dict[Name, Any] | None = None
-    marker_images: dict[str, str] = {}
+    marker_images: dict[str, Base64Text] = {}
     student_field: Name | None = None
 
 
@@ -144,6 +145,7 @@ class TemplateController(Controller):
 
     @post(
         "/",
+        opt=rules.OMR_TEMPLATE_WRITE,
         status_code=HTTP_201_CREATED,
         guards=[require_grader],
         summary="Create a template from its JSON",
@@ -174,6 +176,7 @@ class TemplateController(Controller):
 
     @post(
         "/omrchecker",
+        opt=rules.OMRCHECKER_IMPORT,
         status_code=HTTP_201_CREATED,
         guards=[require_grader],
         summary="Import an OMRChecker template.json",
@@ -208,7 +211,12 @@ class TemplateController(Controller):
     ) -> TemplateOut:
         return await omr_models.get_template(tenant_scope, template_id)
 
-    @patch("/{template_id:str}", guards=[require_grader], summary="Rename or change a template")
+    @patch(
+        "/{template_id:str}",
+        opt=rules.OMR_TEMPLATE_WRITE,
+        guards=[require_grader],
+        summary="Rename or change a template",
+    )
     async def update(
         self,
         template_id: FromPath[str],

@@ -9,7 +9,8 @@ sends ``Authorization: Bearer <token>`` with them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -238,9 +239,68 @@ def _problem_statuses(
     return statuses
 
 
+# The key of a handler's ``opt`` that holds its unstated rules (``unstated``).
+UNSTATED = "unstated_rules"
+# Where the 422 answer of an operation lists them, for people and for tools.
+UNSTATED_EXTENSION = "x-unstated-rules"
+CURSOR_RULE = "must be a `next_cursor` this API returned for the same list and filters"
+
+
+def unstated(rules: Mapping[str, str]) -> dict[str, Any]:
+    """A handler's ``opt`` naming the rules it enforces that no JSON Schema can state, so
+    the schema allows requests the handler refuses (422, or 415 for a file's content): a
+    field compared with another (an end before its start), a row that must exist (``no
+    such lecture``), a value checked against stored state (a score above the exam's
+    maximum), a phone number's validity, a document checked by its own parser.
+
+    Keys are the ``errors[].field`` the refusal names, list indices written ``[]``
+    (``items[].student_id``); a key covers the fields under it (``template`` covers
+    ``template.fieldBlocks``). A refusal that names no field is keyed by its problem
+    ``type``. Values say the rule. Every other rule is in the schema; the
+    suite's Schemathesis run holds the API to that (``tests/integration/fuzz_hooks.py``).
+    """
+    return {UNSTATED: dict(rules)}
+
+
+@dataclass
+class _Refusals(OpenAPIResponse):
+    """A 422 answer that also lists the operation's unstated rules."""
+
+    rules: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def _exclude_fields(self) -> set[str]:
+        return {"rules"}
+
+    def to_schema(self) -> dict[str, Any]:
+        return {**super().to_schema(), UNSTATED_EXTENSION: dict(self.rules)}
+
+
+def _unstated_rules(handler: HTTPRouteHandler, operation: Operation) -> dict[str, str]:
+    rules = dict(handler.opt.get(UNSTATED, {}))
+    # Every list takes the cursor of its own previous page, and only that: no schema can say so.
+    if any(getattr(p, "name", None) == "cursor" for p in operation.parameters or []):
+        rules.setdefault("cursor", CURSOR_RULE)
+    return rules
+
+
+def _refusals(rules: dict[str, str]) -> _Refusals:
+    listed = "\n".join(f"- `{name}` {rule}" for name, rule in sorted(rules.items()))
+    type_, title = TYPES[422]
+    return _Refusals(
+        description=f"{title} (`{type_}`). Besides what the schema states:\n\n{listed}",
+        content={
+            PROBLEM_JSON: OpenAPIMediaType(schema=Reference(f"#/components/schemas/{PROBLEM}"))
+        },
+        rules=rules,
+    )
+
+
 def document_problems(app: Litestar) -> None:
     """Documents, on every operation, the problem+json answers it can give, each a
-    reference to one shared response; Litestar's own 400 (a body we never send) goes."""
+    reference to one shared response; Litestar's own 400 (a body we never send) goes. An
+    operation with rules no schema can state (``unstated``) gets its own 422 that lists them.
+    """
     document = app.openapi_schema
     components = document.components
     components.schemas = {**(components.schemas or {}), PROBLEM: _problem_schema()}
@@ -250,7 +310,11 @@ def document_problems(app: Litestar) -> None:
         if operation is None:
             continue
         responses = {k: v for k, v in (operation.responses or {}).items() if k != "400"}
-        for status in _problem_statuses(operation, path, method, _needs(handler, PRINCIPAL)):
+        statuses = _problem_statuses(operation, path, method, _needs(handler, PRINCIPAL))
+        if rules := _unstated_rules(handler, operation):
+            statuses.append(422)
+            responses["422"] = _refusals(rules)
+        for status in statuses:
             responses.setdefault(
                 str(status), Reference(f"#/components/responses/{PROBLEM}{status}")
             )

@@ -13,6 +13,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from api import rules
 from api.auth import Principal, require_admin, require_roles, require_staff
 from api.list_cache import STUDENT_LIST
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
@@ -233,7 +234,13 @@ class StudentController(Controller):
         )
         return Response(_encode(page), media_type=MediaType.JSON)
 
-    @post("/", status_code=HTTP_201_CREATED, guards=[require_office], summary="Create a student")
+    @post(
+        "/",
+        opt=rules.STUDENT_WRITE,
+        status_code=HTTP_201_CREATED,
+        guards=[require_office],
+        summary="Create a student",
+    )
     async def create(
         self, data: JSONBody[StudentCreate], tenant_scope: NamedDependency[TenantScope]
     ) -> Student:
@@ -247,7 +254,12 @@ class StudentController(Controller):
     ) -> Student:
         return await students.get_student(tenant_scope, student_id)
 
-    @patch("/{student_id:str}", guards=[require_office], summary="Change some fields")
+    @patch(
+        "/{student_id:str}",
+        opt=rules.STUDENT_WRITE,
+        guards=[require_office],
+        summary="Change some fields",
+    )
     async def update(
         self,
         student_id: FromPath[str],

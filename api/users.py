@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
+from api import rules
 from api.auth import Principal, require_admin
 from api.errors import Problem
 from api.list_cache import ACCOUNT_STATE
@@ -111,7 +112,7 @@ class UserController(Controller):
             tenant_scope, role=role, cursor=cursor, limit=check_limit(limit)
         )
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Create an account")
+    @post("/", opt=rules.ACCOUNT_CREATE, status_code=HTTP_201_CREATED, summary="Create an account")
     async def create(
         self,
         data: JSONBody[AccountCreate],

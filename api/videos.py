@@ -37,6 +37,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from actors.jobs import submit
 from actors.video import video_probe
+from api import rules
 from api.auth import STAFF_ROLES, Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
@@ -363,7 +364,8 @@ class VideoController(Controller):
     tags = ["videos"]
     guards = [require_own_lecture]
 
-    @post("/", guards=[require_staff], status_code=HTTP_201_CREATED, summary="Create a video")
+    @post("/", opt=rules.VIDEO_CREATE, guards=[require_staff], status_code=HTTP_201_CREATED,
+          summary="Create a video")  # fmt: skip
     async def create_video(
         self,
         data: JSONBody[VideoCreate],
@@ -437,12 +439,8 @@ class VideoController(Controller):
             return video
         return await videos.update_video(tenant_scope, video.id, changes)
 
-    @post(
-        "/{video_id:str}/complete",
-        guards=[require_staff],
-        status_code=HTTP_202_ACCEPTED,
-        summary="Confirm the upload and start processing",
-    )
+    @post("/{video_id:str}/complete", opt=rules.UPLOAD_COMPLETE, guards=[require_staff],
+          status_code=HTTP_202_ACCEPTED, summary="Confirm the upload and start processing")  # fmt: skip
     async def complete_upload(
         self,
         video_id: FromPath[str],
@@ -545,12 +543,8 @@ class VideoController(Controller):
             proctored=video.proctored,
         )
 
-    @post(
-        "/{video_id:str}/progress",
-        guards=[require_viewer],
-        status_code=HTTP_200_OK,
-        summary="A watch heartbeat (every ~10 s while playing)",
-    )
+    @post("/{video_id:str}/progress", opt=rules.HEARTBEAT, guards=[require_viewer],
+          status_code=HTTP_200_OK, summary="A watch heartbeat (every ~10 s while playing)")  # fmt: skip
     async def progress(
         self,
         video_id: FromPath[str],

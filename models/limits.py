@@ -53,6 +53,8 @@ NON_BLANK_MESSAGE = "must not be empty"
 # A time of day, "HH:MM" from 00:00 to 23:59 (``pipelines.schedule.parse_hhmm``); ""
 # where the field may be cleared.
 HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# What ``base64.b64decode(..., validate=True)`` accepts: the alphabet, padded to fours.
+BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 HH_MM_OR_EMPTY = r"^(([01][0-9]|2[0-3]):[0-5][0-9])?$"
 HH_MM_MESSAGE = 'must be a time "HH:MM" between 00:00 and 23:59'
 
@@ -79,6 +81,8 @@ PATTERN_MESSAGES = {
 RequiredName = Annotated[str, msgspec.Meta(max_length=NAME_MAX, pattern=NON_BLANK)]
 RequiredTitle = Annotated[str, msgspec.Meta(max_length=TITLE_MAX, pattern=NON_BLANK)]
 RequiredText = Annotated[str, msgspec.Meta(max_length=TEXT_MAX, pattern=NON_BLANK)]
+Base64Text = Annotated[str, msgspec.Meta(pattern=BASE64)]
+RequiredSecret = Annotated[str, msgspec.Meta(max_length=SECRET_MAX, pattern=NON_BLANK)]
 TimeOfDay = Annotated[str, msgspec.Meta(pattern=HH_MM)]
 TimeOfDayOrEmpty = Annotated[str, msgspec.Meta(pattern=HH_MM_OR_EMPTY)]
 

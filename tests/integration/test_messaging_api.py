@@ -96,14 +96,21 @@ async def test_credentials_are_encrypted_masked_and_never_logged(tenant, client,
 
 
 async def test_settings_validation_lists_every_error(tenant, client):
+    h = await tenant.headers()
+    url = "/api/v1/messaging/settings"
+    # The provider is one of the schema's enum: refused with the body's shape.
+    r = await client.put(url, json={"provider": "nope", "opt_out_number": "12"}, headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "provider"
     r = await client.put(
-        "/api/v1/messaging/settings",
-        json={"provider": "nope", "opt_out_number": "12"},
-        headers=await tenant.headers(),
+        url,
+        json={"provider": "solapi", "opt_out_number": "12", "credentials": None},
+        headers=h,
     )
     assert r.status_code == 422
-    fields = {e["field"] for e in r.json()["errors"]}
-    assert {"provider", "opt_out_number"} <= fields
+    assert {e["field"] for e in r.json()["errors"]} == {"credentials", "opt_out_number"}
+    spec = (await client.get("/schema/openapi.json")).json()
+    provider = spec["components"]["schemas"]["SettingsUpdate"]["properties"]["provider"]
+    assert [set(p["enum"]) for p in provider["oneOf"]] == [{"", "console", "solapi"}]
 
 
 async def test_solapi_without_credentials_is_refused(tenant, client):

@@ -103,8 +103,13 @@ async def test_every_error_answer_is_the_one_problem_schema(client):
         errors = {s: r for s, r in op["responses"].items() if s.startswith("4")}
         assert "400" in errors, (method, path)
         for status, response in errors.items():
-            assert response == {"$ref": f"#/components/responses/Problem{status}"}, (path, status)
-            content = shared[f"Problem{status}"]["content"]
+            if "x-unstated-rules" in response:  # the operation's own 422, listing its rules
+                assert status == "422" and response["x-unstated-rules"], (path, status)
+                content = response["content"]
+            else:
+                ref = f"#/components/responses/Problem{status}"
+                assert response == {"$ref": ref}, (path, status)
+                content = shared[f"Problem{status}"]["content"]
             assert content == {
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
             }
@@ -114,6 +119,33 @@ async def test_every_error_answer_is_the_one_problem_schema(client):
             assert "404" in errors, (method, path)
         if "requestBody" in op:
             assert {"413", "422"} <= errors.keys(), (method, path)
+
+
+async def test_rules_the_schema_cannot_state_are_listed_on_the_422(tenant):
+    """A refusal no JSON Schema can state (an unknown id, a cursor, a phone) is listed, by
+    the field it names, on the operation's 422 answer, and the server names that field."""
+    client, headers = tenant.client, await tenant.headers()
+    spec = (await client.get("/schema/openapi.json")).json()
+    listed = spec["paths"]["/api/v1/lectures"]["get"]["responses"]["422"]
+    assert "cursor" in listed["x-unstated-rules"] and "`cursor`" in listed["description"]
+    enrol = spec["paths"]["/api/v1/lectures/{lecture_id}/enrollments"]["post"]
+    assert "student_id" in enrol["responses"]["422"]["x-unstated-rules"]
+    # The shared 422 stays for operations with no such rule.
+    get_one = spec["paths"]["/api/v1/students/{student_id}"]["get"]["responses"]["422"]
+    assert get_one == {"$ref": "#/components/responses/Problem422"}
+
+    bad_cursor = await client.get("/api/v1/lectures", params={"cursor": "x"}, headers=headers)
+    assert bad_cursor.status_code == 422
+    assert [e["field"] for e in bad_cursor.json()["errors"]] == ["cursor"]
+    r = await client.post("/api/v1/lectures", json={"title": "수학"}, headers=headers)
+    assert r.status_code == 201, r.text
+    unknown = await client.post(
+        f"/api/v1/lectures/{r.json()['id']}/enrollments",
+        json={"student_id": str(uuid.uuid4())},
+        headers=headers,
+    )
+    assert unknown.status_code == 422
+    assert [e["field"] for e in unknown.json()["errors"]] == ["student_id"]
 
 
 async def test_documented_problems_are_what_the_server_answers(tenant):
