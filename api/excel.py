@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 from typing import Any
 
@@ -71,6 +72,10 @@ class AttendanceExport(msgspec.Struct, forbid_unknown_fields=True):
     lecture_id: uuid.UUID | None = None
 
 
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# One ``lecture_ids`` value: lecture ids separated by commas, or nothing (an empty form field).
+LECTURE_ID_LIST = rf"^ *({_UUID} *(, *{_UUID} *)*)?$"
+
 # The form ``ExcelImportController.upload`` reads, for the OpenAPI document.
 IMPORT_FORM = multipart_form(
     {
@@ -81,7 +86,7 @@ IMPORT_FORM = multipart_form(
         ),
         "lecture_ids": Schema(
             type=OpenAPIType.ARRAY,
-            items=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.UUID),
+            items=Schema(type=OpenAPIType.STRING, pattern=LECTURE_ID_LIST),
             description="enrol every row in these lectures (repeated, or comma-separated)",
         ),
         "mode": Schema(type=OpenAPIType.STRING, enum=["upsert", "insert"], default="upsert"),
@@ -120,7 +125,8 @@ def _parse_bool(name: str, raw: str | None, default: bool = False) -> bool:
 
 def _options(form: FormMultiDict) -> tuple[str, bool]:
     """``mode`` and ``dry_run`` of the form."""
-    mode = (_text_field(form, "mode") or "upsert").strip().lower()
+    mode = _text_field(form, "mode")
+    mode = "upsert" if mode is None else mode
     if mode not in ("insert", "upsert"):
         raise field_error("mode", "must be 'insert' or 'upsert'")
     return mode, _parse_bool("dry_run", _text_field(form, "dry_run"))
@@ -131,12 +137,11 @@ async def _checked_lectures(scope: TenantScope, form: FormMultiDict) -> list[uui
     raw = [v if isinstance(v, str) else "" for v in form.getall("lecture_ids", [])]
     ids: list[uuid.UUID] = []
     errors = []
-    for part in (p.strip() for value in raw for p in value.split(",")):
-        if not part:
-            continue
-        try:
+    # Exactly ``LECTURE_ID_LIST``, each wrong part named.
+    for part in (p.strip(" ") for value in raw if value.strip(" ") for p in value.split(",")):
+        if re.fullmatch(_UUID, part):
             ids.append(uuid.UUID(part))
-        except ValueError:
+        else:
             errors.append({"field": "lecture_ids", "message": f"{part!r} is not a lecture id"})
     ids = list(dict.fromkeys(ids))
     errors += await imports.target_lecture_errors(scope, ids)
