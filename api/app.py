@@ -43,6 +43,7 @@ from api.listening import listening
 from api.openapi import (
     document_bearer_auth,
     document_input_hygiene,
+    document_links,
     document_problems,
     openapi_config,
     static_assets,
@@ -244,4 +245,5 @@ def create_app(*, pool: bool = True) -> Litestar:
     document_bearer_auth(app)
     document_problems(app)
     document_input_hygiene(app)
+    document_links(app)
     return app

@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
+    Link,
     OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -319,6 +320,84 @@ def document_problems(app: Litestar) -> None:
                 str(status), Reference(f"#/components/responses/{PROBLEM}{status}")
             )
         operation.responses = responses
+
+
+_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def _body_of(document: Any, operation: Operation) -> tuple[str, Schema] | None:
+    """The status and JSON body schema of ``operation``'s first 2xx answer with one."""
+    schemas = document.components.schemas or {}
+    for status, response in (operation.responses or {}).items():
+        media = getattr(response, "content", None) or {}
+        schema = getattr(media.get("application/json"), "schema", None)
+        if isinstance(schema, Reference):
+            schema = schemas.get(schema.ref.rsplit("/", 1)[-1])
+        if status.startswith("2") and isinstance(schema, Schema):
+            return status, schema
+    return None
+
+
+def _link_sources(path: str, body: Schema, document: Any) -> Iterator[tuple[str, str]]:
+    """(path prefix a target starts with, runtime expression of the id it takes)."""
+    schemas = document.components.schemas or {}
+    properties = body.properties or {}
+    if "id" in properties:
+        # What was created: the operations under it, and under its own collection.
+        yield f"{path.rstrip('/')}/{{", "$response.body#/id"
+        yield f"/api/v1/{path.rstrip('/').rsplit('/', 1)[-1]}/{{", "$response.body#/id"
+    for name, declared in properties.items():
+        schema = (
+            schemas.get(declared.ref.rsplit("/", 1)[-1])
+            if isinstance(declared, Reference)
+            else declared
+        )
+        if name.endswith("_id"):  # a job, a batch: wherever a path starts from that id
+            yield f"{{{name}}}", f"$response.body#/{name}"
+        elif isinstance(schema, Schema) and "id" in (schema.properties or {}):
+            yield f"/api/v1/{name}s/{{", f"$response.body#/{name}/id"
+
+
+def _first_param(path: str) -> tuple[str, str] | None:
+    """The path up to and including its first ``{``, and that parameter's name."""
+    head, brace, rest = path.partition("{")
+    return (head + brace, rest.split("}", 1)[0]) if brace else None
+
+
+def document_links(app: Litestar) -> None:
+    """OpenAPI links from what an operation creates to the operations on it: ``POST
+    /api/v1/students`` answers the student whose ``id`` is ``student_id`` of every
+    ``/api/v1/students/{student_id}...`` operation; an exam created under its lecture feeds
+    ``/api/v1/exams/{exam_id}...``; a ``job_id`` feeds ``/api/v1/jobs/{job_id}``. A generated
+    client and a stateful test follow them from a row to what can be done with it."""
+    document = app.openapi_schema
+    paths = document.paths or {}
+    for path, item in paths.items():
+        create = getattr(item, "post", None)
+        found = _body_of(document, create) if create is not None else None
+        if create is None or found is None:
+            continue
+        status, body = found
+        links: dict[str, Link | Reference] = {}
+        for prefix, expression in _link_sources(path, body, document):
+            for target, target_item in paths.items():
+                first = _first_param(target)
+                if first is None or target == path:
+                    continue
+                head, param = first
+                if not (head == prefix or (prefix.startswith("{") and prefix == f"{{{param}}}")):
+                    continue
+                for method in _METHODS:
+                    op = getattr(target_item, method, None)
+                    if op is not None and op.operation_id:
+                        link = links.setdefault(
+                            op.operation_id, Link(operation_id=op.operation_id, parameters={})
+                        )
+                        if isinstance(link, Link) and link.parameters is not None:
+                            link.parameters.setdefault(param, expression)
+        response = (create.responses or {}).get(status)
+        if links and isinstance(response, OpenAPIResponse):
+            response.links = {**(response.links or {}), **links}
 
 
 # ``api.hygiene`` refuses these characters in every path and query value.

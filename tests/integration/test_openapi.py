@@ -148,6 +148,37 @@ async def test_rules_the_schema_cannot_state_are_listed_on_the_422(tenant):
     assert [e["field"] for e in unknown.json()["errors"]] == ["student_id"]
 
 
+async def test_links_lead_from_what_was_created_to_the_operations_on_it(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    by_id = {op["operationId"]: op for op in operations(spec).values()}
+    create = spec["paths"]["/api/v1/students"]["post"]["responses"]["201"]["links"]
+    assert create["students_get"]["parameters"] == {"student_id": "$response.body#/id"}
+    exam = spec["paths"]["/api/v1/lectures/{lecture_id}/exams"]["post"]["responses"]["201"]
+    assert exam["links"]["grades_get"]["parameters"] == {"exam_id": "$response.body#/id"}
+    scans = spec["paths"]["/api/v1/exams/{exam_id}/scans"]["post"]["responses"]["202"]
+    assert scans["links"]["jobs_get"]["parameters"] == {"job_id": "$response.body#/job_id"}
+    followed = 0
+    for (_, _), op in operations(spec).items():
+        for response in op["responses"].values():
+            for link in response.get("links", {}).values():
+                target = by_id[link["operationId"]]
+                names = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                body = response["content"]["application/json"]["schema"]
+                for name, expression in link["parameters"].items():
+                    assert name in names, (link, name)
+                    # The pointer names a property of the answer's body.
+                    node = schemas[body["$ref"].rsplit("/", 1)[-1]]
+                    for part in expression.removeprefix("$response.body#/").split("/"):
+                        prop = node["properties"][part]
+                        ref = prop.get("$ref") or next(
+                            (o["$ref"] for o in prop.get("oneOf", []) if "$ref" in o), None
+                        )
+                        node = schemas[ref.rsplit("/", 1)[-1]] if ref else prop
+                    followed += 1
+    assert followed > 50
+
+
 async def test_documented_problems_are_what_the_server_answers(tenant):
     client, headers = tenant.client, await tenant.headers()
     spec = (await client.get("/schema/openapi.json")).json()
