@@ -67,13 +67,16 @@ MAX_GENERATED_SESSIONS = 500
 # --- schemas ---------------------------------------------------------------------------
 
 
+Schedule = Annotated[list[Slot], msgspec.Meta(max_length=MAX_SLOTS)]
+
+
 class LectureCreate(msgspec.Struct, forbid_unknown_fields=True):
     title: RequiredTitle
     subject: Name = ""
     code: Code | None = None  # unique in the academy when given
     teacher_id: uuid.UUID | None = None  # a teacher, owner or admin of this academy
     capacity: Capacity | None = None  # None: no limit
-    schedule: list[Slot] = []
+    schedule: Schedule = []
     start_date: Day | None = None
     end_date: Day | None = None
     status: LectureStatus = LectureStatus.planned
@@ -87,7 +90,7 @@ class LectureUpdate(msgspec.Struct, forbid_unknown_fields=True):
     code: Code | msgspec.UnsetType | None = msgspec.UNSET
     teacher_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     capacity: Capacity | msgspec.UnsetType | None = msgspec.UNSET
-    schedule: list[Slot] | msgspec.UnsetType = msgspec.UNSET
+    schedule: Schedule | msgspec.UnsetType = msgspec.UNSET
     start_date: Day | msgspec.UnsetType | None = msgspec.UNSET
     end_date: Day | msgspec.UnsetType | None = msgspec.UNSET
     status: LectureStatus | msgspec.UnsetType = msgspec.UNSET
@@ -160,9 +163,7 @@ async def _validate_lecture(
         values["teacher"] = data.teacher_id
     if data.capacity is not msgspec.UNSET:
         values["capacity"] = data.capacity
-    if data.schedule is not msgspec.UNSET and len(data.schedule) > MAX_SLOTS:
-        errors.append({"field": "schedule", "message": f"at most {MAX_SLOTS} weekly slots"})
-    elif data.schedule is not msgspec.UNSET:
+    if data.schedule is not msgspec.UNSET:
         slots, problems = parse_schedule((s.weekday, s.start, s.end) for s in data.schedule)
         errors += [{"field": f"schedule{p.path}", "message": p.message} for p in problems]
         values["schedule"] = [

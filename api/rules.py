@@ -30,7 +30,12 @@ SMS_TEXT = (
 )
 
 STUDENT_WRITE = unstated(
-    {"phone": MOBILE, "guardians[].phone": MOBILE, "guardian_ids": EXISTS, "birth_date": PAST}
+    {
+        "phone": MOBILE,
+        "guardians[].phone": MOBILE,
+        "guardians": "at most one primary guardian",
+        "birth_date": PAST,
+    }
 )
 GUARDIAN_WRITE = unstated({"phone": MOBILE})
 LECTURE_WRITE = unstated(
@@ -41,9 +46,7 @@ LECTURE_WRITE = unstated(
         "start_date": "must not be after `end_date`",
     }
 )
-SESSION_WRITE = unstated(
-    {"video_id": EXISTS, "end_time": "must be after `start_time`", "date": EXISTS}
-)
+SESSION_WRITE = unstated({"video_id": EXISTS})
 ENROL = unstated({"student_id": EXISTS})
 CHECK_MANY = unstated({"items[].student_id": ENROLLED, "items[].checked_at": PAST})
 CHECK_ONE = unstated({"student_id": ENROLLED, "checked_at": PAST})
@@ -81,10 +84,9 @@ MESSAGING_SETTINGS = unstated(
 SEND = unstated(
     {
         "template_id": f"give a `template_id` or a `text`, not both; {EXISTS}",
-        "text": f"give a `template_id` or a `text`, not both; {SMS_TEXT}",
         "sender_id": EXISTS,
         "target": f"ids that exist in this academy ({EXISTS}); recipients' phones {MOBILE}",
-        "template": "renders for every recipient within the channel's length",
+        "template": f"renders for every recipient within the channel's length; {SMS_TEXT}",
         "/problems/messaging-no-sender": "the academy has registered a sender number",
     }
 )
