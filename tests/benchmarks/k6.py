@@ -3,6 +3,7 @@ read its summary, print one line of figures."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,11 +14,19 @@ from pathlib import Path
 K6 = Path(sys.executable).parent / "k6"
 
 
-def k6_run(
+async def k6_run(
     script: str, env: dict[str, str], trend_stats: str = "avg,p(50),p(90),p(99),max"
 ) -> dict:
     """Run ``script`` with ``env`` added to its environment (``__ENV`` in the script); the
-    summary export, with ``trend_stats`` (p50/p90/p99 ...) for every trend."""
+    summary export, with ``trend_stats`` (p50/p90/p99 ...) for every trend.
+
+    In a thread: the test's event loop keeps serving its own connections meanwhile (the
+    session's listener above all, whose notifications would otherwise pile up unread for
+    the whole run; the benchmarks that blocked here hung in teardown)."""
+    return await asyncio.to_thread(_k6_run, script, env, trend_stats)
+
+
+def _k6_run(script: str, env: dict[str, str], trend_stats: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "script.js"
         summary = Path(tmp) / "summary.json"

@@ -96,10 +96,10 @@ async def test_bench_api(tenant):
         env = {"BASE": base, "TOKEN": token, "VUS": str(VUS), "DURATION": DURATION}
         report(
             f"GET /api/v1/students?limit=50 ({STUDENTS:,} students, 2 guardians each, {LECTURES} lectures)",
-            k6_run(LIST_SCRIPT, env),
+            await k6_run(LIST_SCRIPT, env),
         )
         report(
             "GET /api/v1/students?limit=50 while a student is edited 10 times a second "
             "(each edit invalidates the tenant's cached pages)",
-            k6_run(MIXED_SCRIPT, {**env, "STUDENT": page["items"][0]["id"]}),
+            await k6_run(MIXED_SCRIPT, {**env, "STUDENT": page["items"][0]["id"]}),
         )

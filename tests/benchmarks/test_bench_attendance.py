@@ -205,7 +205,7 @@ async def _run(script: str, env: dict[str, str], api_pid: int) -> tuple[dict, st
     api_cpu, k6_cpu = sum(_cpu({api_pid}).values()), _children_cpu()
     sampler = asyncio.create_task(_sample_waits(stop, seen))
     try:
-        summary = await asyncio.to_thread(k6_run, script, env)
+        summary = await k6_run(script, env)
     finally:
         stop.set()
     k6_cpu = _children_cpu() - k6_cpu

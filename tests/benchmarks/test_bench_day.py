@@ -167,7 +167,7 @@ async def _run(
             jobs = asyncio.create_task(_send_all(background, clock))
             script = (Path(__file__).parent / "day.js").read_text()
             env = _k6_env(day, base, f.name)
-            summary = await asyncio.to_thread(k6_run, script, env, STATS)
+            summary = await k6_run(script, env, STATS)
             wall = time.monotonic() - clock
             after = cpu.sample(groups)
             replaced = len(serving - _api_processes(api_pid))

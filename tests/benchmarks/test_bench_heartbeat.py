@@ -227,7 +227,7 @@ async def test_bench_heartbeat(tenant):
                 before, hot = await _counts(vid), await _hot_updates()
                 api_before = _cpu_seconds([server.pid])
                 db_before = _cpu_seconds(_postgres_pids(data_directory))
-                summary = k6_run(SCRIPT, {**env, "VIDEO": str(vid),
+                summary = await k6_run(SCRIPT, {**env, "VIDEO": str(vid),
                                           "PROCTORED": "1" if kind == "proctored" else "0"})  # fmt: skip
                 api_cpu = _cpu_since(api_before, [server.pid])
                 db_cpu = _cpu_since(db_before, _postgres_pids(data_directory))

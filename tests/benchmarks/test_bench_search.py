@@ -117,7 +117,7 @@ async def test_bench_search(make_tenant):
             k6_report(
                 f"GET /api/v1/students?q=… (page-cache misses; 10,000 students beside "
                 f"{OTHER_ACADEMIES}x{OTHER_STUDENTS:,} in other academies; searches: {mix})",
-                k6_run(SCRIPT, env),
+                await k6_run(SCRIPT, env),
                 VUS,
             )
     finally:
