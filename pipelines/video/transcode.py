@@ -346,7 +346,7 @@ class _Decode:
                 self._send_audio(self.resampler.resample(None))
             self.frames = self.placer.finish(self._end(container))
         for rate, encoder in self.encoders.items():
-            self.packets[rate].extend(encoder.encode(None))
+            self.packets[rate].extend(_encode_audio(encoder, None))
 
     def audio_for(self, out: _RungOutput) -> list[av.Packet]:
         """The encoded audio not handed to ``out`` yet (after ``run``: the encoder's tail)."""
@@ -424,11 +424,19 @@ class _Decode:
             chunk.time_base = AUDIO_TIME_BASE
             self.audio_samples += chunk.samples
             for rate, encoder in self.encoders.items():
-                self.packets[rate].extend(encoder.encode(chunk))
+                self.packets[rate].extend(_encode_audio(encoder, chunk))
         if any(len(waiting) > AUDIO_BATCH_PACKETS for waiting in self.packets.values()):
             audio = self._hand_off()
             for out in self.outputs:
                 out.put("a", audio.get(out.rung.audio_bitrate, []))
+
+
+def _encode_audio(encoder: Any, chunk: av.AudioFrame | None) -> list[av.Packet]:
+    try:
+        return list(encoder.encode(chunk))
+    except av.error.FFmpegError as exc:
+        # The encoder failing is not the source's fault: retryable, never "corrupt".
+        raise RuntimeError(f"audio encoder failed: {exc}") from exc
 
 
 def _audio_encoder(bit_rate: int) -> Any:
