@@ -425,6 +425,7 @@ async def apply_chunk(
             await imports.upsert_guardians(scope)
             created = await imports.insert_students(scope)
             changed = await imports.update_students(scope) if part.updates else 0
+            await imports.merge_search_keys()
             if turn is not None:
                 await turn
             # A new student who was not inserted (added by hand meanwhile) is not enrolled.
