@@ -32,7 +32,7 @@ EXPORT_KIND = "excel_export"
 LOCK_STALE_AFTER = dt.timedelta(minutes=15)
 ANALYZED_TABLES = ("student", "guardian", "student_guardian", "enrollment")
 # Room in the search index's pending list for the keys of the chunks in flight (~40 a
-# student, ~8 MB a chunk of 5,000 new students).
+# student, ~4 MB a chunk of 2,500 new students).
 PENDING_KEYS_LIMIT = "64MB"
 
 
