@@ -404,8 +404,9 @@ async def apply_chunk(
     """Write one chunk of the plan in one transaction, unless it was already written.
 
     The chunk is COPYed to a temporary table, and guardians, students with their links,
-    and updates are one statement each; each new student is written once, with the count
-    of the enrolments its row asks for. Then, once ``turn`` is done (the previous chunk
+    and updates are one statement each (their search keys merged into the index in one
+    pass); each new student is written once, with the count of the enrolments its row asks
+    for. Then, once ``turn`` is done (the previous chunk
     committed: seats go in file order, and the next chunk's students are written
     meanwhile), enrolments are decided with the lectures locked (``models.enrollments``'
     rule) and written; the counts the trigger would recount are recounted here only where
@@ -425,6 +426,7 @@ async def apply_chunk(
             await imports.upsert_guardians(scope)
             created = await imports.insert_students(scope)
             changed = await imports.update_students(scope) if part.updates else 0
+            await imports.merge_search_keys()
             if turn is not None:
                 await turn
             # A new student who was not inserted (added by hand meanwhile) is not enrolled.
