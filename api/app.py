@@ -44,6 +44,7 @@ from api.openapi import (
     document_bearer_auth,
     document_input_hygiene,
     document_links,
+    document_maximum,
     document_problems,
     openapi_config,
     static_assets,
@@ -246,4 +247,5 @@ def create_app(*, pool: bool = True) -> Litestar:
     document_problems(app)
     document_input_hygiene(app)
     document_links(app)
+    document_maximum(app, "VideoCreate", "size_bytes", settings.video_max_upload_bytes)
     return app

@@ -322,6 +322,14 @@ def document_problems(app: Litestar) -> None:
         operation.responses = responses
 
 
+def document_maximum(app: Litestar, component: str, field: str, maximum: int) -> None:
+    """States a limit the deployment sets (a setting, so not in the Struct) on a body field,
+    where the document is built: a request over it is refused, and the schema says so."""
+    schema = ((app.openapi_schema.components.schemas or {})[component].properties or {})[field]
+    assert isinstance(schema, Schema), (component, field)
+    schema.maximum = maximum
+
+
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 

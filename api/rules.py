@@ -115,7 +115,6 @@ VIDEO_CREATE = unstated(
     {
         "lecture_id": f"give a `lecture_id` or a `session_id`; {EXISTS}",
         "session_id": EXISTS,
-        "size_bytes": "at most `VIDEO_MAX_UPLOAD_BYTES`, a setting of the deployment",
     }
 )
 HEARTBEAT = unstated(

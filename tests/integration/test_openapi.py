@@ -148,6 +148,20 @@ async def test_rules_the_schema_cannot_state_are_listed_on_the_422(tenant):
     assert [e["field"] for e in unknown.json()["errors"]] == ["student_id"]
 
 
+async def test_a_limit_the_deployment_sets_is_in_the_schema(tenant):
+    from ops.settings import get_settings
+
+    client, headers = tenant.client, await tenant.headers()
+    spec = (await client.get("/schema/openapi.json")).json()
+    size = spec["components"]["schemas"]["VideoCreate"]["properties"]["size_bytes"]
+    limit = get_settings().video_max_upload_bytes
+    assert size["maximum"] == limit
+    lecture = await client.post("/api/v1/lectures", json={"title": "영상반"}, headers=headers)
+    body = {"title": "1강", "filename": "a.mp4", "lecture_id": lecture.json()["id"]}
+    r = await client.post("/api/v1/videos", json={**body, "size_bytes": limit + 1}, headers=headers)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "size_bytes"
+
+
 async def test_links_lead_from_what_was_created_to_the_operations_on_it(client):
     spec = (await client.get("/schema/openapi.json")).json()
     schemas = spec["components"]["schemas"]
