@@ -333,14 +333,18 @@ def document_maximum(app: Litestar, component: str, field: str, maximum: int) ->
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 
+def _resolved(document: Any, schema: Any) -> Any:
+    """``schema``, or the component a reference names."""
+    if isinstance(schema, Reference):
+        return (document.components.schemas or {}).get(schema.ref.rsplit("/", 1)[-1])
+    return schema
+
+
 def _body_of(document: Any, operation: Operation) -> tuple[str, Schema] | None:
     """The status and JSON body schema of ``operation``'s first 2xx answer with one."""
-    schemas = document.components.schemas or {}
     for status, response in (operation.responses or {}).items():
         media = getattr(response, "content", None) or {}
-        schema = getattr(media.get("application/json"), "schema", None)
-        if isinstance(schema, Reference):
-            schema = schemas.get(schema.ref.rsplit("/", 1)[-1])
+        schema = _resolved(document, getattr(media.get("application/json"), "schema", None))
         if status.startswith("2") and isinstance(schema, Schema):
             return status, schema
     return None
@@ -348,18 +352,13 @@ def _body_of(document: Any, operation: Operation) -> tuple[str, Schema] | None:
 
 def _link_sources(path: str, body: Schema, document: Any) -> Iterator[tuple[str, str]]:
     """(path prefix a target starts with, runtime expression of the id it takes)."""
-    schemas = document.components.schemas or {}
     properties = body.properties or {}
     if "id" in properties:
         # What was created: the operations under it, and under its own collection.
         yield f"{path.rstrip('/')}/{{", "$response.body#/id"
         yield f"/api/v1/{path.rstrip('/').rsplit('/', 1)[-1]}/{{", "$response.body#/id"
     for name, declared in properties.items():
-        schema = (
-            schemas.get(declared.ref.rsplit("/", 1)[-1])
-            if isinstance(declared, Reference)
-            else declared
-        )
+        schema = _resolved(document, declared)
         if name.endswith("_id"):  # a job, a batch: wherever a path starts from that id
             yield f"{{{name}}}", f"$response.body#/{name}"
         elif isinstance(schema, Schema) and "id" in (schema.properties or {}):

@@ -23,7 +23,8 @@ from typing import Any
 import schemathesis
 from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
 
-UNSTATED_EXTENSION = "x-unstated-rules"
+from api.openapi import UNSTATED_EXTENSION
+
 REFUSALS = frozenset({415, 422})
 INDEX = re.compile(r"\[\d+\]")
 
