@@ -419,7 +419,13 @@ async def insert_students(scope: TenantScope) -> set[uuid.UUID]:
                        'is_primary', true)),
                    c.enrolments, now(), now()
             FROM import_chunk c
-            JOIN guardian g ON g.tenant = $1 AND g.phone = c.guardian_phone
+            -- The guardian by its (tenant, phone) key, row by row: as a join the planner
+            -- hashed the guardian table (every academy's rows) once a chunk.
+            CROSS JOIN LATERAL (
+                SELECT g.id, g.name, g.phone FROM guardian g
+                WHERE g.tenant = $1 AND g.phone = c.guardian_phone
+                LIMIT 1
+            ) AS g
             -- Row by row through the guardian's phone (LIMIT keeps it a per-row probe):
             -- as one anti-join the planner hashed every student of the academy, each chunk.
             LEFT JOIN LATERAL (
