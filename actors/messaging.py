@@ -428,57 +428,73 @@ async def poll_status(message_ids: list[str]) -> dict[str, int]:
 @job("messaging.dispatch_events", tier=TIER, max_retries=5)
 async def dispatch_events(limit: int = 200) -> dict[str, int]:
     """Turn unprocessed outbox events into notices: one per event and guardian, whatever
-    the retries (the idempotency key is the event's)."""
+    the retries (the idempotency key is the event's).
+
+    Each event is its own transaction, but an academy's notices of the round go out
+    together, in ``send_batch`` messages of up to ``messaging_batch_size`` rows (a batch is
+    one academy's: its rate limit and provider), sent once the events are committed. One
+    message (and its status polls) per notice flooded the messaging queue on a busy day,
+    and a broadcast waited minutes behind them. Rows committed but not sent (the worker
+    died before the end of the round) are sent by the pump once stale."""
     events = await unprocessed_events(notices.EVENT_KINDS, limit)
     counts: dict[str, int] = defaultdict(int)
-    for event_id in events:
-        outcome = await _dispatch_one(event_id)
-        counts[outcome] += 1
+    queued: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    try:
+        for event_id in events:
+            outcome, tenant_id, rows = await _dispatch_one(event_id)
+            counts[outcome] += 1
+            if tenant_id is not None:
+                queued[tenant_id] += rows
+    finally:
+        for rows in queued.values():
+            await enqueue_batches(rows)
     if len(events) == limit:
         # More may wait: keep going without waiting for the next pump.
         await dispatch_events.send_async(limit=limit)
     return dict(counts)
 
 
-async def _dispatch_one(event_id: uuid.UUID) -> str:
+async def _dispatch_one(event_id: uuid.UUID) -> tuple[str, uuid.UUID | None, list[uuid.UUID]]:
+    """The event's outcome, its academy and the notice rows it committed."""
     try:
         async with transaction():
             event = await take_event(event_id)
             if event is None:
-                return "taken"
-            outcome, note = await _notice_for(event)
+                return "taken", None, []
+            outcome, note, rows = await _notice_for(event)
             await mark_processed(event_id, note)
-            return outcome
+            return outcome, event.tenant, rows
     except Exception as exc:
         await mark_attempt_failed(event_id, f"{type(exc).__name__}: {exc}")
         log.exception("outbox event failed", extra={"event_id": str(event_id)})
-        return "error"
+        return "error", None, []
 
 
-async def _notice_for(event: OutboxEvent) -> tuple[str, str | None]:
-    """Queue the notice(s) of one event (in the caller's transaction). Returns the outcome
-    and the note kept on the event when nothing was sent."""
+async def _notice_for(event: OutboxEvent) -> tuple[str, str | None, list[uuid.UUID]]:
+    """Insert the notice row(s) of one event (in the caller's transaction). Returns the
+    outcome, the note kept on the event when nothing was sent, and the rows inserted."""
     tenant_id, kind, payload = event.tenant, event.kind, event.payload
     config = await tenant_messaging(tenant_id)
     if not config.switches.get(notices.EVENT_SWITCH[kind], False):
-        return "off", "skipped: this kind of automatic notice is switched off"
+        return "off", "skipped: this kind of automatic notice is switched off", []
     values = await _event_values(tenant_id, kind, payload)
     if values is None:
-        return "stale", "skipped: no longer true (the record changed since)"
+        return "stale", "skipped: no longer true (the record changed since)", []
     sender = await default_sender(tenant_id)
     if sender is None:
-        return "no_sender", "skipped: no registered sender number"
+        return "no_sender", "skipped: no registered sender number", []
     template = await template_by_code(tenant_id, kind)
     spec = notices.default_spec(kind) if template is None else spec_of_template(template, config)
     scope = TenantScope(tenant_id)
     recipients = await resolve_recipients(scope, {"student_ids": [payload["student_id"]]})
     if not recipients:
-        return "no_guardian", "skipped: the student has no guardian"
+        return "no_guardian", "skipped: the student has no guardian", []
     composed = compose_all(spec, recipients, config.academy, values)
-    rows = rows_for(composed, spec, sender, f"event:{event.id}")
-    await enqueue_batches(await insert_messages(tenant_id, rows, event_id=event.id))
+    rows = await insert_messages(
+        tenant_id, rows_for(composed, spec, sender, f"event:{event.id}"), event_id=event.id
+    )
     errors = [c.error for c in composed if c.error]
-    return "queued", ("; ".join(errors)[:2000] if errors else None)
+    return "queued", ("; ".join(errors)[:2000] if errors else None), rows
 
 
 async def _event_values(

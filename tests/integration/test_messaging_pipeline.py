@@ -299,6 +299,31 @@ async def test_absence_and_lateness_notices_once_per_event(tenant, client, fake)
     assert all(e["processed_at"] is not None and e["last_error"] is None for e in events)
 
 
+async def test_a_rounds_notices_go_out_in_one_batch_per_academy(make_tenant, messaging_queue):
+    from tests.sqs_helpers import decode, receive
+
+    await pipeline.dispatch_events()  # other tests' events are not this round's
+    purge(messaging_queue)
+    academies = []
+    for size in (3, 2):
+        t = await make_tenant()
+        await connect_tenant(t.id)
+        _, session, students = await _klass(t, size)
+        for s in students:
+            await check(t, session, s["id"], "absent")
+        academies.append(t)
+    assert await pipeline.dispatch_events() == {"queued": 5}
+    batches = [
+        set(m.kwargs["message_ids"])
+        for m in (decode(r["Body"]) for r in receive(messaging_queue))
+        if m.actor_name == "messaging.send_batch"
+    ]
+    # One message per academy holding all its notices (it was one per notice).
+    notices = [{str(r["id"]) for r in await _event_rows(t)} for t in academies]
+    assert [len(n) for n in notices] == [3, 2]
+    assert sorted(batches, key=len) == sorted(notices, key=len)
+
+
 async def test_notices_switched_off_or_no_longer_true_are_skipped(tenant, client, fake):
     await connect_tenant(tenant.id, auto_late=False)
     _, session, students = await _klass(tenant, 2)
