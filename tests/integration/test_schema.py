@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from models.db import connection
 from models.events import record_audit
 from models.tables import (
     AuditLog,
@@ -82,3 +83,22 @@ async def test_a_reference_cannot_cross_into_another_academy(make_tenant):
         await LectureSession.update({LectureSession.video_id: video.id}).where(
             LectureSession.id == session.id
         )
+
+
+async def test_no_two_indexes_of_a_table_are_the_same(database):
+    """An index that repeats another (same columns, expressions, operator classes and
+    predicate) costs every write and serves no read."""
+    async with connection() as conn:
+        repeated = await conn.fetch(
+            """
+            SELECT i.indrelid::regclass::text AS tab, array_agg(i.indexrelid::regclass::text) AS ixs
+            FROM pg_index i
+            JOIN pg_class c ON c.oid = i.indrelid
+            WHERE c.relnamespace = 'public'::regnamespace
+            GROUP BY i.indrelid, i.indkey::text, i.indclass::text, i.indcollation::text,
+                     coalesce(pg_get_expr(i.indexprs, i.indrelid), ''),
+                     coalesce(pg_get_expr(i.indpred, i.indrelid), '')
+            HAVING count(*) > 1
+            """
+        )
+    assert [(r["tab"], sorted(r["ixs"])) for r in repeated] == []
