@@ -32,8 +32,10 @@ def _k6_run(script: str, env: dict[str, str], trend_stats: str) -> dict:
         summary = Path(tmp) / "summary.json"
         path.write_text(script)
         subprocess.run(
-            [str(K6), "run", "--quiet", "--no-usage-report", "--summary-export", str(summary),
-             "--summary-trend-stats", trend_stats, str(path)],
+            # Its REST API on a port of its own: two runs at once (two benchmarks, or one
+            # beside another k6) fought over the default 6565.
+            [str(K6), "run", "--quiet", "--no-usage-report", "--address", "127.0.0.1:0",
+             "--summary-export", str(summary), "--summary-trend-stats", trend_stats, str(path)],
             env={**os.environ, **env, "K6_NO_USAGE_REPORT": "true"},
             check=True,
             stdout=subprocess.DEVNULL,
