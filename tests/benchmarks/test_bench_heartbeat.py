@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from api.auth import Principal, issue_access_token
+from api.watch import FLUSH_SECONDS
 from models.db import connection, copy_records
 from models.tables import Role
 from pipelines.video.watch import covered
@@ -236,8 +237,10 @@ async def test_bench_heartbeat(tenant):
                     "students playing in turn, unions of up to 5 stretches growing)",
                     summary,
                 )
+                # The heartbeats written behind (``api.watch.FLUSH_SECONDS``), and the
+                # statistics of the last transactions.
+                await asyncio.sleep(FLUSH_SECONDS + 1)
                 after = await _counts(vid)
-                await asyncio.sleep(1)  # the statistics of the last transactions
                 updates, hot_updates = (
                     b - a for a, b in zip(hot, await _hot_updates(), strict=True)
                 )
