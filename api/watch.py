@@ -102,12 +102,15 @@ class Viewing:
     fresh: float = 0.0
     seq: int | None = None
     done: bool = False  # a heartbeat completed the video
+    storing: asyncio.Event | None = None  # set when the store under way has returned
     played: list[Interval] = field(default_factory=list)
 
 
 VIEWINGS: dict[tuple[uuid.UUID, uuid.UUID, uuid.UUID], Viewing] = {}
-# One store of open viewings at a time: a completion waits for a flush under way.
-_STORING = asyncio.Lock()
+# One flush at a time (the flusher's, a report's).
+_FLUSHING = asyncio.Lock()
+# Rows per statement of a flush: the process answers heartbeats between them.
+FLUSH_CHUNK = 500
 
 
 def not_enrolled() -> Problem:
@@ -284,8 +287,10 @@ async def _open_beat(scope: TenantScope, viewing: Viewing, data: Heartbeat) -> W
     update = _decided(viewing, data, proctored=False)
     _take(viewing, update, data)
     if update.completed and not viewing.watch.completed:
-        async with _STORING:
-            stored = await _store(scope, [viewing])
+        # Not alongside a store of this viewing under way: it holds the row's version.
+        while viewing.storing is not None:
+            await viewing.storing.wait()
+        stored = await _store(scope, [viewing])
         if not stored:  # decided again on the row as it is now (``_merge``)
             again = VIEWINGS.get(viewing.key)
             return None if again is None else _progress(viewing.key[2], again.watch)
@@ -331,12 +336,14 @@ def _pending(viewing: Viewing) -> dict[str, object]:
 
 async def _store(scope: TenantScope, viewings: list[Viewing]) -> bool:
     """Store the viewings' new heartbeats (one academy's) in one statement. A viewing whose
-    row changed meanwhile is forgotten, and its heartbeats are decided again
-    on the row as it is now. Whether every one was stored as decided."""
+    row changed meanwhile is forgotten, and its heartbeats are decided again on the row as
+    it is now. Whether every one was stored as decided."""
     rows = [_pending(v) for v in viewings]
     taken = [(v.beats, v.fresh, v.seq, v.played) for v in viewings]
+    under_way = asyncio.Event()
     for v in viewings:
         v.beats, v.fresh, v.seq, v.played = 0, 0.0, None, []
+        v.storing = under_way
     try:
         stored = {s.id: s for s in await video_watch.store_watches(scope, rows)}
     except BaseException:
@@ -346,6 +353,10 @@ async def _store(scope: TenantScope, viewings: list[Viewing]) -> bool:
             v.seq = v.seq if v.seq is not None else seq
             v.played = union(played + v.played)
         raise
+    finally:
+        for v in viewings:
+            v.storing = None
+        under_way.set()
     now = time.monotonic()
     missed: list[tuple[Viewing, int, list[Interval]]] = []
     for v, (beats, _, _, played) in zip(viewings, taken, strict=True):
@@ -382,18 +393,21 @@ async def _merge(scope: TenantScope, viewing: Viewing, beats: int, played: list[
 
 
 async def flush() -> None:
-    """Store every open viewing's new heartbeats (one statement per academy), and forget
-    the viewings idle for ``IDLE_SECONDS``."""
-    async with _STORING:
+    """Store every open viewing's new heartbeats (a statement per academy and
+    ``FLUSH_CHUNK`` rows), and forget the viewings idle for ``IDLE_SECONDS``."""
+    async with _FLUSHING:
         by_academy: dict[uuid.UUID, list[Viewing]] = {}
         idle = time.monotonic() - IDLE_SECONDS
         for key, v in list(VIEWINGS.items()):
+            if v.storing is not None:  # a completion being stored
+                continue
             if v.beats:
                 by_academy.setdefault(key[0], []).append(v)
             elif v.used < idle:
                 del VIEWINGS[key]
         for academy, viewings in by_academy.items():
-            await _store(TenantScope(academy), viewings)
+            for i in range(0, len(viewings), FLUSH_CHUNK):
+                await _store(TenantScope(academy), viewings[i : i + FLUSH_CHUNK])
 
 
 @contextlib.asynccontextmanager
