@@ -257,7 +257,10 @@ def _decided(viewing: Viewing, data: Heartbeat, *, proctored: bool) -> WatchUpda
     w = viewing.watch
     assert w.id is not None
     elapsed = w.lag + (time.monotonic() - viewing.stamp)
-    target = HeartbeatTarget(w.id, VideoStatus.ready.value, viewing.duration, proctored, True, None)
+    video = viewing.key[2]
+    target = HeartbeatTarget(
+        video, VideoStatus.ready.value, viewing.duration, proctored, True, None
+    )
     return _advance(
         target, data, viewing.duration, WatchLock(w.id, w.intervals, w.last_seq, elapsed)
     )

@@ -242,6 +242,7 @@ async def test_bench_heartbeat(tenant):
                     "process (it reads and writes the row)",
                     first,
                 )
+                await asyncio.sleep(2)  # the first round's heartbeats stored behind
                 before, hot = await _counts(vid), await _hot_updates()
                 api_before = _cpu_seconds([server.pid])
                 db_before = _cpu_seconds(_postgres_pids(data_directory))
