@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -68,9 +68,11 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = incoming if incoming.replace("-", "").isalnum() else uuid.uuid4().hex
+        incoming = next(
+            (v for k, v in scope.get("headers") or () if k == b"x-request-id"), b""
+        ).decode("latin-1")[:64]
+        # 32 random hex digits, as ``uuid4().hex`` was, for less than half its cost.
+        request_id = incoming if incoming.replace("-", "").isalnum() else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
