@@ -22,6 +22,11 @@ from tests.factories.accounts import family_headers
 from tests.factories.lectures import create_lecture, enrol
 
 
+def watch_statements(sent: list[str]) -> list[str]:
+    """The statements of ``sent`` about watch rows (not the process's listener's own)."""
+    return [q for q in sent if "video_watch" in q]
+
+
 @contextlib.contextmanager
 def statements_sent() -> Iterator[list[str]]:
     """Every statement asyncpg sends meanwhile, BEGIN and COMMIT included (each one is a
@@ -103,11 +108,11 @@ async def test_the_next_heartbeats_of_an_open_video_are_stored_together_by_the_f
         for u, h in ((url, sh), (other_url, other)):
             r = await tenant.client.post(u, json={"position": 20, "played": [[10, 20]]}, headers=h)
             assert r.status_code == 200 and r.json()["intervals"] == [[0, 20]], r.text
-    assert sent == []  # answered from the process's memory
+    assert watch_statements(sent) == []  # answered from the process's memory
     assert (await _stored(tenant, url))["intervals"] == [[0, 10]]
     with statements_sent() as sent:
         await watch.flush()
-    assert len(sent) == 1, sent  # both students' rows in one statement
+    assert len(watch_statements(sent)) == 1, sent  # both students' rows in one statement
     for u in (url, other_url):
         row = await _stored(tenant, u)
         assert row["intervals"] == [[0, 20]] and row["heartbeats"] == 2 and row["position"] == 20
@@ -116,7 +121,7 @@ async def test_the_next_heartbeats_of_an_open_video_are_stored_together_by_the_f
     assert r.json()["intervals"] == [[0, 20], [30, 35]]
     with statements_sent() as sent:
         await watch.flush()
-    assert len(sent) == 1, sent  # no row had changed: none read again
+    assert len(watch_statements(sent)) == 1, sent  # no row had changed: none read again
     row = await _stored(tenant, url)
     assert row["intervals"] == [[0, 20], [30, 35]] and row["heartbeats"] == 3
 
