@@ -268,12 +268,11 @@ def _decided(viewing: Viewing, data: Heartbeat, *, proctored: bool) -> WatchUpda
 
 def _take(viewing: Viewing, update: WatchUpdate, data: Heartbeat) -> None:
     """The viewing's state after ``update``, not yet stored."""
-    w = viewing.watch
-    viewing.watch = msgspec.structs.replace(
-        w, position=update.position, intervals=update.intervals,
-        watched_seconds=update.watched_seconds, coverage=update.coverage,
-        frontier=update.frontier, last_seq=update.seq if update.seq is not None else w.last_seq,
-    )  # fmt: skip
+    w = viewing.watch  # the viewing's own: changed in place
+    w.position, w.intervals, w.frontier = update.position, update.intervals, update.frontier
+    w.watched_seconds, w.coverage = update.watched_seconds, update.coverage
+    if update.seq is not None:
+        w.last_seq = update.seq
     viewing.beats += 1
     viewing.done = viewing.done or update.completed
     viewing.fresh += update.fresh
@@ -315,7 +314,7 @@ async def _proctored_beat(
             if VIEWINGS.get(viewing.key) is viewing:
                 del VIEWINGS[viewing.key]
             return None
-        viewing.watch = msgspec.structs.replace(w, version=version)
+        w.version = version
         raise
     saved = await video_watch.store_checked(scope, w.id, w.version, update, proctored=True)
     if saved is None:
@@ -369,11 +368,9 @@ async def _store(scope: TenantScope, viewings: list[Viewing]) -> bool:
                 del VIEWINGS[v.key]
             missed.append((v, beats + v.beats, union(played + v.played)))
             continue
-        v.watch = msgspec.structs.replace(
-            v.watch, version=s.version, completed=s.completed, completed_at=s.completed_at,
-            lag=s.lag, heartbeats=s.heartbeats,
-        )  # fmt: skip
-        v.stamp = now
+        w = v.watch
+        w.version, w.completed, w.completed_at = s.version, s.completed, s.completed_at
+        w.lag, w.heartbeats, v.stamp = s.lag, s.heartbeats, now
     for v, beats, played in missed:
         await _merge(scope, v, beats, played)
     return not missed
