@@ -1,11 +1,14 @@
 """Watching videos: who may watch, the watch heartbeat, and the watch report.
 
-The heartbeat is the hottest write of the system (every viewer, every 10 s). Its usual
-cost is two statements and no transaction: one read (``heartbeat_target``: the video,
-the student's enrollment and watch row) and one write that applies only if the row is
-still the version that was read (``record_heartbeat``). Anything else -- a row not yet
-opened by playback, a concurrent heartbeat of the same student -- takes the locked path:
-one transaction, the row locked while the heartbeat is decided.
+The heartbeat is the hottest write of the system (every viewer, every 10 s). A viewing's
+first heartbeat in an API process costs two statements and no transaction: one read
+(``heartbeat_target``: the video, the student's enrollment and watch row) and one write
+that applies only if the row is still the version that was read (``record_heartbeat``).
+Anything else -- a row not yet opened by playback, a concurrent heartbeat of the same
+student -- takes the locked path: one transaction, the row locked while the heartbeat is
+decided. The process then decides the viewing's next heartbeats on what that write
+returned (``api.watch``), and stores them with ``store_watches`` (many rows, written
+behind) or ``store_checked`` (one, written through), each guarded by the row's version.
 """
 
 from __future__ import annotations
