@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import secrets
 import time
@@ -175,18 +176,34 @@ async def current_principal(claimed: Principal) -> Principal:
         found = await accounts.holder(claimed.user_id)
         return b"null" if found is None else msgspec.json.encode(found)
 
-    state = msgspec.json.decode(
+    found = _admitted(
         await ACCOUNT_STATE.fetch(claimed.tenant_id, claimed.user_id, load),
-        type=Holder | None,
+        claimed.tenant_id,
+        claimed.token_version,
+        claimed.session_id,
     )
+    if found is None:
+        raise NotAuthorizedException("access token revoked")
+    return found
+
+
+@functools.lru_cache(maxsize=8192)
+def _admitted(
+    account: bytes, tenant: uuid.UUID, token_version: int, session_id: uuid.UUID | None
+) -> Principal | None:
+    """The principal a token of ``tenant``/``token_version`` is, by the account's stored
+    state (``account``: as cached); None if the state refuses it. Remembered by the state
+    itself, so a changed account is decided afresh; a client's every request after the
+    first skips the decoding."""
+    state = msgspec.json.decode(account, type=Holder | None)
     if (
         state is None
-        or state.tenant != claimed.tenant_id
+        or state.tenant != tenant
         or not state.is_active
-        or state.token_version != claimed.token_version
+        or state.token_version != token_version
     ):
-        raise NotAuthorizedException("access token revoked")
-    return _principal_of(state, session_id=claimed.session_id)
+        return None
+    return _principal_of(state, session_id=session_id)
 
 
 def _hash_token(token: str) -> str:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import math
 import uuid
 from typing import Annotated, Any, Literal
@@ -37,10 +36,11 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from actors.jobs import submit
 from actors.video import video_probe
-from api import rules
+from api import rules, watch
 from api.auth import STAFF_ROLES, Principal, require_own_lecture, require_roles, require_staff
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
+from api.watch import Heartbeat, WatchProgress, not_enrolled
 from models import video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
@@ -49,13 +49,12 @@ from models.limits import TITLE_MAX, Day, Name, RequiredTitle
 from models.pages import Page
 from models.scope import TenantScope
 from models.tables import Role, VideoStatus
-from models.video_watch import HeartbeatTarget, Viewable, WatchLock, WatchReport, WatchUpdate
+from models.video_watch import Viewable, WatchReport
 from models.videos import Rendition, StoredVideo, Video
 from ops import storage
 from ops.settings import get_settings
 from pipelines.korean import clean_text
 from pipelines.video.signing import DEFAULT_TTL_SECONDS, sign_url
-from pipelines.video.watch import HeartbeatRejected, apply_heartbeat
 
 require_viewer = require_roles(*STAFF_ROLES, Role.student)
 
@@ -69,11 +68,8 @@ ContentType = Literal[
     "video/mp2t",
     "application/octet-stream",
 ]
-# A position or a played interval's bound, in seconds.
-Seconds = Annotated[float, msgspec.Meta(ge=0)]
 MAX_PARTS = 10_000  # S3's limit on parts of one multipart upload
 UPLOAD_URL_TTL = 6 * 3600  # a lecture upload over a slow line takes hours
-MAX_PLAYED_INTERVALS = 200
 
 # Litestar keys a generic's schema component by its item class's module: the page keeps
 # the key it had while ``Video`` was declared here, so generated clients keep their names.
@@ -145,28 +141,6 @@ class Playback(msgspec.Struct):
     proctored: bool
 
 
-class Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
-    """``played``: the intervals ``[start, end]`` (seconds) played since the last report.
-    ``seq``: increases with every heartbeat of a viewing (required when proctored)."""
-
-    position: Seconds
-    played: Annotated[
-        list[tuple[Seconds, Seconds]], msgspec.Meta(max_length=MAX_PLAYED_INTERVALS)
-    ] = []
-    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
-
-
-class WatchProgress(msgspec.Struct):
-    video_id: uuid.UUID
-    position: float
-    intervals: list[tuple[float, float]]
-    watched_seconds: float
-    coverage_percent: float
-    completed: bool
-    completed_at: dt.datetime | None
-    recorded: bool = True  # False for staff: their previews are not progress
-
-
 # --- helpers ---------------------------------------------------------------------------
 
 
@@ -222,18 +196,6 @@ def _upload_target(bucket: str, key: str, size: int, content_type: str) -> Uploa
     )
 
 
-def _check_heartbeat(data: Heartbeat) -> None:
-    errors: list[dict[str, str]] = []
-    # Signs and the number of intervals are the schema's (``Heartbeat``); a number too
-    # large for a double arrives as infinity.
-    if not math.isfinite(data.position):
-        errors.append({"field": "position", "message": "a non-negative number of seconds"})
-    for i, (start, end) in enumerate(data.played):
-        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-            errors.append({"field": f"played[{i}]", "message": "needs 0 <= start <= end"})
-    fail_fields(errors)
-
-
 def _complete_multipart(bucket: str, key: str, upload_id: str, parts: list[CompletedPart]) -> None:
     try:
         storage.client().complete_multipart_upload(
@@ -282,12 +244,6 @@ def _received_size(video: StoredVideo, parts: list[CompletedPart]) -> int:
     return int(meta["ContentLength"])
 
 
-def _not_enrolled() -> Problem:
-    return Problem(
-        403, "you are not enrolled in this video's lecture", type_="/problems/not-enrolled"
-    )
-
-
 async def _visible_video(scope: TenantScope, principal: Principal, video_id: str) -> Viewable:
     """The video, if the caller may watch it: staff always; a student only when enrolled
     (another academy's id, or a malformed one, is the usual 404)."""
@@ -296,64 +252,8 @@ async def _visible_video(scope: TenantScope, principal: Principal, video_id: str
         principal.student_id is None
         or not await video_watch.is_enrolled(scope, video.lecture, principal.student_id)
     ):
-        raise _not_enrolled()
+        raise not_enrolled()
     return video
-
-
-async def _heartbeat_target(
-    scope: TenantScope, principal: Principal, video_id: str
-) -> HeartbeatTarget:
-    """``_visible_video`` for a heartbeat, read in one statement with the watch row."""
-    student = principal.student_id if principal.role == Role.student else None
-    target = await video_watch.heartbeat_target(scope, video_id, student)
-    if principal.role == Role.student and not target.enrolled:
-        raise _not_enrolled()
-    return target
-
-
-def _preview(video: HeartbeatTarget, data: Heartbeat, duration: float) -> WatchProgress:
-    """Staff previewing with the player: an open video's first heartbeat, never recorded."""
-    open_video = msgspec.structs.replace(video, proctored=False)
-    preview = _advance(open_video, data, duration, WatchLock(video.id, [], None, None))
-    return WatchProgress(
-        video_id=video.id,
-        position=preview.position,
-        intervals=preview.intervals,
-        watched_seconds=preview.watched_seconds,
-        coverage_percent=round(preview.coverage * 100, 2),
-        completed=False,
-        completed_at=None,
-        recorded=False,
-    )
-
-
-def _advance(
-    video: HeartbeatTarget, data: Heartbeat, duration: float, watch: WatchLock
-) -> WatchUpdate:
-    """A student's heartbeat on their watch row (one the rules refuse: a 409)."""
-    try:
-        state = apply_heartbeat(
-            watch.intervals,
-            [(a, b) for a, b in data.played],
-            duration=duration,
-            completion_ratio=get_settings().video_completion_percent / 100,
-            proctored=video.proctored,
-            seq=data.seq,
-            last_seq=watch.last_seq,
-            elapsed_seconds=watch.elapsed if watch.elapsed is not None else 0.0,
-        )
-    except HeartbeatRejected as exc:
-        raise Problem(409, str(exc), type_=f"/problems/heartbeat-{exc.kind}") from None
-    return WatchUpdate(
-        intervals=state.intervals,
-        watched_seconds=state.watched_seconds,
-        coverage=state.coverage,
-        position=max(0.0, min(duration, data.position)),
-        frontier=state.frontier,
-        completed=state.completed,
-        seq=data.seq,
-        fresh=state.fresh,
-    )
 
 
 # --- routes ----------------------------------------------------------------------------
@@ -552,27 +452,7 @@ class VideoController(Controller):
         principal: NamedDependency[Principal],
         tenant_scope: NamedDependency[TenantScope],
     ) -> WatchProgress:
-        video = await _heartbeat_target(tenant_scope, principal, video_id)
-        if video.status != VideoStatus.ready.value or not video.duration_seconds:
-            raise Problem(409, "the video is not ready", type_="/problems/video-not-ready")
-        _check_heartbeat(data)
-        duration = float(video.duration_seconds)
-        student_id = principal.student_id
-        if principal.role != Role.student or student_id is None:
-            return _preview(video, data, duration)
-        advance = functools.partial(_advance, video, data, duration)
-        saved = await video_watch.record_heartbeat(
-            tenant_scope, video.id, student_id, advance, seen=video.watch
-        )
-        return WatchProgress(
-            video_id=video.id,
-            position=saved.position,
-            intervals=saved.intervals,
-            watched_seconds=saved.watched_seconds,
-            coverage_percent=round(saved.coverage * 100, 2),
-            completed=saved.completed,
-            completed_at=saved.completed_at,
-        )
+        return await watch.heartbeat(tenant_scope, principal, video_id, data)
 
     @get(
         "/{video_id:str}/watch-report",
@@ -586,6 +466,7 @@ class VideoController(Controller):
         limit: FromQuery[int] = DEFAULT_LIMIT,
         cursor: FromQuery[str | None] = None,
     ) -> WatchReport:
+        await watch.flush()  # this process's heartbeats written behind, in the report now
         return await video_watch.watch_report(
             tenant_scope, video_id, cursor=cursor, limit=check_limit(limit)
         )

@@ -1,11 +1,14 @@
 """Watching videos: who may watch, the watch heartbeat, and the watch report.
 
-The heartbeat is the hottest write of the system (every viewer, every 10 s). Its usual
-cost is two statements and no transaction: one read (``heartbeat_target``: the video,
-the student's enrollment and watch row) and one write that applies only if the row is
-still the version that was read (``record_heartbeat``). Anything else -- a row not yet
-opened by playback, a concurrent heartbeat of the same student -- takes the locked path:
-one transaction, the row locked while the heartbeat is decided.
+The heartbeat is the hottest write of the system (every viewer, every 10 s). A viewing's
+first heartbeat in an API process costs two statements and no transaction: one read
+(``heartbeat_target``: the video, the student's enrollment and watch row) and one write
+that applies only if the row is still the version that was read (``record_heartbeat``).
+Anything else -- a row not yet opened by playback, a concurrent heartbeat of the same
+student -- takes the locked path: one transaction, the row locked while the heartbeat is
+decided. The process then decides the viewing's next heartbeats on what that write
+returned (``api.watch``), and stores them with ``store_watches`` (many rows, written
+behind) or ``store_checked`` (one, written through), each guarded by the row's version.
 """
 
 from __future__ import annotations
@@ -78,10 +81,13 @@ class WatchUpdate(msgspec.Struct):
     completed: bool
     seq: int | None
     fresh: float = 0.0  # newly played seconds: the real-time clock advances by them
+    beats: int = 1  # the heartbeats this state sums up (several, written behind)
 
 
 class Watch(msgspec.Struct):
-    """A student's progress on a video, as stored."""
+    """A student's progress on a video, as stored; with what the next heartbeat needs to
+    be decided without reading the row again: its ``version`` (``xmin``) and ``lag``, the
+    seconds its real-time clock lagged the database's clock when it was stored."""
 
     position: float
     intervals: list[tuple[float, float]]
@@ -89,6 +95,23 @@ class Watch(msgspec.Struct):
     coverage: float
     completed: bool
     completed_at: dt.datetime | None
+    id: uuid.UUID | None = None
+    frontier: float = 0.0
+    last_seq: int | None = None
+    version: str | None = None
+    lag: float = 0.0
+    heartbeats: int = 0  # grows with every store: the later of two versions has more
+
+
+class Stored(msgspec.Struct):
+    """One watch row a write-behind store wrote: its new version and completion."""
+
+    id: uuid.UUID
+    version: str
+    completed: bool
+    completed_at: dt.datetime | None
+    lag: float
+    heartbeats: int
 
 
 class WatchReportRow(msgspec.Struct):
@@ -195,21 +218,94 @@ async def open_watch(scope: TenantScope, video_id: uuid.UUID, student_id: uuid.U
 # A decided heartbeat: the refusal counted, or the new state stored. ``{guard}``: the
 # optimistic path's condition that the row is still the version decided on. The real-time
 # clock (``last_heartbeat_at``) advances by the playback credited, within ``{carry}``
-# seconds of now (``pipelines.video.watch``: the proctored rules).
+# seconds of now (``pipelines.video.watch``: the proctored rules). ``_SET`` takes the new
+# state's values by position: parameters for one row, or a set's columns.
 _REFUSED = """UPDATE video_watch SET rejected_heartbeats = rejected_heartbeats + 1
-              WHERE tenant = $1 AND id = $2 {guard} RETURNING id"""
-_STORED = """UPDATE video_watch SET intervals = $3::jsonb, watched_seconds = $4,
-                 coverage = $5, position = $6, frontier = $7,
-                 completed = completed OR $8,
-                 completed_at = CASE WHEN $8 AND completed_at IS NULL THEN now()
-                                     ELSE completed_at END,
-                 last_seq = COALESCE($9, last_seq),
-                 last_heartbeat_at = GREATEST(now() - make_interval(secs => {carry}),
-                     LEAST(now(), COALESCE(last_heartbeat_at, now())
-                                  + make_interval(secs => $10))),
-                 heartbeats = heartbeats + 1, updated_at = now()
-             WHERE tenant = $1 AND id = $2 {guard}
-             RETURNING position, intervals, watched_seconds, coverage, completed, completed_at"""
+              WHERE tenant = $1 AND id = $2 {guard} RETURNING xmin::text"""
+_SET = """intervals = {0}, watched_seconds = {1}, coverage = {2}, position = {3},
+          frontier = {4}, completed = completed OR {5},
+          completed_at = CASE WHEN {5} AND completed_at IS NULL THEN now()
+                              ELSE completed_at END,
+          last_seq = COALESCE({6}, last_seq),
+          last_heartbeat_at = GREATEST(now() - make_interval(secs => {carry}),
+              LEAST(now(), COALESCE(last_heartbeat_at, now()) + make_interval(secs => {7}))),
+          heartbeats = heartbeats + {8}, updated_at = now()"""
+_RETURNED = """id, position, intervals, watched_seconds, coverage, completed, completed_at,
+               frontier, last_seq, heartbeats, xmin::text AS version,
+               EXTRACT(EPOCH FROM now() - last_heartbeat_at)::float8 AS lag"""
+_STORED = f"""UPDATE video_watch SET {_SET.format(*(f"${n}" for n in range(3, 12)), carry=CARRY)}
+              WHERE tenant = $1 AND id = $2 {{guard}} RETURNING {_RETURNED}"""
+# The student may still watch the video as it was when the heartbeat was decided: ready,
+# enrolled, and proctored or not (``{proctored}``) as decided. ``{row}``: the watch row.
+# A scalar subquery, not EXISTS: Postgres turns an EXISTS into a join over every
+# enrollment of the academy (19 ms for one row of a 2,000-student lecture), where this is
+# a few index look-ups per row stored.
+_ALLOWED = f"""(
+    SELECT true FROM video v
+    JOIN enrollment e ON e.lecture = v.lecture AND e.tenant = $1
+    JOIN student s ON s.id = e.student
+    WHERE v.tenant = $1 AND v.id = {{row}}.video AND v.status = 'READY'
+      AND v.proctored = {{proctored}} AND e.student = {{row}}.student AND {ACTIVE}
+    LIMIT 1) IS NOT NULL"""
+# Write-behind: the latest state of many rows of one academy (``$2``: a JSON array, ``$3``
+# their ids, comma-separated), each
+# stored only if the row is still the version it was decided on and ``_ALLOWED``.
+_STORED_SET = f"""
+    UPDATE video_watch w SET {
+    _SET.format(
+        *(
+            f"u.{c}"
+            for c in (
+                "intervals",
+                "watched",
+                "coverage",
+                "position",
+                "frontier",
+                "done",
+                "seq",
+                "fresh",
+                "beats",
+            )
+        ),
+        carry=CARRY,
+    )
+}
+    FROM jsonb_to_recordset($2::jsonb) AS u(
+        id uuid, version text, intervals jsonb, watched float8, coverage float8,
+        position float8, frontier float8, done bool, seq int, fresh float8, beats int,
+        proctored bool)
+    WHERE w.tenant = $1 AND w.id = ANY(string_to_array($3, ',')::uuid[]) AND w.id = u.id
+      AND w.xmin::text = u.version
+      AND {_ALLOWED.format(row="w", proctored="u.proctored")}
+    RETURNING w.id, w.xmin::text AS version, w.completed, w.completed_at, w.heartbeats,
+              EXTRACT(EPOCH FROM now() - w.last_heartbeat_at)::float8 AS lag"""
+_STORED_CHECKED = _STORED.format(
+    guard=f"AND xmin::text = $12 AND {_ALLOWED.format(row='video_watch', proctored='$13')}"
+)
+
+
+async def store_watches(scope: TenantScope, rows: list[dict[str, Any]]) -> list[Stored]:
+    """Store the decided states ``rows`` (``_STORED_SET``'s columns) in one statement; the
+    rows stored. A row left out changed since it was read (another process stored it, or
+    the video or the enrollment changed): its caller decides it again."""
+    # The ids again, as text: the rows are found by their key (a join on the JSON's ids
+    # alone is planned as a scan of every watch row of the academy).
+    return await scope.rows(Stored, _STORED_SET, rows, ",".join(str(r["id"]) for r in rows))
+
+
+async def store_checked(
+    scope: TenantScope, watch_id: uuid.UUID, version: str, update: WatchUpdate, proctored: bool
+) -> Watch | None:
+    """One decided heartbeat, stored if the row is still ``version`` and ``_ALLOWED``;
+    None (nothing stored) if not: its caller decides it again on the row as it is."""
+    return await scope.row(Watch, _STORED_CHECKED, watch_id, *_values(update), version, proctored)
+
+
+async def refuse_seen(scope: TenantScope, watch_id: uuid.UUID, version: str) -> str | None:
+    """Count a refused heartbeat on the row if it is still ``version``: its new version,
+    or None (nothing counted) if it was not."""
+    found = await scope.value(_REFUSED.format(guard="AND xmin::text = $3"), watch_id, version)
+    return None if found is None else str(found)
 
 
 async def record_heartbeat(
@@ -239,15 +335,15 @@ async def _record_seen(
 ) -> Watch | None:
     """The heartbeat decided on ``seen`` and stored if the row has not changed since it
     was read; None (nothing stored) if it has."""
-    guard = "AND xmin::text = $3"
+    assert seen.version is not None
     try:
         update = advance(seen)
     except Problem:
-        if await scope.value(_REFUSED.format(guard=guard), seen.id, seen.version) is None:
+        if await refuse_seen(scope, seen.id, seen.version) is None:
             return None
         raise
     return await scope.row(
-        Watch, _STORED.format(guard="AND xmin::text = $11", carry=CARRY), seen.id, *_values(update),
+        Watch, _STORED.format(guard="AND xmin::text = $12"), seen.id, *_values(update),
         seen.version,
     )  # fmt: skip
 
@@ -284,9 +380,7 @@ async def _record_locked(
             refused = exc
             await scope.execute(_REFUSED.format(guard=""), watch.id)
         else:
-            saved = await scope.row(
-                Watch, _STORED.format(guard="", carry=CARRY), watch.id, *_values(update)
-            )
+            saved = await scope.row(Watch, _STORED.format(guard=""), watch.id, *_values(update))
     if refused is not None:
         raise refused
     assert saved is not None
@@ -294,7 +388,7 @@ async def _record_locked(
 
 
 def _values(update: WatchUpdate) -> tuple[Any, ...]:
-    """``_STORED``'s arguments $3 to $10."""
+    """``_STORED``'s arguments $3 to $11."""
     return (
         update.intervals,
         update.watched_seconds,
@@ -304,6 +398,7 @@ def _values(update: WatchUpdate) -> tuple[Any, ...]:
         update.completed,
         update.seq,
         update.fresh,
+        update.beats,
     )
 
 
