@@ -372,6 +372,7 @@ async def test_videos_past_their_due_date_remind_once_per_unwatched_student(tena
     from tests.factories.videos import create_video, mark_ready
 
     await connect_tenant(tenant.id)
+    await pipeline.dispatch_events()  # other tests' events are not this one's to count
     headers = await tenant.headers()
     lecture, _, students = await _klass(tenant, 2)
     video = (await create_video(tenant, headers, lecture_id=lecture, title="3강 함수"))["video"]
