@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -149,7 +150,11 @@ def _uncopied(handler_class: type[HTTPRouteHandler]) -> type[HTTPRouteHandler]:
     name = f"{handler_class.__module__}.{handler_class.__qualname__}"
     if name not in _UNCOPIED:
         namespace = {"__slots__": (), "authorize_connection": authorize_connection}
-        _UNCOPIED[name] = type(handler_class.__name__, (handler_class,), namespace)
+        # A subclass of the decorators' classes (``get``, ``post``...), the one way to keep
+        # the instance's layout: Litestar warns against subclassing them for routes.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _UNCOPIED[name] = type(handler_class.__name__, (handler_class,), namespace)
     return _UNCOPIED[name]
 
 
