@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from models.notifications import Listener
 
@@ -85,15 +85,23 @@ async def listen(
 
 
 @contextlib.asynccontextmanager
-async def listening(dsn: str, subscribers: Sequence[Subscriber]) -> AsyncIterator[None]:
-    """Run the process's listener for ``subscribers`` for the lifetime of the app."""
-    task = asyncio.create_task(listen(dsn, subscribers))
+async def running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """``work`` as a task for the block's lifetime (the app's), cancelled and awaited at
+    its end."""
+    task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def listening(
+    dsn: str, subscribers: Sequence[Subscriber]
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Run the process's listener for ``subscribers`` for the lifetime of the app."""
+    return running(listen(dsn, subscribers), "listener")
 
 
 BARRIER_SECONDS = 2.0

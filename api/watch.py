@@ -44,6 +44,7 @@ import msgspec
 
 from api.auth import Principal
 from api.errors import Problem
+from api.listening import running
 from models import video_watch
 from models.errors import fail_fields
 from models.scope import TenantScope
@@ -422,11 +423,8 @@ async def writing_behind() -> AsyncIterator[None]:
             except Exception:  # the database away: the heartbeats wait for the next round
                 log.exception("storing heartbeats failed")
 
-    task = asyncio.create_task(run(), name="heartbeat-flush")
     try:
-        yield
+        async with running(run(), "heartbeat-flush"):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await flush()
