@@ -138,24 +138,16 @@ class TenantScope:
             raise NotFoundInTenant(table, row_id)
         return dict(row)
 
-    async def fetch(self, sql: str, *args: Any, custom_plan: bool = False) -> list[asyncpg.Record]:
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Run SQL in which ``$1`` is this tenant (the scope supplies it).
 
         The SQL must filter by ``$1``; a statement that does not mention it is refused, so
         a query cannot forget the tenant. The query layer's own building block: what it
         hands out are Structs (``rows``/``row``).
-
-        A statement is normally prepared once per connection, and after five runs Postgres
-        may keep one plan for every argument. ``custom_plan`` plans it for its arguments
-        every time (an unnamed statement, one more round trip): for a statement whose
-        best plan depends on how many rows its arguments select.
         """
         if not _TENANT_PARAM.search(sql):
             raise ValueError("tenant-scoped SQL must filter by $1 (the tenant)")
         async with connection() as conn:
-            if custom_plan:
-                statement = await conn.prepare(sql, name="")
-                return list(await statement.fetch(self.tenant_id, *args))
             return list(await conn.fetch(sql, self.tenant_id, *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:

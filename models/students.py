@@ -140,6 +140,10 @@ def _search_keys(kind: str, value: str) -> str:
     # The search keys (migration "student search keys") every match has: GIN-indexed, they
     # narrow the rows, and the search's own predicate beside them decides, unless the keys
     # decide alone (``student_search_exact``; folded away when the statement is planned).
+    # Postgres plans the statement for each search's own keys: a plan for every search
+    # would have to call ``student_search_query``, declared far too costly for that
+    # (migration 2026-12-04 02:00), so the connection keeps the statement and one round
+    # trip runs it.
     return f"s.search_keys @> student_search_query($1, '{kind}', {value})"
 
 
@@ -153,10 +157,12 @@ def _conditions(found: StudentFilter, arg: Params) -> list[str]:
         )
     elif found.phone_tail:
         # A phone tail: the student's number or any of their guardians'.
-        where.append(_search_keys("p", arg(found.phone_tail)))
+        digits = arg(found.phone_tail)
+        where.append(_search_keys("p", digits))
         tail = arg("%" + found.phone_tail)
         where.append(
-            f"(replace(s.phone, '-', '') LIKE {tail} OR EXISTS ("
+            f"(student_search_exact('p', {digits}) "
+            f"OR replace(s.phone, '-', '') LIKE {tail} OR EXISTS ("
             "SELECT 1 FROM student_guardian sg JOIN guardian g ON g.id = sg.guardian "
             f"WHERE sg.student = s.id AND replace(g.phone, '-', '') LIKE {tail}))"
         )
@@ -197,15 +203,10 @@ async def list_students(
     after = key.after(cursor, arg)
     if after is not None:
         where.append(after)
-    searching = bool(found.initials or found.phone_tail or found.text)
     rows = await scope.fetch(
         f"SELECT {LISTED_COLUMNS} FROM student s WHERE {' AND '.join(where)} "
         f"ORDER BY {key.order_by} LIMIT {arg(limit + 1)}",
         *arg.values,
-        # A search is planned for its own keys: a rare fragment is looked up in the
-        # search index, a common one found walking the names in order (a plan made once
-        # for every fragment would look up the common ones too, at ~40 ms each).
-        custom_plan=searching,
     )
     kept = rows[:limit]
     next_cursor = key.cursor_of(kept[-1]) if len(rows) > limit else None
