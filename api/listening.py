@@ -76,9 +76,12 @@ async def listen(
         except Exception as exc:
             log.warning("listener on %s lost (%s); retrying in %.1fs", channels, exc, delay)
         finally:
-            for subscriber in subscribers:
-                subscriber.disconnected()
+            # Only a listener that came up tells the subscribers it is gone: one cancelled
+            # while still connecting (an app stopped as it started) must not turn off the
+            # caches another listener of the process keeps.
             if listener is not None:
+                for subscriber in subscribers:
+                    subscriber.disconnected()
                 await listener.close()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
