@@ -156,14 +156,7 @@ class TenantCtx:
     async def headers(
         self, email: str | None = None, password: str | None = None
     ) -> dict[str, str]:
-        from api.list_cache import FRESHNESS
-
         tokens = await self.login(email, password)
-        # The login wrote the account, and its notification drops the tenant's cached
-        # accounts a moment after: once this process has seen it, the test's requests find
-        # the account cached from the first on (a test counting statements counted a
-        # second look-up when it came late).
-        await FRESHNESS.wait()
         return {"Authorization": f"Bearer {tokens['access_token']}"}
 
     async def add_user(self, role: str, password: str = "password-123") -> str:
