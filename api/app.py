@@ -133,29 +133,32 @@ async def _allow_every_method(message: Message, scope: Scope) -> None:
             return
 
 
-_UNCOPIED: dict[str, type[HTTPRouteHandler]] = {}
+async def _authorize_in_place(self: HTTPRouteHandler, connection: Any) -> None:
+    """Litestar's ``authorize_connection`` without the copy: it hands every guard a
+    ``copy`` of the route handler, on every request (a fifth of the CPU of a cached
+    heartbeat's own handling went to those copies); ours only read the connection."""
+    for guard in self.resolve_guards():
+        await guard(connection, self)  # type: ignore[misc]
+
+
+# The handler classes made, by the class they stand in for (an app built again in this
+# process finds its handlers' classes made already).
+_UNCOPIED: dict[type[HTTPRouteHandler], type[HTTPRouteHandler]] = {}
 
 
 def _uncopied(handler_class: type[HTTPRouteHandler]) -> type[HTTPRouteHandler]:
-    """``handler_class`` handing its guards the handler itself. Litestar hands every guard
-    a ``copy`` of the route handler, on every request (a fifth of the CPU of a cached
-    heartbeat's own handling went to those copies); ours only read the connection."""
-
-    async def authorize_connection(self: HTTPRouteHandler, connection: Any) -> None:
-        for guard in self.resolve_guards():
-            await guard(connection, self)  # type: ignore[misc]
-
-    if handler_class in _UNCOPIED.values():  # an application built again in this process
+    """``handler_class`` with ``_authorize_in_place``."""
+    if handler_class in _UNCOPIED.values():
         return handler_class
-    name = f"{handler_class.__module__}.{handler_class.__qualname__}"
-    if name not in _UNCOPIED:
-        namespace = {"__slots__": (), "authorize_connection": authorize_connection}
+    if handler_class not in _UNCOPIED:
+        namespace = {"__slots__": (), "authorize_connection": _authorize_in_place}
         # A subclass of the decorators' classes (``get``, ``post``...), the one way to keep
         # the instance's layout: Litestar warns against subclassing them for routes.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            _UNCOPIED[name] = type(handler_class.__name__, (handler_class,), namespace)
-    return _UNCOPIED[name]
+            made = type(handler_class.__name__, (handler_class,), namespace)
+        _UNCOPIED[handler_class] = made
+    return _UNCOPIED[handler_class]
 
 
 def _guards_without_copies(app: Litestar) -> None:

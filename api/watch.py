@@ -208,15 +208,18 @@ async def heartbeat(
         answered = await beat(scope, viewing, data)
         if answered is not None:
             return answered
-    return await _first_beat(scope, principal, video_id, data)
+    return await _first_beat(scope, principal, student, video_id, data)
 
 
 async def _first_beat(
-    scope: TenantScope, principal: Principal, video_id: str, data: Heartbeat
+    scope: TenantScope,
+    principal: Principal,
+    student: uuid.UUID | None,
+    video_id: str,
+    data: Heartbeat,
 ) -> WatchProgress:
     """The heartbeat decided on the row as read (``heartbeat_target``); the viewing is
-    remembered for the next ones."""
-    student = principal.student_id if principal.role == Role.student else None
+    remembered for the next ones. ``student``: None for staff (a preview)."""
     target = await video_watch.heartbeat_target(scope, video_id, student)
     if principal.role == Role.student and not target.enrolled:
         raise not_enrolled()
@@ -253,14 +256,14 @@ async def _record(
     return saved
 
 
-def _decided(viewing: Viewing, data: Heartbeat, *, proctored: bool) -> WatchUpdate:
+def _decided(viewing: Viewing, data: Heartbeat) -> WatchUpdate:
     """``_advance`` on what the viewing knows of the row."""
     w = viewing.watch
     assert w.id is not None
     elapsed = w.lag + (time.monotonic() - viewing.stamp)
     video = viewing.key[2]
     target = HeartbeatTarget(
-        video, VideoStatus.ready.value, viewing.duration, proctored, True, None
+        video, VideoStatus.ready.value, viewing.duration, viewing.proctored, True, None
     )
     return _advance(
         target, data, viewing.duration, WatchLock(w.id, w.intervals, w.last_seq, elapsed)
@@ -287,7 +290,7 @@ async def _open_beat(scope: TenantScope, viewing: Viewing, data: Heartbeat) -> W
     """Decided in memory and written behind; a completion is stored before the answer.
     None when that store found the row changed and the student may no longer record this
     viewing: decide it on the row."""
-    update = _decided(viewing, data, proctored=False)
+    update = _decided(viewing, data)
     _take(viewing, update, data)
     if update.completed and not viewing.watch.completed:
         # Not alongside a store of this viewing under way: it holds the row's version.
@@ -308,7 +311,7 @@ async def _proctored_beat(
     w = viewing.watch
     assert w.id is not None and w.version is not None
     try:
-        update = _decided(viewing, data, proctored=True)
+        update = _decided(viewing, data)
     except Problem:
         version = await video_watch.refuse_seen(scope, w.id, w.version)
         if version is None:

@@ -250,26 +250,11 @@ _ALLOWED = f"""(
 # Write-behind: the latest state of many rows of one academy (``$2``: a JSON array, ``$3``
 # their ids, comma-separated), each
 # stored only if the row is still the version it was decided on and ``_ALLOWED``.
+# ``_SET``'s values, in its order, as columns of the write-behind's JSON rows.
+_PENDING = ("intervals", "watched", "coverage", "position", "frontier", "done", "seq",
+            "fresh", "beats")  # fmt: skip
 _STORED_SET = f"""
-    UPDATE video_watch w SET {
-    _SET.format(
-        *(
-            f"u.{c}"
-            for c in (
-                "intervals",
-                "watched",
-                "coverage",
-                "position",
-                "frontier",
-                "done",
-                "seq",
-                "fresh",
-                "beats",
-            )
-        ),
-        carry=CARRY,
-    )
-}
+    UPDATE video_watch w SET {_SET.format(*(f"u.{c}" for c in _PENDING), carry=CARRY)}
     FROM jsonb_to_recordset($2::jsonb) AS u(
         id uuid, version text, intervals jsonb, watched float8, coverage float8,
         position float8, frontier float8, done bool, seq int, fresh float8, beats int,
