@@ -23,6 +23,7 @@ import msgspec
 from piccolo.engine.postgres import PostgresEngine
 
 from models.limits import encode_day
+from models.pool import FairPool
 from ops.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class Engine(PostgresEngine):
     async def start_connection_pool(self, **kwargs: Any) -> None:
         kwargs.setdefault("init", init_connection)
         await super().start_connection_pool(**kwargs)
+        # Waiters in arrival order (models/pool.py); the ORM and our SQL alike go through it.
+        # (A second start keeps the running pool, already wrapped.)
+        if not isinstance(self.pool, FairPool):
+            self.pool = FairPool(self.pool, kwargs.get("max_size", 10))
 
     async def get_new_connection(self) -> asyncpg.Connection:
         conn = await super().get_new_connection()
