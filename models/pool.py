@@ -4,8 +4,8 @@ asyncpg hands out connections through an ``asyncio.LifoQueue``. A released conne
 wakes the first waiter, but until that waiter runs, any task that asks meanwhile takes the
 connection, and the woken waiter goes back to the end of the line. With more requests in
 flight than connections (64 clients, 10 connections) some requests lost their turn again
-and again: a DB-bound endpoint answered most requests in about 10 ms and one in ten after
-50 ms or more. In front of the pool, a semaphore of the pool's size (asyncio's is
+and again (the proctored heartbeat at 64 clients: p50 25 ms, p90 58 ms, p99 117 ms; in
+order, 29 / 36 / 56 ms). In front of the pool, a semaphore of the pool's size (asyncio's is
 first-come, first-served, and hands a released slot straight to the next waiter) decides
 who goes next; the pool behind it always has a connection free for whoever passes.
 
