@@ -16,28 +16,49 @@ Event = tuple[str, str, dict[str, Any]]
 """(kind, dedupe_key, payload)"""
 
 
-def insert_audits(tenant: str, actor: str, entity: str, *, first: int) -> str:
-    """The statement appending audit rows (order kept) from four array parameters from
-    ``$first`` on: entity ids, actions, befores, afters (``AuditEntry``'s columns). Alone
-    (``record_audits``) or as a step of a caller's statement; ``tenant``, ``actor`` and
-    ``entity`` are its SQL for those values."""
+def audits_from(
+    source: str, *, tenant: str, actor: str, entity: str, entity_id: str, action: str,
+    before: str, after: str = "NULL",
+) -> str:  # fmt: skip
+    """The statement appending audit rows, one per row of ``source`` (the ``FROM …`` part
+    of a SELECT, ``ORDER BY`` included if the order matters); the other arguments are
+    the SQL of each column's value. Alone or as a step of a caller's statement."""
     return f"""
         INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-        SELECT {tenant}, {actor}, {entity}, u.entity_id, u.action, u.before, u.after, now()
-        FROM unnest(${first}::uuid[], ${first + 1}::text[], ${first + 2}::jsonb[],
+        SELECT {tenant}, {actor}, {entity}, {entity_id}, {action}, {before}, {after}, now()
+        {source}"""
+
+
+def events_from(source: str, *, tenant: str, kind: str, dedupe_key: str, payload: str) -> str:
+    """The statement recording outbox events, one per row of ``source`` (as
+    ``audits_from``) and one per ``dedupe_key`` ever: a key already recorded is skipped."""
+    return f"""
+        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
+        SELECT gen_random_uuid(), {tenant}, {kind}, {dedupe_key}, {payload}, now(), 0
+        {source}
+        ON CONFLICT (dedupe_key) DO NOTHING"""
+
+
+def insert_audits(tenant: str, actor: str, entity: str, *, first: int) -> str:
+    """``audits_from`` four array parameters from ``$first`` on: entity ids, actions,
+    befores, afters (``AuditEntry``'s columns), their order kept."""
+    return audits_from(
+        f"""FROM unnest(${first}::uuid[], ${first + 1}::text[], ${first + 2}::jsonb[],
                     ${first + 3}::jsonb[]) WITH ORDINALITY AS u(entity_id, action, before, after, n)
-        ORDER BY u.n"""
+        ORDER BY u.n""",
+        tenant=tenant, actor=actor, entity=entity, entity_id="u.entity_id",
+        action="u.action", before="u.before", after="u.after",
+    )  # fmt: skip
 
 
 def insert_events(tenant: str, *, first: int) -> str:
-    """The statement recording outbox events (one per ``dedupe_key`` ever) from three array
-    parameters from ``$first`` on: kinds, dedupe keys, payloads (``Event``'s columns)."""
-    return f"""
-        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-        SELECT gen_random_uuid(), {tenant}, u.kind, u.dedupe_key, u.payload, now(), 0
-        FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::jsonb[])
-             AS u(kind, dedupe_key, payload)
-        ON CONFLICT (dedupe_key) DO NOTHING"""
+    """``events_from`` three array parameters from ``$first`` on: kinds, dedupe keys,
+    payloads (``Event``'s columns)."""
+    return events_from(
+        f"""FROM unnest(${first}::text[], ${first + 1}::text[], ${first + 2}::jsonb[])
+             AS u(kind, dedupe_key, payload)""",
+        tenant=tenant, kind="u.kind", dedupe_key="u.dedupe_key", payload="u.payload",
+    )  # fmt: skip
 
 
 async def record_audits(

@@ -24,6 +24,7 @@ import msgspec
 from models.db import as_struct, transaction
 from models.enrollments import ACTIVE
 from models.errors import Problem
+from models.events import audits_from, events_from
 from models.lectures import lecture_exists
 from models.pages import Keyset, Page, Params, as_date, as_uuid, keyset_page, page_from
 from models.scope import NotFoundInTenant, TenantScope, parse_id
@@ -91,12 +92,33 @@ async def write_scores(
     return {r["student"]: r["changed"] for r in rows}
 
 
+# A score as its audit rows keep it (``before`` of a delete), ``row`` naming the score row.
+SCORE_SNAPSHOT = (
+    "jsonb_build_object('exam_id', {row}.exam, 'student_id', {row}.student, 'score', {row}.score)"
+)
+
 # Upsert the changed scores, then an audit row and an outbox event for each row that
 # changed. ``before`` reads the snapshot taken when the statement starts; the exam lock,
 # taken by an earlier statement of the transaction, keeps other writers of this exam out,
-# so that snapshot is the latest state. The outbox and audit rows have the shape that
-# ``models.events.emit_event`` / ``record_audit`` write, set-based instead of one per row.
-WRITE_SCORES = """
+# so that snapshot is the latest state. The audit rows and outbox events are built by
+# ``models.events`` (``audits_from``, ``events_from``), as every writer of them is.
+_SCORE_AUDITS = audits_from(
+    "FROM written w LEFT JOIN before b ON b.student = w.student",
+    tenant="$1", actor="$5::uuid", entity="'score'", entity_id="w.id",
+    action="CASE WHEN b.id IS NULL THEN 'create' ELSE 'update' END",
+    before="""CASE WHEN b.id IS NULL THEN NULL ELSE jsonb_build_object(
+               'exam_id', $2::uuid, 'student_id', w.student, 'score', b.score) END""",
+    after="jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student, 'score', w.score)",
+)  # fmt: skip
+_SCORE_EVENTS = events_from(
+    "FROM written w",
+    tenant="$1", kind="'score.recorded'",
+    dedupe_key="'score.recorded:' || $2::uuid::text || ':' || w.student::text || ':' || w.score::text",
+    payload="""jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student,
+                                  'lecture_id', $7::uuid, 'score', w.score,
+                                  'max_score', $8::numeric)""",
+)  # fmt: skip
+WRITE_SCORES = f"""
     WITH input AS (
         SELECT * FROM unnest($3::uuid[], $4::numeric[]) AS t(student, score)
     ),
@@ -116,27 +138,9 @@ WRITE_SCORES = """
             WHERE s.score IS DISTINCT FROM EXCLUDED.score
         RETURNING s.id, s.student, s.score
     ),
-    audit AS (
-        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, after, at)
-        SELECT $1, $5::uuid, 'score', w.id,
-               CASE WHEN b.id IS NULL THEN 'create' ELSE 'update' END,
-               CASE WHEN b.id IS NULL THEN NULL ELSE jsonb_build_object(
-                   'exam_id', $2::uuid, 'student_id', w.student, 'score', b.score) END,
-               jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student, 'score', w.score),
-               now()
-        FROM written w LEFT JOIN before b ON b.student = w.student
+    audit AS ({_SCORE_AUDITS}
     ),
-    events AS (
-        INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-        SELECT gen_random_uuid(), $1, 'score.recorded',
-               'score.recorded:' || $2::uuid::text || ':' || w.student::text || ':'
-                   || w.score::text,
-               jsonb_build_object('exam_id', $2::uuid, 'student_id', w.student,
-                                  'lecture_id', $7::uuid, 'score', w.score,
-                                  'max_score', $8::numeric),
-               now(), 0
-        FROM written w
-        ON CONFLICT (dedupe_key) DO NOTHING
+    events AS ({_SCORE_EVENTS}
     )
     SELECT i.student, (w.id IS NOT NULL) AS changed
     FROM input i LEFT JOIN written w ON w.student = i.student
@@ -264,16 +268,14 @@ async def delete_exam(scope: TenantScope, exam_id: Any, *, actor_id: Any, force:
             )
         if exam.score_total:
             await scope.execute(
-                """
-                INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, at)
-                SELECT $1, $3::uuid, 'score', s.id, 'delete',
-                       jsonb_build_object('exam_id', s.exam, 'student_id', s.student,
-                                          'score', s.score), now()
-                FROM score s WHERE s.tenant = $1 AND s.exam = $2
-                """,
+                audits_from(
+                    "FROM score s WHERE s.tenant = $1 AND s.exam = $2",
+                    tenant="$1", actor="$3::uuid", entity="'score'", entity_id="s.id",
+                    action="'delete'", before=SCORE_SNAPSHOT.format(row="s"),
+                ),
                 exam.id,
                 actor_id,
-            )
+            )  # fmt: skip
         await scope.execute("DELETE FROM exam WHERE tenant = $1 AND id = $2", exam.id)
 
 

@@ -19,8 +19,8 @@ from models import db
 from models.db import transaction
 from models.enrollments import ACTIVE
 from models.errors import Problem
-from models.events import record_audit
-from models.grades import lock_exam, write_scores
+from models.events import audits_from, record_audit
+from models.grades import SCORE_SNAPSHOT, lock_exam, write_scores
 from models.pages import Page, Params, as_datetime, as_int, as_uuid, keyset, keyset_page
 from models.scope import NotFoundInTenant, TenantScope, parse_id
 from models.tables import OmrBatch, OmrPage
@@ -474,13 +474,16 @@ async def _drop_omr_score(
             DELETE FROM score WHERE tenant = $1 AND exam = $2 AND student = $3
                 AND source = 'omr'
             RETURNING id, exam, student, score
-        )
-        INSERT INTO audit_log (tenant, actor, entity, entity_id, action, before, at)
-        SELECT $1, $4::uuid, 'score', g.id, 'delete',
-               jsonb_build_object('exam_id', g.exam, 'student_id', g.student,
-                                  'score', g.score), now()
-        FROM gone g
-        """,
+        )"""
+        + audits_from(
+            "FROM gone g",
+            tenant="$1",
+            actor="$4::uuid",
+            entity="'score'",
+            entity_id="g.id",
+            action="'delete'",
+            before=SCORE_SNAPSHOT.format(row="g"),
+        ),
         exam_id,
         student,
         actor_id,

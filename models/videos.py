@@ -20,6 +20,7 @@ from models import db
 from models.db import connection, transaction
 from models.enrollments import ACTIVE
 from models.errors import field_error
+from models.events import events_from
 from models.lectures import lecture_exists
 from models.pages import Page, Params, as_datetime, as_uuid, keyset, keyset_page
 from models.scope import NotFoundInTenant, TenantScope
@@ -385,22 +386,20 @@ async def emit_due_reminders(today: dt.date, *, look_back_days: int = 7) -> int:
     Safe to repeat: the dedupe key (video, student) makes each reminder happen once."""
     async with connection() as conn:
         emitted = await conn.fetch(
-            f"""
-            INSERT INTO outbox_event (id, tenant, kind, dedupe_key, payload, created_at, attempts)
-            SELECT gen_random_uuid(), v.tenant, 'video.unwatched',
-                   'video.unwatched:' || v.id || ':' || e.student,
-                   jsonb_build_object('video_id', v.id, 'student_id', e.student,
-                                      'title', v.title, 'due_date', v.due_date),
-                   now(), 0
-            FROM video v
-            JOIN enrollment e ON e.tenant = v.tenant AND e.lecture = v.lecture
-            JOIN student s ON s.id = e.student
-            LEFT JOIN video_watch w ON w.video = v.id AND w.student = e.student
-            WHERE v.status = 'READY' AND v.due_date < $1 AND v.due_date >= $1 - $2::int
-              AND {ACTIVE} AND (w.id IS NULL OR NOT w.completed)
-            ON CONFLICT (dedupe_key) DO NOTHING
-            RETURNING 1
-            """,
+            events_from(
+                f"""FROM video v
+                JOIN enrollment e ON e.tenant = v.tenant AND e.lecture = v.lecture
+                JOIN student s ON s.id = e.student
+                LEFT JOIN video_watch w ON w.video = v.id AND w.student = e.student
+                WHERE v.status = 'READY' AND v.due_date < $1 AND v.due_date >= $1 - $2::int
+                  AND {ACTIVE} AND (w.id IS NULL OR NOT w.completed)""",
+                tenant="v.tenant",
+                kind="'video.unwatched'",
+                dedupe_key="'video.unwatched:' || v.id || ':' || e.student",
+                payload="""jsonb_build_object('video_id', v.id, 'student_id', e.student,
+                                      'title', v.title, 'due_date', v.due_date)""",
+            )
+            + " RETURNING 1",
             today,
             look_back_days,
         )
