@@ -36,8 +36,8 @@ from api.errors import Problem, field_error
 from api.omr_templates import TemplateController, require_grader, template_problem
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from api.uploads import cap_body, multipart_form, refuse_read_size
+from models import enrollments, omr_pages
 from models import omr as omr_models
-from models import omr_pages
 from models.db import transaction
 from models.errors import fail_fields
 from models.limits import (
@@ -530,9 +530,7 @@ class BatchController(Controller):
             answers, errors = correct_answers(page.answers or {}, data.answers)
             student = page.student
             if data.student_id is not None:
-                if not await omr_pages.actively_enrolled(
-                    tenant_scope, data.student_id, exam.lecture
-                ):
+                if not await enrollments.is_enrolled(tenant_scope, data.student_id, exam.lecture):
                     errors.append(
                         {
                             "field": "student_id",

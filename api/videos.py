@@ -41,7 +41,7 @@ from api.auth import STAFF_ROLES, Principal, require_own_lecture, require_roles,
 from api.errors import Problem, field_error
 from api.pagination import DEFAULT_LIMIT, check_limit, page_schema
 from api.watch import Heartbeat, WatchProgress, not_enrolled
-from models import video_watch, videos
+from models import enrollments, video_watch, videos
 from models.db import transaction
 from models.errors import fail_fields
 from models.jobs import fail_job
@@ -250,7 +250,7 @@ async def _visible_video(scope: TenantScope, principal: Principal, video_id: str
     video = await video_watch.viewable_video(scope, video_id)
     if principal.role == Role.student and (
         principal.student_id is None
-        or not await video_watch.is_enrolled(scope, video.lecture, principal.student_id)
+        or not await enrollments.is_enrolled(scope, principal.student_id, video.lecture)
     ):
         raise not_enrolled()
     return video

@@ -32,6 +32,19 @@ from models.tables import Student as StudentTable
 ACTIVE = "e.status = 'active' AND s.deleted_at IS NULL"
 
 
+def enrolled(student: str, lecture: str) -> str:
+    """An EXISTS: the student is actively enrolled in the lecture (``student``,
+    ``lecture``: their SQL; the tenant is ``$1``)."""
+    return f"""EXISTS (
+    SELECT 1 FROM enrollment e JOIN student s ON s.id = e.student
+    WHERE e.tenant = $1 AND e.lecture = {lecture} AND e.student = {student} AND {ACTIVE})"""
+
+
+async def is_enrolled(scope: TenantScope, student_id: Any, lecture_id: Any) -> bool:
+    """Whether the student's enrollment in the lecture is active."""
+    return bool(await scope.value(f"SELECT {enrolled('$2', '$3')}", student_id, lecture_id))
+
+
 def active_count(lecture_id: str = "l.id") -> str:
     """A subquery: the active enrollments of the lecture whose id is ``lecture_id``."""
     return f"""(

@@ -164,19 +164,6 @@ async def match_student(
     return None, "ambiguous" if found else "unmatched"
 
 
-async def actively_enrolled(scope: TenantScope, student_id: Any, lecture_id: Any) -> bool:
-    found = await scope.value(
-        f"""
-        SELECT 1 FROM enrollment e
-        JOIN student s ON s.id = e.student AND s.tenant = $1
-        WHERE e.tenant = $1 AND e.student = $2 AND e.lecture = $3 AND {ACTIVE}
-        """,
-        student_id,
-        lecture_id,
-    )
-    return found is not None
-
-
 async def write_omr_score(
     scope: TenantScope,
     exam_id: uuid.UUID,

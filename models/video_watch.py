@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from models.db import transaction
-from models.enrollments import ACTIVE
+from models.enrollments import ACTIVE, enrolled
 from models.errors import Problem
 from models.pages import Params, as_text, as_uuid, keyset, page_from
 from models.scope import NotFoundInTenant, TenantScope, parse_id
@@ -153,17 +153,6 @@ async def viewable_video(scope: TenantScope, video_id: Any) -> Viewable:
     return await find_video(scope, Viewable, video_id)
 
 
-async def is_enrolled(scope: TenantScope, lecture_id: uuid.UUID, student_id: uuid.UUID) -> bool:
-    """Whether the student's enrollment in the lecture is active."""
-    found = await scope.value(
-        f"""SELECT 1 FROM enrollment e JOIN student s ON s.id = e.student
-            WHERE e.tenant = $1 AND e.lecture = $2 AND e.student = $3 AND {ACTIVE}""",
-        lecture_id,
-        student_id,
-    )
-    return found is not None
-
-
 async def heartbeat_target(
     scope: TenantScope, video_id: Any, student_id: uuid.UUID | None
 ) -> HeartbeatTarget:
@@ -171,9 +160,7 @@ async def heartbeat_target(
     and watch row, in one statement (no student: neither)."""
     found = await scope.fetchrow(
         f"""SELECT v.id, v.status, v.duration_seconds, v.proctored,
-                   EXISTS (SELECT 1 FROM enrollment e JOIN student s ON s.id = e.student
-                           WHERE e.tenant = $1 AND e.lecture = v.lecture AND e.student = $3
-                             AND {ACTIVE}) AS enrolled,
+                   {enrolled("$3", "v.lecture")} AS enrolled,
                    w.id AS watch_id, w.intervals, w.last_seq, w.xmin::text AS version,
                    EXTRACT(EPOCH FROM now() - w.last_heartbeat_at) AS elapsed
             FROM video v
