@@ -4,8 +4,9 @@ Seeds `just bench api`'s academy (10k students, 2 guardians each, 200 lectures) 
 other academies of 5k students, starts one uvicorn process, and drives it with k6 at 64
 connections, each request a search drawn from a mix of what an office types: the last 4
 digits of a student's or a guardian's phone, a surname and one syllable, one syllable of a
-given name, 초성, and searches that find no one. Prints req/s, p50/p90/p99, and
-``EXPLAIN (ANALYZE, BUFFERS)`` of one search of each kind; asserts nothing about speed.
+given name, 초성, and searches that find no one. Prints req/s, p50/p90/p99,
+``EXPLAIN (ANALYZE, BUFFERS)`` of one search of each kind, and Postgres's planning and
+execution time per kind over the whole mix; asserts nothing about speed.
 
 Every search goes out with a random number of spaces before and after it: the same search
 to the API, but another key to the page cache (up to 1,024 pages), so practically every
@@ -84,16 +85,40 @@ async def _searches(tenant_id: uuid.UUID) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-async def _explain(tenant_id: uuid.UUID, kind: str, q: str) -> None:
+async def _statement(tenant_id: uuid.UUID, q: str) -> StatementKept:
+    """The statement the API runs for the search ``q`` (page size 50, by name)."""
     from api.students import _search
 
     statement = StatementKept(tenant_id)
     found: StudentFilter = _search(q)
     await list_students(statement, found, sort="name", limit=50, cursor=None, deleted=False)
+    return statement
+
+
+async def _explain(tenant_id: uuid.UUID, kind: str, q: str) -> None:
+    statement = await _statement(tenant_id, q)
     async with connection() as conn:
         plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement.sql, *statement.args)
     print(f"\nEXPLAIN (ANALYZE, BUFFERS) of a {kind} search, q={q!r}:")
     print("\n".join("    " + r[0] for r in plan))
+
+
+async def _planning(tenant_id: uuid.UUID, searches: dict[str, list[str]]) -> None:
+    """Of Postgres's time per search, how much is planning: every search is planned for
+    its own keys (see ``models.students``). Each search of the mix, on one connection,
+    through ``EXPLAIN (ANALYZE, TIMING OFF)``, which reports both."""
+    print("\nPostgres per search, planning + execution (EXPLAIN ANALYZE, one connection, warm):")
+    async with connection() as conn:
+        for kind, queries in searches.items():
+            planning = execution = 0.0
+            for q in queries:
+                statement = await _statement(tenant_id, q)
+                sql = "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) " + statement.sql
+                report = (await conn.fetchval(sql, *statement.args))[0]  # json: decoded
+                planning += report["Planning Time"]
+                execution += report["Execution Time"]
+            n = len(queries)
+            print(f"    {kind:20s} {planning / n:.3f} + {execution / n:.3f} ms")
 
 
 async def _postmaster() -> int:
@@ -147,5 +172,6 @@ async def test_bench_search(make_tenant):
                 VUS,
             )
             _report_cpu(used, summary["metrics"]["http_reqs"]["count"])
+        await _planning(tenant.id, searches)
     finally:
         os.unlink(f.name)
