@@ -62,7 +62,7 @@ class Engine(PostgresEngine):
         # Waiters in arrival order (models/pool.py); the ORM and our SQL alike go through it.
         # (A second start keeps the running pool, already wrapped.)
         if not isinstance(self.pool, FairPool):
-            self.pool = FairPool(self.pool, kwargs.get("max_size", 10))
+            self.pool = FairPool(self.pool)
 
     async def get_new_connection(self) -> asyncpg.Connection:
         conn = await super().get_new_connection()

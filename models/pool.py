@@ -23,9 +23,9 @@ import asyncpg
 
 
 class FairPool:
-    def __init__(self, pool: asyncpg.Pool, size: int) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._turns = asyncio.Semaphore(size)
+        self._turns = asyncio.Semaphore(pool.get_max_size())
 
     def acquire(self) -> _Acquire:
         """Like ``asyncpg.Pool.acquire`` (awaited, or an ``async with``), without its

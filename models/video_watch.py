@@ -234,18 +234,18 @@ _ALLOWED = f"""(
     WHERE v.tenant = $1 AND v.id = {{row}}.video AND v.status = 'READY'
       AND v.proctored = {{proctored}} AND e.student = {{row}}.student AND {ACTIVE}
     LIMIT 1) IS NOT NULL"""
+# ``_SET``'s values, in its order, as columns of the write-behind's JSON rows, with their
+# types.
+_PENDING = (("intervals", "jsonb"), ("watched", "float8"), ("coverage", "float8"),
+            ("position", "float8"), ("frontier", "float8"), ("done", "bool"), ("seq", "int"),
+            ("fresh", "float8"), ("beats", "int"))  # fmt: skip
 # Write-behind: the latest state of many rows of one academy (``$2``: a JSON array, ``$3``
-# their ids, comma-separated), each
-# stored only if the row is still the version it was decided on and ``_ALLOWED``.
-# ``_SET``'s values, in its order, as columns of the write-behind's JSON rows.
-_PENDING = ("intervals", "watched", "coverage", "position", "frontier", "done", "seq",
-            "fresh", "beats")  # fmt: skip
+# their ids, comma-separated), each stored only if the row is still the version it was
+# decided on and ``_ALLOWED``.
 _STORED_SET = f"""
-    UPDATE video_watch w SET {_SET.format(*(f"u.{c}" for c in _PENDING), carry=CARRY)}
+    UPDATE video_watch w SET {_SET.format(*(f"u.{c}" for c, _ in _PENDING), carry=CARRY)}
     FROM jsonb_to_recordset($2::jsonb) AS u(
-        id uuid, version text, intervals jsonb, watched float8, coverage float8,
-        position float8, frontier float8, done bool, seq int, fresh float8, beats int,
-        proctored bool)
+        id uuid, version text, {", ".join(f"{c} {t}" for c, t in _PENDING)}, proctored bool)
     WHERE w.tenant = $1 AND w.id = ANY(string_to_array($3, ',')::uuid[]) AND w.id = u.id
       AND w.xmin::text = u.version
       AND {_ALLOWED.format(row="w", proctored="u.proctored")}

@@ -41,7 +41,7 @@ async def _overtaken(pool: Any) -> int:
 async def test_waiters_get_connections_in_the_order_they_asked(database: None) -> None:
     raw = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=SIZE, max_size=SIZE)
     try:
-        assert await _overtaken(FairPool(raw, SIZE)) <= 1
+        assert await _overtaken(FairPool(raw)) <= 1
     finally:
         await raw.close()
 
